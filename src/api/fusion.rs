@@ -1,0 +1,51 @@
+//! The routes Fusion's job-launcher documents.
+//!
+//! - `POST /job-launcher/launcher/status`: a driver reports a run's status
+//! - `GET  /job-launcher/launcher/status`: every run's current status, a JSON array
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::value::RawValue;
+
+use super::extract::JsonBody;
+use super::{AppState, record_job_id};
+use crate::error::ApiError;
+use crate::model::StatusUpdate;
+use crate::registry::Registry;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/job-launcher/launcher/status",
+        get(list_statuses).post(post_status),
+    )
+}
+
+/// Applies one status update; answers 200 with the run's current status.
+async fn post_status(
+    State(registry): State<Arc<Registry>>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let (update, mut problems) = StatusUpdate::parse(&body.bytes)
+        .map_err(|malformed| ApiError::MalformedJson(malformed.0))?;
+    if let Some(job_id) = &update.job_id {
+        record_job_id(job_id);
+    }
+    if let Some(problem) = body.media_type_problem() {
+        problems.insert(0, problem);
+    }
+    let accepted = registry.apply(update, problems)?;
+    if !accepted.warnings.is_empty() {
+        tracing::info!(warnings = ?accepted.warnings, "accepted with warnings");
+    }
+    Ok(([(CONTENT_TYPE, "application/json")], accepted.status).into_response())
+}
+
+/// Fusion's "List all job statuses": the current status of every run.
+async fn list_statuses(State(registry): State<Arc<Registry>>) -> Json<Vec<Box<RawValue>>> {
+    Json(registry.statuses())
+}

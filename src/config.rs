@@ -1,0 +1,126 @@
+//! The command-line flags, each also read from a `JLM_` environment variable
+//! (API.md section 6); a flag given on the command line wins.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// A stand-in for Lucidworks Fusion's job-launcher API, for tests.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "job-launcher-mock", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "JLM_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// Port to listen on (Fusion's job-launcher uses 8083); 0 picks a free one.
+    #[arg(long, env = "JLM_PORT", default_value_t = 8083)]
+    pub port: u16,
+
+    /// strict refuses rule violations; lenient accepts them with recorded warnings.
+    #[arg(long, env = "JLM_VALIDATION", value_enum, default_value_t = Validation::Strict)]
+    pub validation: Validation,
+
+    /// Most runs kept; past it the oldest ended run is evicted.
+    #[arg(long, env = "JLM_MAX_RUNS", default_value = "10000")]
+    pub max_runs: NonZeroUsize,
+
+    /// Most history entries kept per run; past it the oldest are dropped.
+    #[arg(long, env = "JLM_MAX_HISTORY", default_value = "1000")]
+    pub max_history: NonZeroUsize,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "JLM_MAX_BODY_BYTES", default_value = "1048576")]
+    pub max_body_bytes: NonZeroUsize,
+
+    /// Log line format.
+    #[arg(long, env = "JLM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Longest a request may take before it is answered 408, so shutdown cannot hang.
+    #[arg(long, env = "JLM_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Validation {
+    /// Rule violations are refused (409/422).
+    Strict,
+    /// Rule violations are accepted and recorded as warnings.
+    Lenient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Pretty,
+    /// One JSON object per event.
+    Json,
+}
+
+impl Config {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+}
+
+impl Default for Config {
+    /// The defaults of every flag, as if none were given (environment ignored).
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8083,
+            validation: Validation::Strict,
+            max_runs: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            max_history: NonZeroUsize::new(1000).unwrap_or(NonZeroUsize::MIN),
+            max_body_bytes: NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN),
+            log_format: LogFormat::Pretty,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_parser_defaults() {
+        let parsed = Config::try_parse_from(["job-launcher-mock"]);
+        let parsed = parsed.map(|c| format!("{c:?}")).unwrap_or_default();
+        // Only meaningful when no JLM_ variable is set in the test environment.
+        if std::env::vars().all(|(k, _)| !k.starts_with("JLM_")) {
+            assert_eq!(parsed, format!("{:?}", Config::default()));
+        }
+    }
+
+    #[test]
+    fn flags_parse_into_real_types() {
+        let config = Config::try_parse_from([
+            "job-launcher-mock",
+            "--bind=0.0.0.0",
+            "--port=0",
+            "--validation=lenient",
+            "--max-runs=5",
+            "--request-timeout=250ms",
+        ]);
+        let config = config.ok();
+        assert_eq!(
+            config.as_ref().map(|c| c.addr().to_string()).as_deref(),
+            Some("0.0.0.0:0")
+        );
+        assert_eq!(
+            config.as_ref().map(|c| c.validation),
+            Some(Validation::Lenient)
+        );
+        assert_eq!(config.as_ref().map(|c| c.max_runs.get()), Some(5));
+        assert_eq!(
+            config.map(|c| c.request_timeout),
+            Some(Duration::from_millis(250))
+        );
+        assert!(Config::try_parse_from(["job-launcher-mock", "--max-runs=0"]).is_err());
+        assert!(Config::try_parse_from(["job-launcher-mock", "--validation=loose"]).is_err());
+    }
+}

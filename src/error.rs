@@ -1,0 +1,280 @@
+//! The one error type of the service, its status codes, and its Spring-style JSON body
+//! (API.md section 4).
+//!
+//! A handler returns an [`ApiError`]; its response carries an [`ErrorReport`] and no body
+//! yet. The [`render_errors`] middleware, which knows the request's method and path,
+//! writes the body. It also turns every other error response (the router's 404 and 405,
+//! the timeout's 408, an extractor's plain-text rejection) into the same shape, so no
+//! error leaves the service in any other form.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::model::{Problem, ProblemKind, Violation};
+
+/// Everything a request can run into.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not one JSON object (syntax, UTF-8, depth), or cannot be read.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// 400: a query parameter or a path segment cannot be read.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        violations: Vec<Violation>,
+    },
+    /// 404: no such run, or no such route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 408: the request took longer than the server allows.
+    #[error("{0}")]
+    Timeout(String),
+    /// 409 `invalid_transition`: the transition table forbids the new state.
+    #[error("{message}")]
+    InvalidTransition {
+        message: String,
+        violations: Vec<Violation>,
+    },
+    /// 409 `conflict`: the update changes what identifies the run.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        violations: Vec<Violation>,
+    },
+    /// 413: the body is larger than `--max-body-bytes`.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the body is not declared as JSON.
+    #[error("{message}")]
+    UnsupportedMediaType {
+        message: String,
+        violations: Vec<Violation>,
+    },
+    /// 422: a field is missing or malformed, or the times do not add up.
+    #[error("{message}")]
+    ValidationFailed {
+        message: String,
+        violations: Vec<Violation>,
+    },
+    /// 507: the registry is full of runs that have not ended, so none can be evicted.
+    #[error(
+        "the registry holds {max_runs} runs (--max-runs) and none has ended, so none can be \
+         evicted for a new run"
+    )]
+    StorageFull { max_runs: usize },
+    /// 500: a bug; the message says what.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The refusal of an update with these problems: the first kind decides the status and
+    /// `code`, the first problem of that kind the message, and every problem is listed.
+    pub fn refusal(mut problems: Vec<Problem>) -> ApiError {
+        problems.sort_by_key(|p| p.kind);
+        let Some(first) = problems.first() else {
+            return ApiError::Internal("an update was refused without a problem".to_owned());
+        };
+        let (kind, mut message) = (first.kind, first.headline.clone());
+        if problems.len() > 1 {
+            message.push_str(&format!(" ({} problems in all)", problems.len()));
+        }
+        let violations = problems.into_iter().map(|p| p.violation).collect();
+        match kind {
+            ProblemKind::MediaType => ApiError::UnsupportedMediaType {
+                message,
+                violations,
+            },
+            ProblemKind::Form | ProblemKind::Timing => ApiError::ValidationFailed {
+                message,
+                violations,
+            },
+            ProblemKind::Transition => ApiError::InvalidTransition {
+                message,
+                violations,
+            },
+            ProblemKind::Identity => ApiError::Conflict {
+                message,
+                violations,
+            },
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "validation_failed"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            ApiError::InvalidTransition { .. } => (StatusCode::CONFLICT, "invalid_transition"),
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::ValidationFailed { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            }
+            ApiError::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        let one = |field: &str| {
+            vec![Violation {
+                field: field.to_owned(),
+                message: self.to_string(),
+            }]
+        };
+        match self {
+            ApiError::BadRequest { violations, .. }
+            | ApiError::InvalidTransition { violations, .. }
+            | ApiError::Conflict { violations, .. }
+            | ApiError::UnsupportedMediaType { violations, .. }
+            | ApiError::ValidationFailed { violations, .. } => violations.clone(),
+            ApiError::MalformedJson(_) | ApiError::PayloadTooLarge(_) => one("body"),
+            ApiError::StorageFull { .. } => one("jobId"),
+            ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::Timeout(_)
+            | ApiError::Internal(_) => Vec::new(),
+        }
+    }
+
+    /// The error for a response some other layer made: the router's 404 and 405, the
+    /// timeout's 408, a rejection's plain text.
+    fn for_foreign(status: StatusCode, method: &Method, path: &str, text: String) -> ApiError {
+        let text = if text.trim().is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text.trim().to_owned()
+        };
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound(format!("no route for {method} {path}")),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ApiError::MethodNotAllowed(format!("{method} is not allowed on {path}"))
+            }
+            StatusCode::REQUEST_TIMEOUT => ApiError::Timeout(format!(
+                "{method} {path} took longer than the server's request timeout"
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(text),
+            s if s.is_client_error() => ApiError::BadRequest {
+                message: text,
+                violations: Vec::new(),
+            },
+            _ => ApiError::Internal(text),
+        }
+    }
+}
+
+/// What an [`ApiError`] leaves on its response for [`render_errors`] to write out.
+#[derive(Debug, Clone)]
+pub struct ErrorReport {
+    pub code: &'static str,
+    pub message: String,
+    pub violations: Vec<Violation>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let report = ErrorReport {
+            code: self.code(),
+            message: self.to_string(),
+            violations: self.violations(),
+        };
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(report);
+        response
+    }
+}
+
+/// The body of every error answer: Spring Boot's fields, then ours.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    timestamp: String,
+    status: u16,
+    error: &'a str,
+    message: &'a str,
+    path: &'a str,
+    code: &'a str,
+    violations: &'a [Violation],
+}
+
+/// How much of a foreign error body is read to use as its message.
+const FOREIGN_BODY_LIMIT: usize = 16 * 1024;
+
+/// Middleware: writes the JSON body of every error response (see the module docs).
+pub async fn render_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let report = match parts.extensions.remove::<ErrorReport>() {
+        Some(report) => report,
+        None => {
+            let text = to_bytes(body, FOREIGN_BODY_LIMIT)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let error = ApiError::for_foreign(status, &method, uri.path(), text);
+            let mut report = ErrorReport {
+                code: error.code(),
+                message: error.to_string(),
+                violations: error.violations(),
+            };
+            if let Some(allow) = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+            {
+                report.message.push_str(&format!("; allowed: {allow}"));
+            }
+            report
+        }
+    };
+    tracing::info!(
+        code = report.code,
+        message = %report.message,
+        violations = ?report.violations,
+        "refused"
+    );
+    let body = ErrorBody {
+        timestamp: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        status: status.as_u16(),
+        error: status.canonical_reason().unwrap_or("Error"),
+        message: &report.message,
+        path: uri.path(),
+        code: report.code,
+        violations: &report.violations,
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(bytes))
+}

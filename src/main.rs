@@ -1,0 +1,20 @@
+use anyhow::Context;
+use clap::Parser;
+use job_launcher_mock::{AppState, Config, serve, shutdown_signal, telemetry};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    telemetry::init(config.log_format);
+    let listener = TcpListener::bind(config.addr())
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr()))?;
+    let addr = listener.local_addr()?;
+    // The readiness line tests and scripts wait for; stdout, so logs cannot bury it.
+    println!("job-launcher-mock listening on http://{addr}");
+    tracing::info!(%addr, validation = ?config.validation, "ready");
+    serve(listener, AppState::new(&config), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! Raw JSON: pieces of a posted body kept exactly as sent, the one-level parse that finds
+//! them, the depth limit, and equality "as JSON values" for spotting a client's retry.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// How deep a body may nest arrays and objects (API.md section 3).
+pub const MAX_DEPTH: usize = 128;
+
+/// A JSON value as the client wrote it: a span of a shared, already validated document.
+///
+/// Cloning is a reference-count increment, so a run's current status can point into the
+/// bodies its fields came from without copying them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawJson {
+    doc: Arc<str>,
+    span: Range<usize>,
+}
+
+impl RawJson {
+    /// The whole of `doc`, less the JSON whitespace around it.
+    pub fn whole(doc: Arc<str>) -> Self {
+        let trimmed = doc.trim_matches(is_json_whitespace);
+        let start = offset_in(&doc, trimmed);
+        let span = start..start + trimmed.len();
+        RawJson { doc, span }
+    }
+
+    /// The part of `doc` that `part` borrows from it.
+    fn within(doc: &Arc<str>, part: &str) -> Self {
+        let start = offset_in(doc, part);
+        RawJson {
+            doc: Arc::clone(doc),
+            span: start..start + part.len(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.doc[self.span.clone()]
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.as_str() == "null"
+    }
+
+    /// An owned [`RawValue`], for embedding in a serialized answer. The text was valid
+    /// JSON when it was stored, so this cannot fail in practice; should it, the value
+    /// reads back as `null` rather than taking the answer down.
+    pub fn to_raw_value(&self) -> Box<RawValue> {
+        RawValue::from_string(self.as_str().to_owned()).unwrap_or_else(|_| null_raw_value())
+    }
+}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_raw_value().serialize(serializer)
+    }
+}
+
+fn null_raw_value() -> Box<RawValue> {
+    // `RawValue::NULL` is a `&'static RawValue`; its owned copy needs no parsing.
+    RawValue::NULL.to_owned()
+}
+
+fn is_json_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// Where `part`, a sub-slice of `whole`, starts in it.
+fn offset_in(whole: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
+
+/// One member of a JSON object: its key, unescaped, and its value as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub name: Box<str>,
+    pub value: RawJson,
+}
+
+/// The members of the JSON object `doc`, in the order written, values left raw.
+///
+/// This is the only full pass over a posted body: nested values are scanned, not built.
+pub fn parse_members(doc: &Arc<str>) -> Result<Vec<Member>, serde_json::Error> {
+    let Members(pairs) = serde_json::from_str(doc)?;
+    Ok(pairs
+        .into_iter()
+        .map(|(name, value)| Member {
+            name: name.into(),
+            value: RawJson::within(doc, value.get()),
+        })
+        .collect())
+}
+
+/// The members of an object nested in a stored document, borrowed from it.
+pub fn object_members(value: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, serde_json::Error> {
+    serde_json::from_str::<Members<'_>>(value).map(|m| m.0)
+}
+
+/// A JSON object read one level deep: keys unescaped, values raw.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(Key(name)) = map.next_key()? {
+                    members.push((name, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The string a raw JSON value holds, unescaped; `None` when it is not a string.
+pub fn as_string(raw: &str) -> Option<Cow<'_, str>> {
+    if !raw.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<Key<'_>>(raw).ok().map(|k| k.0)
+}
+
+/// A position in a text, counted the way serde_json counts: 1-based lines, and the
+/// column is the number of bytes read on the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    /// The position of byte `offset` of `bytes` (the offending byte itself is column 1
+    /// when it starts a line).
+    pub fn of(bytes: &[u8], offset: usize) -> Self {
+        let before = &bytes[..offset.min(bytes.len())];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        Position {
+            line,
+            column: offset - line_start + 1,
+        }
+    }
+}
+
+/// Finds the first `[` or `{` that opens level `MAX_DEPTH + 1`, outside strings.
+///
+/// serde_json does not bound the depth of values it skips as raw, so the limit is
+/// enforced here. A body with at most `MAX_DEPTH` brackets cannot be too deep, and
+/// counting them is far cheaper than tracking strings, so most bodies stop there.
+pub fn find_too_deep(bytes: &[u8]) -> Option<usize> {
+    let openers = bytes.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if openers <= MAX_DEPTH {
+        return None;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether two raw JSON values are equal as JSON values: object key order and whitespace
+/// do not matter, string escapes are compared unescaped, numbers by value (integers
+/// exactly, whatever their size).
+pub fn json_eq(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(b'{'), Some(b'{')) => match (object_members(a), object_members(b)) {
+            (Ok(x), Ok(y)) => {
+                fn pairs<'p>(
+                    members: &'p [(Cow<'_, str>, &'p RawValue)],
+                ) -> Vec<(&'p str, &'p str)> {
+                    members.iter().map(|(k, v)| (k.as_ref(), v.get())).collect()
+                }
+                members_eq(&pairs(&x), &pairs(&y))
+            }
+            _ => false,
+        },
+        (Some(b'['), Some(b'[')) => {
+            match (
+                serde_json::from_str::<Vec<&RawValue>>(a),
+                serde_json::from_str::<Vec<&RawValue>>(b),
+            ) {
+                (Ok(x), Ok(y)) => {
+                    x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| json_eq(p.get(), q.get()))
+                }
+                _ => false,
+            }
+        }
+        (Some(b'"'), Some(b'"')) => as_string(a).is_some_and(|x| as_string(b) == Some(x)),
+        (Some(x), Some(y)) if is_number_start(*x) && is_number_start(*y) => numbers_eq(a, b),
+        _ => false,
+    }
+}
+
+/// Whether two lists of object members are equal as objects: the same keys, each with an
+/// equal value; a key written twice counts once, with its last value (as parsers do).
+pub fn members_eq(a: &[(&str, &str)], b: &[(&str, &str)]) -> bool {
+    fn keys<'k>(members: &[(&'k str, &str)]) -> Vec<&'k str> {
+        let mut keys: Vec<&str> = members.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+    fn last<'v>(members: &[(&str, &'v str)], key: &str) -> Option<&'v str> {
+        members
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+    let keys_a = keys(a);
+    keys_a == keys(b)
+        && keys_a.iter().all(|key| match (last(a, key), last(b, key)) {
+            (Some(x), Some(y)) => json_eq(x, y),
+            _ => false,
+        })
+}
+
+fn is_number_start(b: u8) -> bool {
+    b == b'-' || b.is_ascii_digit()
+}
+
+fn numbers_eq(a: &str, b: &str) -> bool {
+    let is_integer = |s: &str| !s.contains(['.', 'e', 'E']);
+    if is_integer(a) && is_integer(b) {
+        // Integers compare exactly, even past 64 bits; JSON allows no leading zeros, so
+        // equal values have equal digits, and only `-0` and `0` differ in sign alone.
+        let (digits_a, digits_b) = (a.trim_start_matches('-'), b.trim_start_matches('-'));
+        let negative = |s: &str, digits: &str| s.starts_with('-') && digits != "0";
+        return digits_a == digits_b && negative(a, digits_a) == negative(b, digits_b);
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_keep_order_escapes_and_raw_values() {
+        let doc: Arc<str> = Arc::from(r#" {"b": 1e400, "a\u0041": {"x": [1, 2]}, "b": "\u00e9"} "#);
+        let members = parse_members(&doc).unwrap_or_default();
+        let seen: Vec<_> = members
+            .iter()
+            .map(|m| (m.name.as_ref(), m.value.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("b", "1e400"),
+                ("aA", r#"{"x": [1, 2]}"#),
+                ("b", r#""\u00e9""#)
+            ]
+        );
+        assert_eq!(RawJson::whole(doc).as_str().chars().next(), Some('{'));
+    }
+
+    #[test]
+    fn non_objects_are_refused_with_a_position() {
+        let doc: Arc<str> = Arc::from("[1]");
+        let err = parse_members(&doc).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid type: sequence, expected a JSON object at line 1 column 0")
+        );
+    }
+
+    #[test]
+    fn depth_limit_is_exactly_128() {
+        let nest = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
+        assert_eq!(find_too_deep(nest(MAX_DEPTH).as_bytes()), None);
+        assert_eq!(
+            find_too_deep(nest(MAX_DEPTH + 1).as_bytes()),
+            Some(MAX_DEPTH)
+        );
+        // Brackets inside strings, escaped quotes included, do not count.
+        let quoted = format!(r#"{{"a":"\"{}"}}"#, "[".repeat(300));
+        assert_eq!(find_too_deep(quoted.as_bytes()), None);
+    }
+
+    #[test]
+    fn positions_count_lines_and_columns_from_one() {
+        let text = b"ab\ncd";
+        assert_eq!(Position::of(text, 0), Position { line: 1, column: 1 });
+        assert_eq!(Position::of(text, 3), Position { line: 2, column: 1 });
+        assert_eq!(Position::of(text, 4), Position { line: 2, column: 2 });
+    }
+
+    #[test]
+    fn equality_ignores_key_order_whitespace_and_escapes() {
+        assert!(json_eq(
+            r#"{"a":1,"b":[true,null]}"#,
+            r#"{ "b" : [ true , null ], "a" : 1 }"#
+        ));
+        assert!(json_eq(r#""é""#, r#""\u00e9""#));
+        assert!(json_eq("0.1", "1e-1"));
+        assert!(json_eq("-0", "0"));
+        assert!(json_eq(r#"{"a":1,"a":2}"#, r#"{"a":2}"#));
+    }
+
+    #[test]
+    fn equality_sees_every_difference() {
+        assert!(!json_eq(r#"{"a":1}"#, r#"{"a":1,"b":1}"#));
+        assert!(!json_eq("[1,2]", "[2,1]"));
+        assert!(!json_eq("18446744073709551617", "18446744073709551616"));
+        assert!(!json_eq("-1", "1"));
+        assert!(!json_eq(r#""1""#, "1"));
+        assert!(!json_eq("true", "false"));
+        assert!(!json_eq("null", "{}"));
+    }
+}

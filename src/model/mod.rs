@@ -1,0 +1,14 @@
+//! The wire types of Fusion's job-launcher and the rules an update is held to.
+//!
+//! A posted body is read once into a [`StatusUpdate`]: the typed [`Facts`] the rules
+//! need, and the raw members kept exactly as sent. Nothing here locks or knows HTTP.
+
+pub mod json;
+pub mod rules;
+pub mod state;
+pub mod update;
+
+pub use json::RawJson;
+pub use rules::{Problem, ProblemKind, Review, Violation, Warning};
+pub use state::JobState;
+pub use update::{Facts, JobConfig, JobResult, Malformed, StatusUpdate};

@@ -1,0 +1,413 @@
+//! A posted status update: parsed once, checked for well-formedness, kept as sent.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+
+use super::json::{self, Member, Position, RawJson};
+use super::rules::{Problem, ProblemKind};
+use super::state::JobState;
+
+/// The longest `jobId` accepted.
+pub const MAX_JOB_ID_LEN: usize = 128;
+
+/// A status update, as a driver posts it to `/job-launcher/launcher/status`.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    /// The body exactly as posted.
+    pub raw: RawJson,
+    /// Its top-level members in the order written, nulls and unknown fields included.
+    pub members: Vec<Member>,
+    /// The run it is for, when `jobId` is well-formed.
+    pub job_id: Option<Arc<str>>,
+    /// What the rules read from it. A member that is `null` or malformed is absent here.
+    pub facts: Facts,
+}
+
+/// The typed part of a JobStatus, the fields the rules read; everything else stays raw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub state: Option<JobState>,
+    pub job_config: Option<JobConfig>,
+    pub result: Option<JobResult>,
+    pub start_time: Option<DateTime<FixedOffset>>,
+    pub end_time: Option<DateTime<FixedOffset>>,
+    pub duration: Option<u64>,
+}
+
+/// The parts of `jobConfig` the mock reads; its type-specific fields stay raw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobConfig {
+    pub id: Option<String>,
+    pub job_type: Option<String>,
+}
+
+/// The parts of `result` the mock compares with the status; the rest stays raw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobResult {
+    pub job_run_id: Option<String>,
+    pub job_config_id: Option<String>,
+    pub state: Option<String>,
+}
+
+impl Facts {
+    /// The facts of a status after `update` is merged into it: a field the update has
+    /// replaces the old one, whole; a field it lacks is carried over.
+    pub fn merged_with(&self, update: &Facts) -> Facts {
+        Facts {
+            state: update.state.or(self.state),
+            job_config: update
+                .job_config
+                .clone()
+                .or_else(|| self.job_config.clone()),
+            result: update.result.clone().or_else(|| self.result.clone()),
+            start_time: update.start_time.or(self.start_time),
+            end_time: update.end_time.or(self.end_time),
+            duration: update.duration.or(self.duration),
+        }
+    }
+
+    pub fn config_id(&self) -> Option<&str> {
+        self.job_config.as_ref()?.id.as_deref()
+    }
+
+    pub fn config_type(&self) -> Option<&str> {
+        self.job_config.as_ref()?.job_type.as_deref()
+    }
+}
+
+/// Why a body is not one JSON object: the message says where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+impl StatusUpdate {
+    /// Reads a posted body: refuses what is not one JSON object (UTF-8, syntax, depth),
+    /// and lists every well-formedness problem of the fields the rules need.
+    pub fn parse(body: &[u8]) -> Result<(StatusUpdate, Vec<Problem>), Malformed> {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            let at = Position::of(body, e.valid_up_to());
+            Malformed(format!(
+                "body is not valid UTF-8 at line {} column {}",
+                at.line, at.column
+            ))
+        })?;
+        if let Some(offset) = json::find_too_deep(body) {
+            let at = Position::of(body, offset);
+            return Err(Malformed(format!(
+                "body nests deeper than {} levels at line {} column {}",
+                json::MAX_DEPTH,
+                at.line,
+                at.column
+            )));
+        }
+        let doc: Arc<str> = Arc::from(text);
+        let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
+
+        let mut problems = Vec::new();
+        let mut job_id = None;
+        let mut facts = Facts::default();
+        let (mut saw_state, mut saw_job_id) = (false, false);
+        for Member { name, value } in &members {
+            let raw = value.as_str();
+            if value.is_null() {
+                continue;
+            }
+            let mut bad = |field: &str, message: String| {
+                problems.push(Problem::new(ProblemKind::Form, field, message));
+            };
+            match name.as_ref() {
+                "state" => {
+                    saw_state = true;
+                    facts.state = read_state(raw, &mut bad);
+                }
+                "jobId" => {
+                    saw_job_id = true;
+                    job_id = read_job_id(raw, &mut bad);
+                }
+                "jobConfig" => facts.job_config = read_job_config(raw, &mut bad),
+                "result" => facts.result = read_result(raw, &mut bad),
+                "startTime" => facts.start_time = read_time("startTime", raw, &mut bad),
+                "endTime" => facts.end_time = read_time("endTime", raw, &mut bad),
+                "duration" => {
+                    facts.duration = raw.parse::<u64>().ok();
+                    if facts.duration.is_none() {
+                        bad(
+                            "duration",
+                            format!(
+                                "duration must be a non-negative integer of milliseconds; got {}",
+                                quote(raw)
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !saw_state {
+            let message = format!("state is required: one of {}", JobState::NAMES);
+            problems.push(Problem::new(ProblemKind::Form, "state", message));
+        }
+        if !saw_job_id {
+            let message = "jobId is required: the run's id".to_owned();
+            problems.push(Problem::new(ProblemKind::Form, "jobId", message));
+        }
+        let update = StatusUpdate {
+            raw: RawJson::whole(doc),
+            members,
+            job_id,
+            facts,
+        };
+        Ok((update, problems))
+    }
+}
+
+fn read_state(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobState> {
+    let state = json::as_string(raw).and_then(|s| JobState::from_name(&s));
+    if state.is_none() {
+        let message = format!(
+            "state must be one of {}; got {}",
+            JobState::NAMES,
+            quote(raw)
+        );
+        bad("state", message);
+    }
+    state
+}
+
+fn read_job_id(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Arc<str>> {
+    let id = json::as_string(raw).filter(|id| is_valid_job_id(id));
+    if id.is_none() {
+        let message = format!(
+            "jobId must be a string of 1 to {MAX_JOB_ID_LEN} characters from A-Z a-z 0-9 . _ -, \
+             and not . or ..; got {}",
+            quote(raw)
+        );
+        bad("jobId", message);
+    }
+    id.map(|id| Arc::from(id.as_ref()))
+}
+
+/// Whether `id` may name a run (API.md section 3); it also keeps ids safe in paths.
+pub fn is_valid_job_id(id: &str) -> bool {
+    (1..=MAX_JOB_ID_LEN).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn read_job_config(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobConfig> {
+    let Ok(members) = json::object_members(raw) else {
+        bad(
+            "jobConfig",
+            format!("jobConfig must be an object; got {}", quote(raw)),
+        );
+        return None;
+    };
+    let mut config = JobConfig::default();
+    for (name, value) in members {
+        let value = value.get();
+        match name.as_ref() {
+            _ if value == "null" => {}
+            "id" => {
+                config.id = json::as_string(value)
+                    .filter(|id| !id.is_empty())
+                    .map(String::from);
+                if config.id.is_none() {
+                    let message = format!(
+                        "jobConfig.id must be a non-empty string; got {}",
+                        quote(value)
+                    );
+                    bad("jobConfig.id", message);
+                }
+            }
+            "type" => config.job_type = json::as_string(value).map(String::from),
+            _ => {}
+        }
+    }
+    Some(config)
+}
+
+fn read_result(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobResult> {
+    let Ok(members) = json::object_members(raw) else {
+        bad(
+            "result",
+            format!("result must be an object; got {}", quote(raw)),
+        );
+        return None;
+    };
+    let mut result = JobResult::default();
+    for (name, value) in members {
+        let slot = match name.as_ref() {
+            "jobRunId" => &mut result.job_run_id,
+            "jobConfigId" => &mut result.job_config_id,
+            "state" => &mut result.state,
+            _ => continue,
+        };
+        *slot = json::as_string(value.get()).map(String::from);
+    }
+    Some(result)
+}
+
+fn read_time(
+    field: &str,
+    raw: &str,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<DateTime<FixedOffset>> {
+    let time = json::as_string(raw).and_then(|s| DateTime::parse_from_rfc3339(&s).ok());
+    if time.is_none() {
+        let message = format!(
+            "{field} must be an RFC 3339 date-time such as \"2025-10-16T19:49:15.106Z\"; got {}",
+            quote(raw)
+        );
+        bad(field, message);
+    }
+    time
+}
+
+/// A raw value for an error message, cut short when long.
+fn quote(raw: &str) -> String {
+    const MAX: usize = 80;
+    match raw.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &raw[..cut]),
+        None => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> (StatusUpdate, Vec<(String, String)>) {
+        match StatusUpdate::parse(body.as_bytes()) {
+            Ok((update, problems)) => {
+                let problems = problems
+                    .into_iter()
+                    .map(|p| (p.violation.field, p.violation.message))
+                    .collect();
+                (update, problems)
+            }
+            Err(Malformed(message)) => panic!("unexpectedly malformed: {message}"),
+        }
+    }
+
+    fn fields(problems: &[(String, String)]) -> Vec<&str> {
+        problems.iter().map(|(f, _)| f.as_str()).collect()
+    }
+
+    #[test]
+    fn a_minimal_update_has_no_problems() {
+        let (update, problems) = parse(r#"{"jobId":"r1","state":"running"}"#);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(update.job_id.as_deref(), Some("r1"));
+        assert_eq!(update.facts.state, Some(JobState::Running));
+    }
+
+    #[test]
+    fn every_malformed_field_is_reported_not_only_the_first() {
+        let body = r#"{"jobId":"a/b","state":"done","jobConfig":{"id":""},"result":[],
+            "startTime":"yesterday","endTime":5,"duration":-3}"#;
+        let (update, problems) = parse(body);
+        assert_eq!(
+            fields(&problems),
+            [
+                "jobId",
+                "state",
+                "jobConfig.id",
+                "result",
+                "startTime",
+                "endTime",
+                "duration"
+            ]
+        );
+        assert_eq!(update.job_id, None);
+        assert_eq!(
+            update.facts,
+            Facts {
+                job_config: Some(JobConfig::default()),
+                ..Facts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn missing_and_null_state_and_job_id_are_both_required() {
+        let (_, problems) = parse(r#"{"state":null,"hostname":"h"}"#);
+        assert_eq!(fields(&problems), ["state", "jobId"]);
+        assert!(problems[0].1.contains("unknown, idle, starting"));
+    }
+
+    #[test]
+    fn job_ids_follow_the_contract() {
+        assert!(is_valid_job_id("hhzitrwancwv"));
+        assert!(is_valid_job_id("A.b_c-9"));
+        assert!(is_valid_job_id(&"x".repeat(128)));
+        assert!(!is_valid_job_id(&"x".repeat(129)));
+        assert!(!is_valid_job_id(""));
+        assert!(!is_valid_job_id("."));
+        assert!(!is_valid_job_id(".."));
+        assert!(!is_valid_job_id("a b"));
+        assert!(!is_valid_job_id("é"));
+    }
+
+    #[test]
+    fn duration_must_be_a_plain_non_negative_integer() {
+        for bad in ["-1", "1.5", "1e3", "\"5\"", "18446744073709551616"] {
+            let body = format!(r#"{{"jobId":"r","state":"finished","duration":{bad}}}"#);
+            assert_eq!(fields(&parse(&body).1), ["duration"], "{bad}");
+        }
+        let (update, _) = parse(r#"{"jobId":"r","state":"finished","duration":0}"#);
+        assert_eq!(update.facts.duration, Some(0));
+    }
+
+    #[test]
+    fn not_one_object_is_malformed_with_a_position() {
+        let cases = [
+            ("", "EOF while parsing a value at line 1 column 0"),
+            ("{\"a\":}", "expected value at line 1 column 6"),
+            (
+                "[]",
+                "invalid type: sequence, expected a JSON object at line 1 column 0",
+            ),
+            ("{} {}", "trailing characters at line 1 column 4"),
+        ];
+        for (body, expected) in cases {
+            let err = StatusUpdate::parse(body.as_bytes()).err();
+            assert_eq!(err, Some(Malformed(expected.to_owned())), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_deep_nesting_are_located() {
+        let err = StatusUpdate::parse(b"{\"jobId\":\n \"\xff\"}").err();
+        assert_eq!(
+            err,
+            Some(Malformed(
+                "body is not valid UTF-8 at line 2 column 3".to_owned()
+            ))
+        );
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(128), "]".repeat(128));
+        let err = StatusUpdate::parse(deep.as_bytes()).err();
+        assert_eq!(
+            err,
+            Some(Malformed(
+                "body nests deeper than 128 levels at line 1 column 133".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn facts_merge_field_by_field_and_whole_objects_replace() {
+        let (first, _) = parse(
+            r#"{"jobId":"r","state":"starting","jobConfig":{"id":"c","type":"script"},
+                "startTime":"2025-01-01T00:00:00Z"}"#,
+        );
+        let (second, _) = parse(r#"{"jobId":"r","state":"running","jobConfig":{"type":"sql"}}"#);
+        let merged = first.facts.merged_with(&second.facts);
+        assert_eq!(merged.state, Some(JobState::Running));
+        assert_eq!(merged.config_id(), None);
+        assert_eq!(merged.config_type(), Some("sql"));
+        assert_eq!(merged.start_time, first.facts.start_time);
+    }
+}

@@ -1,0 +1,556 @@
+//! The store of runs: each run's current status, its history, and the bounds on both.
+//! This is the only module that locks.
+//!
+//! Runs live in a map behind a read-write lock; each run has a mutex of its own. An update
+//! to a known run takes the map's read lock just long enough to find the run, then does
+//! its whole read-check-write under the run's mutex, so updates to one run are applied
+//! one at a time, in the order they are accepted, while other runs go on in parallel.
+//! Creating, evicting and forgetting runs take the map's write lock. Lock order is always
+//! map, then run; nothing takes the map's lock while holding a run's.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::config::Validation;
+use crate::error::ApiError;
+use crate::model::json::{self, Member, RawJson};
+use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
+
+/// At most this many distinct warnings are kept on a run; its history keeps them all.
+const MAX_RUN_WARNINGS: usize = 100;
+
+/// How big the registry may grow, and how strictly it checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_runs: usize,
+    pub max_history: usize,
+    pub validation: Validation,
+}
+
+pub struct Registry {
+    runs: RwLock<HashMap<Arc<str>, Arc<Slot>>>,
+    /// The last `seq` handed out; one counter for the whole registry.
+    last_seq: AtomicU64,
+    evicted: AtomicU64,
+    limits: Limits,
+}
+
+/// A run and what the registry reads of it without taking its lock.
+struct Slot {
+    /// The `seq` of the run's first update: runs are listed in this order.
+    order: u64,
+    /// The `seq` of the run's last update while it has ended, else `u64::MAX`: how the
+    /// eviction scan finds the oldest ended run without locking every run.
+    ended_at: AtomicU64,
+    run: Mutex<Run>,
+}
+
+struct Run {
+    job_id: Arc<str>,
+    /// Set when the run is forgotten, so that an update that found it just before
+    /// looks it up again instead of writing to a run no one can read.
+    removed: bool,
+    /// The current status: every update's members merged at the top level.
+    status: Vec<Member>,
+    facts: Facts,
+    /// The members of the last accepted update, to recognise a client's retry.
+    last_update: Vec<Member>,
+    first_update_at: DateTime<Utc>,
+    last_update_at: DateTime<Utc>,
+    update_count: u64,
+    history: VecDeque<Entry>,
+    dropped: u64,
+    warnings: Vec<Warning>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    seq: u64,
+    received_at: DateTime<Utc>,
+    update: RawJson,
+    warnings: Vec<Warning>,
+}
+
+/// The answer to an accepted update.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The run's current status, as JSON.
+    pub status: String,
+    /// The history entry's `seq`; `None` for an exact repeat, which adds none.
+    pub seq: Option<u64>,
+    pub warnings: Vec<Warning>,
+}
+
+/// A run as `/_mock/runs` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    pub job_id: Arc<str>,
+    pub status: Box<RawValue>,
+    pub first_update_at: String,
+    pub last_update_at: String,
+    pub update_count: u64,
+    pub warnings: Vec<Warning>,
+}
+
+/// A page of the run list.
+#[derive(Debug, Serialize)]
+pub struct RunList {
+    /// Runs matching the filters, on every page.
+    pub total: usize,
+    /// Runs evicted by `--max-runs` since the start or the last reset.
+    pub evicted: u64,
+    pub runs: Vec<RunView>,
+}
+
+/// Which runs a listing shows; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub states: Option<Vec<JobState>>,
+    pub job_type: Option<String>,
+    pub job_config_id: Option<String>,
+}
+
+/// A run's history, oldest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryView {
+    pub job_id: Arc<str>,
+    /// Entries dropped by `--max-history`.
+    pub dropped: u64,
+    pub updates: Vec<HistoryEntryView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntryView {
+    pub seq: u64,
+    pub received_at: String,
+    pub update: RawJson,
+    pub warnings: Vec<Warning>,
+}
+
+impl Registry {
+    pub fn new(limits: Limits) -> Self {
+        Registry {
+            runs: RwLock::new(HashMap::new()),
+            last_seq: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            limits,
+        }
+    }
+
+    /// Checks `update` against its run and, unless a problem refuses it, applies it.
+    ///
+    /// `problems` are the well-formedness problems found before the run was consulted;
+    /// the rules add theirs, and a refusal lists them all. A refused update changes
+    /// nothing.
+    pub fn apply(
+        &self,
+        update: StatusUpdate,
+        problems: Vec<Problem>,
+    ) -> Result<Accepted, ApiError> {
+        let Some(job_id) = update.job_id.clone() else {
+            return Err(ApiError::refusal(problems));
+        };
+        loop {
+            let slot = read(&self.runs).get(&job_id).cloned();
+            let outcome = match slot {
+                Some(slot) => self.apply_to_known(&slot, &update, &problems),
+                None => self.apply_to_new(&job_id, &update, &problems),
+            };
+            // `None`: the run appeared or vanished meanwhile; look again.
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+    }
+
+    fn apply_to_known(
+        &self,
+        slot: &Slot,
+        update: &StatusUpdate,
+        problems: &[Problem],
+    ) -> Option<Result<Accepted, ApiError>> {
+        let mut run = lock(&slot.run);
+        if run.removed {
+            return None;
+        }
+        if problems.is_empty() && run.is_repeat(update) {
+            return Some(Ok(Accepted {
+                status: status_json(&run.status),
+                seq: None,
+                warnings: Vec::new(),
+            }));
+        }
+        let review = rules::review(&run.job_id, Some(&run.facts), &update.facts);
+        let warnings = match self.judge(problems, review.problems) {
+            Ok(rule_warnings) => [rule_warnings, review.warnings].concat(),
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        let seq = self.next_seq();
+        run.record(
+            update,
+            review.merged,
+            seq,
+            warnings.clone(),
+            self.limits.max_history,
+        );
+        slot.ended_at.store(run.ended_at(seq), Ordering::Relaxed);
+        Some(Ok(Accepted {
+            status: status_json(&run.status),
+            seq: Some(seq),
+            warnings,
+        }))
+    }
+
+    fn apply_to_new(
+        &self,
+        job_id: &Arc<str>,
+        update: &StatusUpdate,
+        problems: &[Problem],
+    ) -> Option<Result<Accepted, ApiError>> {
+        let mut runs = write(&self.runs);
+        if runs.contains_key(job_id) {
+            return None;
+        }
+        let review = rules::review(job_id, None, &update.facts);
+        let warnings = match self.judge(problems, review.problems) {
+            Ok(rule_warnings) => [rule_warnings, review.warnings].concat(),
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        if runs.len() >= self.limits.max_runs {
+            if let Err(full) = self.evict_one(&mut runs) {
+                return Some(Err(full));
+            }
+        }
+        let seq = self.next_seq();
+        let mut run = Run::new(Arc::clone(job_id));
+        run.record(
+            update,
+            review.merged,
+            seq,
+            warnings.clone(),
+            self.limits.max_history,
+        );
+        let accepted = Accepted {
+            status: status_json(&run.status),
+            seq: Some(seq),
+            warnings,
+        };
+        let slot = Slot {
+            order: seq,
+            ended_at: AtomicU64::new(run.ended_at(seq)),
+            run: Mutex::new(run),
+        };
+        runs.insert(Arc::clone(job_id), Arc::new(slot));
+        Some(Ok(accepted))
+    }
+
+    /// Refuses when a problem must refuse; otherwise the rule problems that lenient
+    /// validation turns into warnings.
+    fn judge(&self, form: &[Problem], rules: Vec<Problem>) -> Result<Vec<Warning>, ApiError> {
+        let lenient = self.limits.validation == Validation::Lenient;
+        let refuses = |p: &Problem| !(lenient && p.kind.is_rule());
+        if form.iter().chain(&rules).any(refuses) {
+            return Err(ApiError::refusal([form.to_vec(), rules].concat()));
+        }
+        Ok(rules.into_iter().map(|p| p.violation).collect())
+    }
+
+    /// Forgets the ended run whose last update is oldest, to make room for a new one.
+    fn evict_one(&self, runs: &mut HashMap<Arc<str>, Arc<Slot>>) -> Result<(), ApiError> {
+        loop {
+            let oldest = runs
+                .iter()
+                .map(|(id, slot)| (slot.ended_at.load(Ordering::Relaxed), id))
+                .filter(|(ended_at, _)| *ended_at != u64::MAX)
+                .min();
+            let Some((_, job_id)) = oldest else {
+                return Err(ApiError::StorageFull {
+                    max_runs: self.limits.max_runs,
+                });
+            };
+            let job_id = Arc::clone(job_id);
+            let Some(slot) = runs.get(&job_id).cloned() else {
+                continue;
+            };
+            let mut run = lock(&slot.run);
+            // A lenient update may have moved it out of its ended state since the scan.
+            if !run.has_ended() {
+                continue;
+            }
+            run.removed = true;
+            drop(run);
+            runs.remove(&job_id);
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.last_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Every run in the order it first appeared.
+    fn slots(&self) -> Vec<Arc<Slot>> {
+        let mut slots: Vec<_> = read(&self.runs).values().cloned().collect();
+        slots.sort_by_key(|slot| slot.order);
+        slots
+    }
+
+    /// The current status of every run, in the order they first appeared: Fusion's list.
+    pub fn statuses(&self) -> Vec<Box<RawValue>> {
+        self.slots()
+            .iter()
+            .filter_map(|slot| {
+                let run = lock(&slot.run);
+                (!run.removed).then(|| raw_value(status_json(&run.status)))
+            })
+            .collect()
+    }
+
+    /// The runs matching `filter`, skipping `offset` of them and showing at most `limit`.
+    pub fn list(&self, filter: &RunFilter, offset: usize, limit: Option<usize>) -> RunList {
+        let mut total = 0;
+        let mut runs = Vec::new();
+        for slot in self.slots() {
+            let run = lock(&slot.run);
+            if run.removed || !filter.matches(&run.facts) {
+                continue;
+            }
+            if total >= offset && limit.is_none_or(|limit| runs.len() < limit) {
+                runs.push(run.view());
+            }
+            total += 1;
+        }
+        RunList {
+            total,
+            evicted: self.evicted.load(Ordering::Relaxed),
+            runs,
+        }
+    }
+
+    pub fn run(&self, job_id: &str) -> Option<RunView> {
+        let slot = read(&self.runs).get(job_id).cloned()?;
+        let run = lock(&slot.run);
+        (!run.removed).then(|| run.view())
+    }
+
+    pub fn history(&self, job_id: &str) -> Option<HistoryView> {
+        let slot = read(&self.runs).get(job_id).cloned()?;
+        let (job_id, dropped, entries) = {
+            let run = lock(&slot.run);
+            if run.removed {
+                return None;
+            }
+            let entries: Vec<Entry> = run.history.iter().cloned().collect();
+            (Arc::clone(&run.job_id), run.dropped, entries)
+        };
+        let updates = entries
+            .into_iter()
+            .map(|entry| HistoryEntryView {
+                seq: entry.seq,
+                received_at: timestamp(entry.received_at),
+                update: entry.update,
+                warnings: entry.warnings,
+            })
+            .collect();
+        Some(HistoryView {
+            job_id,
+            dropped,
+            updates,
+        })
+    }
+
+    /// Forgets one run; `false` when there was none.
+    pub fn remove(&self, job_id: &str) -> bool {
+        let slot = write(&self.runs).remove(job_id);
+        if let Some(slot) = &slot {
+            lock(&slot.run).removed = true;
+        }
+        slot.is_some()
+    }
+
+    /// Forgets every run and the count of evicted ones. `seq` goes on counting, so an
+    /// update seen before the reset is never confused with one after it.
+    pub fn clear(&self) {
+        let mut runs = write(&self.runs);
+        for slot in runs.values() {
+            lock(&slot.run).removed = true;
+        }
+        runs.clear();
+        self.evicted.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Run {
+    fn new(job_id: Arc<str>) -> Self {
+        let now = Utc::now();
+        Run {
+            job_id,
+            removed: false,
+            status: Vec::new(),
+            facts: Facts::default(),
+            last_update: Vec::new(),
+            first_update_at: now,
+            last_update_at: now,
+            update_count: 0,
+            history: VecDeque::new(),
+            dropped: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// An exact repeat of the last update: equal as JSON, whatever the key order.
+    fn is_repeat(&self, update: &StatusUpdate) -> bool {
+        fn pairs(members: &[Member]) -> Vec<(&str, &str)> {
+            members
+                .iter()
+                .map(|m| (m.name.as_ref(), m.value.as_str()))
+                .collect()
+        }
+        json::members_eq(&pairs(&update.members), &pairs(&self.last_update))
+    }
+
+    fn has_ended(&self) -> bool {
+        self.facts.state.is_some_and(JobState::is_ended)
+    }
+
+    fn ended_at(&self, seq: u64) -> u64 {
+        if self.has_ended() { seq } else { u64::MAX }
+    }
+
+    fn record(
+        &mut self,
+        update: &StatusUpdate,
+        merged: Facts,
+        seq: u64,
+        warnings: Vec<Warning>,
+        max_history: usize,
+    ) {
+        for member in &update.members {
+            let existing = self.status.iter_mut().find(|m| m.name == member.name);
+            match existing {
+                // A null neither erases nor replaces what is there.
+                Some(_) if member.value.is_null() => {}
+                Some(existing) => existing.value = member.value.clone(),
+                None => self.status.push(member.clone()),
+            }
+        }
+        self.facts = merged;
+        self.last_update = update.members.clone();
+        let now = Utc::now();
+        if self.update_count == 0 {
+            self.first_update_at = now;
+        }
+        self.last_update_at = now;
+        self.update_count += 1;
+        for warning in &warnings {
+            if !self.warnings.contains(warning) {
+                if self.warnings.len() == MAX_RUN_WARNINGS {
+                    self.warnings.remove(0);
+                }
+                self.warnings.push(warning.clone());
+            }
+        }
+        self.history.push_back(Entry {
+            seq,
+            received_at: now,
+            update: update.raw.clone(),
+            warnings,
+        });
+        while self.history.len() > max_history {
+            self.history.pop_front();
+            self.dropped += 1;
+        }
+    }
+
+    fn view(&self) -> RunView {
+        RunView {
+            job_id: Arc::clone(&self.job_id),
+            status: raw_value(status_json(&self.status)),
+            first_update_at: timestamp(self.first_update_at),
+            last_update_at: timestamp(self.last_update_at),
+            update_count: self.update_count,
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+impl RunFilter {
+    fn matches(&self, facts: &Facts) -> bool {
+        let state_ok = match (&self.states, facts.state) {
+            (None, _) => true,
+            (Some(states), Some(state)) => states.contains(&state),
+            (Some(_), None) => false,
+        };
+        state_ok
+            && self
+                .job_type
+                .as_deref()
+                .is_none_or(|t| facts.config_type() == Some(t))
+            && self
+                .job_config_id
+                .as_deref()
+                .is_none_or(|id| facts.config_id() == Some(id))
+    }
+}
+
+/// The JSON object of a status: each member's key, then its value exactly as posted.
+fn status_json(members: &[Member]) -> String {
+    let size = members
+        .iter()
+        .map(|m| m.name.len() + m.value.as_str().len() + 4)
+        .sum::<usize>();
+    let mut out = String::with_capacity(size + 2);
+    out.push('{');
+    for (i, member) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, &member.name);
+        out.push(':');
+        out.push_str(member.value.as_str());
+    }
+    out.push('}');
+    out
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
+}
+
+fn raw_value(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A poisoned lock means a panic mid-update; the data it guards is still consistent
+/// enough to serve (each update is written in one step at the end), so carry on.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
