@@ -1,0 +1,319 @@
+//! Every refusal: its status, its code, its Spring-style body (snapshotted, so the wire
+//! format cannot drift unnoticed), and that it changed nothing.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::json;
+
+use crate::helpers::{Answer, Config, STATUS, TestApp, config, nonzero, update};
+
+/// Snapshots an error body, with its clock reading blanked out.
+macro_rules! assert_error_snapshot {
+    ($name:expr, $answer:expr) => {
+        insta::assert_json_snapshot!($name, $answer.json, {".timestamp" => "[timestamp]"})
+    };
+}
+
+fn assert_error_shape(answer: &Answer, status: StatusCode, code: &str) {
+    assert_eq!(answer.status, status, "{}", answer.text);
+    assert_eq!(answer.content_type, "application/json");
+    let body = &answer.json;
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["error"], status.canonical_reason().unwrap());
+    assert_eq!(body["code"], code);
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(body["violations"].is_array());
+    let timestamp = body["timestamp"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
+        "{timestamp}"
+    );
+}
+
+/// Posts `body`, expects the refusal, and checks that the registry did not change.
+async fn refused(app: &TestApp, body: &str, status: StatusCode, code: &str) -> Answer {
+    let before = app.get("/_mock/runs").await.json;
+    let answer = app.post_text(body).await;
+    assert_error_shape(&answer, status, code);
+    assert_eq!(answer.json["path"], STATUS);
+    assert_eq!(
+        app.get("/_mock/runs").await.json,
+        before,
+        "a refusal changed the registry"
+    );
+    answer
+}
+
+#[tokio::test]
+async fn finished_run_refuses_running_with_409() {
+    let app = TestApp::new();
+    app.post_ok(json!({"jobId": "hhzitrwancwv", "state": "finished"}))
+        .await;
+    let answer = refused(
+        &app,
+        r#"{"jobId":"hhzitrwancwv","state":"running"}"#,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    )
+    .await;
+    assert_error_snapshot!("invalid_transition", answer);
+}
+
+#[tokio::test]
+async fn changing_config_id_or_start_time_is_a_conflict() {
+    let app = TestApp::new();
+    app.post_ok(
+        json!({"jobId": "r1", "state": "running", "jobConfig": {"id": "a"},
+                       "startTime": "2025-01-01T00:00:00Z"}),
+    )
+    .await;
+    let answer = refused(
+        &app,
+        r#"{"jobId":"r1","state":"running","jobConfig":{"id":"b"},"startTime":"2025-01-01T00:00:01Z"}"#,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    assert_error_snapshot!("identity_conflict", answer);
+}
+
+#[tokio::test]
+async fn times_that_do_not_add_up_are_refused_with_422() {
+    let app = TestApp::new();
+    let answer = refused(
+        &app,
+        r#"{"jobId":"r1","state":"finished","startTime":"2025-01-01T00:00:10Z","endTime":"2025-01-01T00:00:05Z","duration":100}"#,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_error_snapshot!("timing", answer);
+}
+
+#[tokio::test]
+async fn every_malformed_field_is_listed_in_one_422() {
+    let app = TestApp::new();
+    let answer = refused(
+        &app,
+        r#"{"jobId":"../etc","state":"Running","jobConfig":{"id":""},"result":"ok","startTime":"2025-13-01","endTime":"now","duration":-1}"#,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(answer.json["violations"].as_array().map(Vec::len), Some(7));
+    assert_error_snapshot!("malformed_fields", answer);
+
+    let missing = refused(
+        &app,
+        "{}",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_error_snapshot!("missing_fields", missing);
+    let not_object = refused(
+        &app,
+        r#"{"jobId":"r1","state":"idle","jobConfig":[]}"#,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(not_object.json["violations"][0]["field"], "jobConfig");
+}
+
+#[tokio::test]
+async fn the_first_kind_decides_and_every_problem_is_listed() {
+    let app = TestApp::new();
+    app.post_ok(
+        json!({"jobId": "r1", "state": "finished", "jobConfig": {"id": "a"},
+                       "startTime": "2025-01-01T00:00:00Z"}),
+    )
+    .await;
+    // Transition, identity and timing at once (the endTime is before the carried-over
+    // startTime): the transition decides.
+    let answer = refused(
+        &app,
+        r#"{"jobId":"r1","state":"running","jobConfig":{"id":"b"},"endTime":"2024-01-01T00:00:00Z"}"#,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    )
+    .await;
+    assert_error_snapshot!("mixed_kinds", answer);
+
+    // A malformed field comes before all of them.
+    let answer = refused(
+        &app,
+        r#"{"jobId":"r1","state":"running","duration":"long"}"#,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = answer.json["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["duration", "state"]);
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_with_line_and_column() {
+    let app = TestApp::new();
+    let answer = refused(
+        &app,
+        "{\"jobId\": \"r1\",\n \"state\": }",
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+    assert_error_snapshot!("malformed_json", answer);
+
+    for body in ["", "[]", "\"r1\"", "{} {}", "{\"a\":1,}"] {
+        let answer = refused(&app, body, StatusCode::BAD_REQUEST, "malformed_json").await;
+        let message = answer.json["message"].as_str().unwrap();
+        assert!(
+            message.contains(" at line 1 column "),
+            "{body:?}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_a_400_with_its_position() {
+    let app = TestApp::new();
+    let answer = app
+        .post_raw(
+            Some("application/json"),
+            b"{\"jobId\":\"r\xc3\x28\"}".to_vec(),
+        )
+        .await;
+    assert_error_shape(&answer, StatusCode::BAD_REQUEST, "malformed_json");
+    assert_eq!(
+        answer.json["message"],
+        "malformed JSON: body is not valid UTF-8 at line 1 column 12"
+    );
+}
+
+#[tokio::test]
+async fn nesting_past_128_levels_is_a_400_and_128_is_fine() {
+    let app = TestApp::new();
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"jobId":"r1","state":"running","deep":{}{}}}"#,
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        )
+    };
+    let answer = refused(
+        &app,
+        &nested(129),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+    // The object is level 1, so the 128th bracket opens level 129.
+    let column = r#"{"jobId":"r1","state":"running","deep":"#.len() + 128;
+    let expected = format!("deeper than 128 levels at line 1 column {column}");
+    let message = answer.json["message"].as_str().unwrap();
+    assert!(message.contains(&expected), "{message}");
+    assert_eq!(app.post_text(&nested(128)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413() {
+    let app = TestApp::with(Config {
+        max_body_bytes: nonzero(64),
+        ..config()
+    });
+    let body = json!({"jobId": "r1", "state": "running", "pad": "x".repeat(64)}).to_string();
+    let answer = refused(
+        &app,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+    assert_error_snapshot!("payload_too_large", answer);
+    let small = update("r1", "running").to_string();
+    assert_eq!(app.post_text(&small).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_not_declared_as_json_is_a_415() {
+    let app = TestApp::new();
+    let body = r#"{"jobId":"r1","state":"running"}"#;
+    let answer = app.post_raw(Some("text/plain"), body).await;
+    assert_error_shape(
+        &answer,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    assert_error_snapshot!("unsupported_media_type", answer);
+
+    let answer = app.post_raw(None, body).await;
+    assert_error_shape(
+        &answer,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    // A malformed body comes first, whatever it claims to be.
+    let answer = app.post_raw(Some("text/plain"), "{").await;
+    assert_error_shape(&answer, StatusCode::BAD_REQUEST, "malformed_json");
+    assert_eq!(
+        app.get("/_mock/runs/r1").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_runs_are_404_and_wrong_methods_405() {
+    let app = TestApp::new();
+    let answer = app.get("/job-launcher/launcher/nope").await;
+    assert_error_shape(&answer, StatusCode::NOT_FOUND, "not_found");
+    assert_error_snapshot!("no_route", answer);
+
+    let answer = app.request(Method::PUT, STATUS).await;
+    assert_error_shape(
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    assert_error_snapshot!("method_not_allowed", answer);
+
+    for path in ["/_mock/runs/ghost", "/_mock/runs/ghost/history"] {
+        let answer = app.get(path).await;
+        assert_error_shape(&answer, StatusCode::NOT_FOUND, "not_found");
+        assert_eq!(answer.json["path"], path);
+    }
+    let answer = app.delete("/_mock/runs/ghost").await;
+    assert_error_shape(&answer, StatusCode::NOT_FOUND, "not_found");
+    assert_error_snapshot!("no_run", answer);
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_a_400_naming_them() {
+    let app = TestApp::new();
+    let answer = app.get("/_mock/runs?limit=many").await;
+    assert_error_shape(&answer, StatusCode::BAD_REQUEST, "validation_failed");
+    assert!(answer.json["message"].as_str().unwrap().contains("limit"));
+
+    let answer = app.get("/_mock/runs?state=running,done").await;
+    assert_error_shape(&answer, StatusCode::BAD_REQUEST, "validation_failed");
+    assert_error_snapshot!("bad_state_filter", answer);
+}
+
+#[tokio::test]
+async fn error_answers_keep_the_request_id() {
+    let app = TestApp::new();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(STATUS)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", "abc-123")
+        .body(Body::from("nope"))
+        .unwrap();
+    let answer = app.send(request).await;
+    assert_error_shape(&answer, StatusCode::BAD_REQUEST, "malformed_json");
+    assert_eq!(answer.headers["x-request-id"], "abc-123");
+}

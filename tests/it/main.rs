@@ -1,0 +1,14 @@
+//! Black-box tests of job-launcher-mock: most in-process through `app(state)`, a few over
+//! a real socket, one against the built binary.
+
+// Tests may panic on what they did not expect: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod errors;
+mod helpers;
+mod mock_routes;
+mod process;
+mod properties;
+mod registry_bounds;
+mod socket;
+mod status;

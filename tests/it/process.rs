@@ -1,0 +1,105 @@
+//! The built binary: flags and environment, the readiness line, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+
+/// Starts the binary and reads its readiness line; returns it and the base URL.
+fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("a readiness line");
+    let base = line
+        .split("listening on ")
+        .nth(1)
+        .map(|url| url.trim().to_owned())
+        .unwrap_or_else(|| panic!("no readiness line: {line:?}"));
+    (child, base)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+async fn post(base: &str, body: serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/job-launcher/launcher/status"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the service answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn flags_beat_environment_and_sigterm_exits_zero() {
+    let (mut child, base) = start(
+        &["--port", "0", "--max-runs", "5"],
+        &[("JLM_VALIDATION", "lenient"), ("JLM_MAX_RUNS", "1")],
+    );
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert!(!base.ends_with(":0"), "{base}");
+
+    // Lenient, from the environment: a forbidden transition is accepted.
+    assert_eq!(
+        post(&base, json!({"jobId": "r1", "state": "finished"})).await,
+        200
+    );
+    assert_eq!(
+        post(&base, json!({"jobId": "r1", "state": "running"})).await,
+        200
+    );
+    // --max-runs 5 from the command line, not 1 from the environment.
+    assert_eq!(
+        post(&base, json!({"jobId": "r2", "state": "running"})).await,
+        200
+    );
+
+    signal(&child, "TERM");
+    let status = child.wait().expect("the process ends");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn ctrl_c_exits_zero() {
+    let (mut child, base) = start(&["--port", "0"], &[("JLM_VALIDATION", "strict")]);
+    assert_eq!(
+        post(&base, json!({"jobId": "r1", "state": "finished"})).await,
+        200
+    );
+    assert_eq!(
+        post(&base, json!({"jobId": "r1", "state": "running"})).await,
+        409
+    );
+    signal(&child, "INT");
+    assert_eq!(child.wait().expect("the process ends").code(), Some(0));
+}
+
+#[test]
+fn a_bad_flag_is_refused_before_listening() {
+    let output = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
+        .args(["--validation", "loose"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("strict"));
+}

@@ -1,0 +1,87 @@
+//! Property tests: merging partial updates, repeats, and JSON equality.
+
+use job_launcher_mock::model::json::json_eq;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+use crate::helpers::{TestApp, posted};
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[a-z\u{e9}\"\\\\]{0,4}".prop_map(Value::from),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-c]", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A partial update of run `r`: always running, with some of a few fields.
+fn partial_update() -> impl Strategy<Value = Value> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["hostname", "a", "b", "c"]),
+        value(),
+        0..4,
+    )
+    .prop_map(|fields| {
+        let mut update = Map::new();
+        update.insert("jobId".into(), json!("r"));
+        update.insert("state".into(), json!("running"));
+        for (key, value) in fields {
+            update.insert(key.into(), value);
+        }
+        Value::Object(update)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn current_status_is_the_top_level_merge_of_the_updates(
+        updates in prop::collection::vec(partial_update(), 1..6)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let app = TestApp::new();
+            let mut expected = Map::new();
+            let mut recorded: Vec<Value> = Vec::new();
+            for update in &updates {
+                let answer = app.post(update.clone()).await;
+                prop_assert_eq!(answer.status.as_u16(), 200, "{}", answer.text);
+                for (key, value) in update.as_object().unwrap() {
+                    if !(value.is_null() && expected.contains_key(key)) {
+                        expected.insert(key.clone(), value.clone());
+                    }
+                }
+                if recorded.last() != Some(update) {
+                    recorded.push(update.clone());
+                }
+            }
+            prop_assert_eq!(&app.run("r").await["status"], &Value::Object(expected));
+            prop_assert_eq!(posted(&app.history("r").await), recorded);
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn reformatting_never_changes_json_equality(value in value()) {
+        let compact = value.to_string();
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        prop_assert!(json_eq(&compact, &pretty));
+    }
+
+    #[test]
+    fn json_equality_agrees_with_value_equality(a in value(), b in value()) {
+        prop_assert_eq!(json_eq(&a.to_string(), &b.to_string()), a == b);
+    }
+}

@@ -1,0 +1,221 @@
+//! `POST /job-launcher/launcher/status` accepted: storing, merging, reading back, repeats,
+//! lenient validation.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{SEED, STATUS, TestApp, lenient, posted, update};
+
+#[tokio::test]
+async fn seed_body_is_accepted_and_reads_back_unchanged_through_both_get_routes() {
+    let app = TestApp::new();
+    let seed: Value = serde_json::from_str(SEED).unwrap();
+
+    let answer = app.post_text(SEED).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.content_type, "application/json");
+    assert_eq!(answer.json, seed);
+
+    let list = app.get(STATUS).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json, json!([seed]));
+
+    let run = app.run("hhzitrwancwv").await;
+    assert_eq!(run["status"], seed);
+    assert_eq!(run["updateCount"], 1);
+    let history = app.history("hhzitrwancwv").await;
+    assert_eq!(posted(&history), [seed]);
+    assert_eq!(history["updates"][0]["seq"], 1);
+    // Its jobRunId differs from its jobId: accepted, with a warning.
+    assert_eq!(
+        run["warnings"],
+        json!([{"field": "result.jobRunId",
+                "message": "result.jobRunId \"sjnamxwxsyhq\" differs from jobId \"hhzitrwancwv\""}])
+    );
+    assert_eq!(history["updates"][0]["warnings"], run["warnings"]);
+}
+
+#[tokio::test]
+async fn values_read_back_byte_for_byte_as_posted() {
+    let app = TestApp::new();
+    let config = r#"{"id":"cfg","huge":123456789012345678901234567890,"tenth":0.1,"exp":1E+2,"esc":"tab\tquote\"slash\\\u00e9\ud83d\ude00","text":"日本語 ✓","nested":{"b":1,"a":[{}]}}"#;
+    let body = format!(
+        r#"{{"jobId":"r1","state":"running","jobConfig":{config},"startTime":"2025-10-16T21:49:15.1066+02:00","custom":[null,true]}}"#
+    );
+    assert_eq!(app.post_text(&body).await.status, StatusCode::OK);
+
+    let list = app.get(STATUS).await;
+    assert_eq!(list.text, format!("[{body}]"));
+    let run = app.get("/_mock/runs/r1").await;
+    assert!(
+        run.text.contains(&format!(r#""status":{body}"#)),
+        "{}",
+        run.text
+    );
+    let history = app.get("/_mock/runs/r1/history").await;
+    assert!(
+        history.text.contains(&format!(r#""update":{body}"#)),
+        "{}",
+        history.text
+    );
+}
+
+#[tokio::test]
+async fn partial_updates_merge_at_the_top_level() {
+    let app = TestApp::new();
+    let first = json!({"jobId": "r1", "state": "starting", "hostname": "h1",
+                       "jobConfig": {"id": "cfg", "type": "script", "x": [1]}});
+    app.post_ok(first.clone()).await;
+    let second = json!({"jobId": "r1", "state": "running", "startTime": "2025-01-01T00:00:00Z"});
+    app.post_ok(second.clone()).await;
+    let third = json!({"jobId": "r1", "state": "finished", "hostname": "h2",
+                       "endTime": "2025-01-01T00:00:02Z", "duration": 2000});
+    let answer = app.post_ok(third.clone()).await;
+
+    let expected = json!({"jobId": "r1", "state": "finished", "hostname": "h2",
+        "jobConfig": {"id": "cfg", "type": "script", "x": [1]},
+        "startTime": "2025-01-01T00:00:00Z", "endTime": "2025-01-01T00:00:02Z", "duration": 2000});
+    assert_eq!(answer.json, expected);
+    assert_eq!(app.run("r1").await["status"], expected);
+    assert_eq!(posted(&app.history("r1").await), [first, second, third]);
+}
+
+#[tokio::test]
+async fn null_neither_erases_nor_counts_but_is_stored_as_sent() {
+    let app = TestApp::new();
+    app.post_ok(json!({"jobId": "r1", "state": "running", "hostname": "h1"}))
+        .await;
+    // A null endTime on a running run is no timing problem: it counts as absent.
+    let with_nulls = json!({"jobId": "r1", "state": "running", "hostname": null,
+                            "endTime": null, "result": null});
+    app.post_ok(with_nulls.clone()).await;
+
+    let status = &app.run("r1").await["status"];
+    assert_eq!(status["hostname"], "h1");
+    assert_eq!(status["endTime"], Value::Null);
+    assert_eq!(posted(&app.history("r1").await)[1], with_nulls);
+}
+
+#[tokio::test]
+async fn exact_repeat_is_answered_200_without_a_history_entry() {
+    let app = TestApp::new();
+    app.post_text(r#"{"jobId":"r1","state":"running","n":1.0}"#)
+        .await;
+    let retry = app
+        .post_text("{ \"n\" : 1.0 ,\n \"state\":\"running\", \"jobId\":\"r1\" }")
+        .await;
+    assert_eq!(retry.status, StatusCode::OK);
+
+    let run = app.run("r1").await;
+    assert_eq!(run["updateCount"], 1);
+    assert_eq!(
+        app.history("r1").await["updates"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // Not a repeat: a value differs.
+    app.post_ok(json!({"jobId": "r1", "state": "running", "n": 2}))
+        .await;
+    assert_eq!(app.run("r1").await["updateCount"], 2);
+}
+
+#[tokio::test]
+async fn ended_run_accepts_a_repeat_of_its_last_update_only() {
+    let app = TestApp::new();
+    assert_eq!(app.post_text(SEED).await.status, StatusCode::OK);
+    assert_eq!(app.post_text(SEED).await.status, StatusCode::OK);
+    assert_eq!(app.run("hhzitrwancwv").await["updateCount"], 1);
+
+    let mut changed: Value = serde_json::from_str(SEED).unwrap();
+    changed["hostname"] = json!("elsewhere");
+    let answer = app.post(changed).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(answer.json["code"], "invalid_transition");
+}
+
+#[tokio::test]
+async fn lenient_mode_accepts_rule_violations_and_records_warnings() {
+    let app = TestApp::with(lenient());
+    app.post_ok(json!({"jobId": "r1", "state": "finished", "jobConfig": {"id": "a"}}))
+        .await;
+    let answer = app
+        .post(
+            json!({"jobId": "r1", "state": "running", "jobConfig": {"id": "b"},
+                     "duration": 5}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+
+    let history = app.history("r1").await;
+    let fields: Vec<&str> = history["updates"][1]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["state", "jobConfig.id", "duration"]);
+    assert_eq!(
+        app.run("r1").await["warnings"],
+        history["updates"][1]["warnings"]
+    );
+}
+
+#[tokio::test]
+async fn lenient_mode_still_refuses_malformed_updates() {
+    let app = TestApp::with(lenient());
+    let answer = app.post(json!({"jobId": "r1", "state": "done"})).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.get("/_mock/runs/r1").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn every_state_may_start_a_run_and_transitions_follow_the_table() {
+    let app = TestApp::new();
+    let path = [
+        "idle",
+        "starting",
+        "running",
+        "finishing",
+        "cancelling",
+        "finished",
+    ];
+    for state in path {
+        app.post_ok(update("r1", state)).await;
+    }
+    // An unknown run may start in any state, ended ones included.
+    app.post_ok(update("r2", "skipped")).await;
+    let answer = app.post(update("r2", "starting")).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn application_star_plus_json_is_accepted() {
+    let app = TestApp::new();
+    let answer = app
+        .post_raw(
+            Some("application/hal+json; charset=UTF-8"),
+            r#"{"jobId":"r1","state":"idle"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+#[tokio::test]
+async fn offsets_are_honoured_and_start_time_may_be_rewritten_at_another_offset() {
+    let app = TestApp::new();
+    app.post_ok(json!({"jobId": "r1", "state": "running",
+                       "startTime": "2025-01-01T12:00:00+02:00"}))
+        .await;
+    let answer = app
+        .post(
+            json!({"jobId": "r1", "state": "finished", "startTime": "2025-01-01T10:00:00Z",
+                     "endTime": "2025-01-01T10:00:01.5Z", "duration": 1500}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    // The stored value is the one posted last, as written.
+    assert_eq!(answer.json["startTime"], "2025-01-01T10:00:00Z");
+}
