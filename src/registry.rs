@@ -76,13 +76,17 @@ struct Entry {
     warnings: Vec<Warning>,
 }
 
-/// The answer to an accepted update.
-#[derive(Debug)]
+/// The answer to an accepted update: which history entry holds it, and what it raised.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Accepted {
-    /// The run's current status, as JSON.
-    pub status: String,
-    /// The history entry's `seq`; `None` for an exact repeat, which adds none.
-    pub seq: Option<u64>,
+    pub job_id: Arc<str>,
+    /// The run's state after the update.
+    pub state: Option<JobState>,
+    /// The `seq` of the history entry; for a repeat, that of the update it repeats.
+    pub seq: u64,
+    /// An exact repeat of the run's last update, which adds no history entry.
+    pub repeat: bool,
     pub warnings: Vec<Warning>,
 }
 
@@ -182,31 +186,18 @@ impl Registry {
             return None;
         }
         if problems.is_empty() && run.is_repeat(update) {
-            return Some(Ok(Accepted {
-                status: status_json(&run.status),
-                seq: None,
-                warnings: Vec::new(),
-            }));
+            let seq = run.history.back().map_or(0, |entry| entry.seq);
+            return Some(Ok(run.accepted(seq, true, Vec::new())));
         }
-        let review = rules::review(&run.job_id, Some(&run.facts), &update.facts);
-        let warnings = match self.judge(problems, review.problems) {
-            Ok(rule_warnings) => [rule_warnings, review.warnings].concat(),
-            Err(refusal) => return Some(Err(refusal)),
-        };
-        let seq = self.next_seq();
-        run.record(
-            update,
-            review.merged,
-            seq,
-            warnings.clone(),
-            self.limits.max_history,
-        );
-        slot.ended_at.store(run.ended_at(seq), Ordering::Relaxed);
-        Some(Ok(Accepted {
-            status: status_json(&run.status),
-            seq: Some(seq),
-            warnings,
-        }))
+        let outcome = self
+            .judge(&run.job_id, Some(&run.facts), update, problems)
+            .map(|(merged, warnings)| {
+                let accepted = run.record(update, merged, self.next_seq(), warnings, &self.limits);
+                slot.ended_at
+                    .store(run.ended_at(accepted.seq), Ordering::Relaxed);
+                accepted
+            });
+        Some(outcome)
     }
 
     fn apply_to_new(
@@ -219,48 +210,43 @@ impl Registry {
         if runs.contains_key(job_id) {
             return None;
         }
-        let review = rules::review(job_id, None, &update.facts);
-        let warnings = match self.judge(problems, review.problems) {
-            Ok(rule_warnings) => [rule_warnings, review.warnings].concat(),
-            Err(refusal) => return Some(Err(refusal)),
-        };
-        if runs.len() >= self.limits.max_runs {
-            if let Err(full) = self.evict_one(&mut runs) {
-                return Some(Err(full));
-            }
-        }
-        let seq = self.next_seq();
-        let mut run = Run::new(Arc::clone(job_id));
-        run.record(
-            update,
-            review.merged,
-            seq,
-            warnings.clone(),
-            self.limits.max_history,
-        );
-        let accepted = Accepted {
-            status: status_json(&run.status),
-            seq: Some(seq),
-            warnings,
-        };
-        let slot = Slot {
-            order: seq,
-            ended_at: AtomicU64::new(run.ended_at(seq)),
-            run: Mutex::new(run),
-        };
-        runs.insert(Arc::clone(job_id), Arc::new(slot));
-        Some(Ok(accepted))
+        let outcome = self
+            .judge(job_id, None, update, problems)
+            .and_then(|(merged, warnings)| {
+                if runs.len() >= self.limits.max_runs {
+                    self.evict_one(&mut runs)?;
+                }
+                let mut run = Run::new(Arc::clone(job_id));
+                let accepted = run.record(update, merged, self.next_seq(), warnings, &self.limits);
+                let slot = Slot {
+                    order: accepted.seq,
+                    ended_at: AtomicU64::new(run.ended_at(accepted.seq)),
+                    run: Mutex::new(run),
+                };
+                runs.insert(Arc::clone(job_id), Arc::new(slot));
+                Ok(accepted)
+            });
+        Some(outcome)
     }
 
-    /// Refuses when a problem must refuse; otherwise the rule problems that lenient
-    /// validation turns into warnings.
-    fn judge(&self, form: &[Problem], rules: Vec<Problem>) -> Result<Vec<Warning>, ApiError> {
+    /// Reviews an update against its run's facts (`None` for a new run): refuses it
+    /// when a problem must refuse, else gives the merged facts and the warnings to record
+    /// (rule problems under lenient validation, and result inconsistencies).
+    fn judge(
+        &self,
+        job_id: &str,
+        current: Option<&Facts>,
+        update: &StatusUpdate,
+        form: &[Problem],
+    ) -> Result<(Facts, Vec<Warning>), ApiError> {
+        let review = rules::review(job_id, current, &update.facts);
         let lenient = self.limits.validation == Validation::Lenient;
         let refuses = |p: &Problem| !(lenient && p.kind.is_rule());
-        if form.iter().chain(&rules).any(refuses) {
-            return Err(ApiError::refusal([form.to_vec(), rules].concat()));
+        if form.iter().chain(&review.problems).any(refuses) {
+            return Err(ApiError::refusal([form, &review.problems].concat()));
         }
-        Ok(rules.into_iter().map(|p| p.violation).collect())
+        let warnings = review.problems.into_iter().map(|p| p.violation);
+        Ok((review.merged, warnings.chain(review.warnings).collect()))
     }
 
     /// Forgets the ended run whose last update is oldest, to make room for a new one.
@@ -432,8 +418,8 @@ impl Run {
         merged: Facts,
         seq: u64,
         warnings: Vec<Warning>,
-        max_history: usize,
-    ) {
+        limits: &Limits,
+    ) -> Accepted {
         for member in &update.members {
             let existing = self.status.iter_mut().find(|m| m.name == member.name);
             match existing {
@@ -463,11 +449,22 @@ impl Run {
             seq,
             received_at: now,
             update: update.raw.clone(),
-            warnings,
+            warnings: warnings.clone(),
         });
-        while self.history.len() > max_history {
+        while self.history.len() > limits.max_history {
             self.history.pop_front();
             self.dropped += 1;
+        }
+        self.accepted(seq, false, warnings)
+    }
+
+    fn accepted(&self, seq: u64, repeat: bool, warnings: Vec<Warning>) -> Accepted {
+        Accepted {
+            job_id: Arc::clone(&self.job_id),
+            state: self.facts.state,
+            seq,
+            repeat,
+            warnings,
         }
     }
 

@@ -6,8 +6,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::value::RawValue;
@@ -16,7 +14,7 @@ use super::extract::JsonBody;
 use super::{AppState, record_job_id};
 use crate::error::ApiError;
 use crate::model::StatusUpdate;
-use crate::registry::Registry;
+use crate::registry::{Accepted, Registry};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(
@@ -25,11 +23,11 @@ pub fn routes() -> Router<AppState> {
     )
 }
 
-/// Applies one status update; answers 200 with the run's current status.
+/// Applies one status update; answers 200 with where it went in the run's history.
 async fn post_status(
     State(registry): State<Arc<Registry>>,
     body: JsonBody,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Accepted>, ApiError> {
     let (update, mut problems) = StatusUpdate::parse(&body.bytes)
         .map_err(|malformed| ApiError::MalformedJson(malformed.0))?;
     if let Some(job_id) = &update.job_id {
@@ -42,7 +40,7 @@ async fn post_status(
     if !accepted.warnings.is_empty() {
         tracing::info!(warnings = ?accepted.warnings, "accepted with warnings");
     }
-    Ok(([(CONTENT_TYPE, "application/json")], accepted.status).into_response())
+    Ok(Json(accepted))
 }
 
 /// Fusion's "List all job statuses": the current status of every run.
