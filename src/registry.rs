@@ -290,6 +290,11 @@ impl Registry {
         slots
     }
 
+    /// Runs evicted by `--max-runs` since the start or the last reset.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
     /// The current status of every run, in the order they first appeared: Fusion's list.
     pub fn statuses(&self) -> Vec<Box<RawValue>> {
         self.slots()
@@ -317,7 +322,7 @@ impl Registry {
         }
         RunList {
             total,
-            evicted: self.evicted.load(Ordering::Relaxed),
+            evicted: self.evicted(),
             runs,
         }
     }

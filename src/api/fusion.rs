@@ -43,7 +43,16 @@ async fn post_status(
     Ok(Json(accepted))
 }
 
-/// Fusion's "List all job statuses": the current status of every run.
-async fn list_statuses(State(registry): State<Arc<Registry>>) -> Json<Vec<Box<RawValue>>> {
-    Json(registry.statuses())
+/// Fusion's "List all job statuses": the current status of every run. The array has no
+/// room for it, so `X-Mock-Evicted` says how many runs `--max-runs` has evicted.
+async fn list_statuses(
+    State(registry): State<Arc<Registry>>,
+) -> ([(&'static str, String); 1], Json<Vec<Box<RawValue>>>) {
+    let evicted = registry.evicted();
+    (
+        [(EVICTED_HEADER, evicted.to_string())],
+        Json(registry.statuses()),
+    )
 }
+
+const EVICTED_HEADER: &str = "x-mock-evicted";
