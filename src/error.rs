@@ -257,8 +257,8 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     };
     tracing::info!(
         code = report.code,
-        message = %report.message,
-        violations = ?report.violations,
+        reason = %report.message,
+        violations = %serde_json::to_string(&report.violations).unwrap_or_default(),
         "refused"
     );
     let body = ErrorBody {
