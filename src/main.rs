@@ -11,10 +11,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.addr()))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
     // The readiness line tests and scripts wait for; stdout, so logs cannot bury it.
     println!("job-launcher-mock listening on http://{addr}");
     tracing::info!(%addr, validation = ?config.validation, "ready");
-    serve(listener, AppState::new(&config), shutdown_signal()).await?;
+    serve(listener, AppState::new(&config), shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -425,11 +425,9 @@ impl Run {
         warnings: Vec<Warning>,
         limits: &Limits,
     ) -> Accepted {
-        for member in &update.members {
-            let existing = self.status.iter_mut().find(|m| m.name == member.name);
-            match existing {
-                // A null neither erases nor replaces what is there.
-                Some(_) if member.value.is_null() => {}
+        // A null counts as absent: it neither adds a member nor erases one.
+        for member in update.members.iter().filter(|m| !m.value.is_null()) {
+            match self.status.iter_mut().find(|m| m.name == member.name) {
                 Some(existing) => existing.value = member.value.clone(),
                 None => self.status.push(member.clone()),
             }

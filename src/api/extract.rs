@@ -80,7 +80,8 @@ pub fn is_json_media_type(content_type: &str) -> bool {
         return false;
     };
     let subtype = subtype.to_ascii_lowercase();
-    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+    let suffixed = subtype.len() > "+json".len() && subtype.ends_with("+json");
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || suffixed)
 }
 
 /// Query parameters; a parameter that cannot be read is a 400 naming it.

@@ -6,9 +6,11 @@
 pub mod json;
 pub mod rules;
 pub mod state;
+pub mod time;
 pub mod update;
 
 pub use json::RawJson;
 pub use rules::{Problem, ProblemKind, Review, Violation, Warning};
 pub use state::JobState;
+pub use time::Timestamp;
 pub use update::{Facts, JobConfig, JobResult, Malformed, StatusUpdate};

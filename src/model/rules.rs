@@ -1,10 +1,10 @@
 //! The rules an update is held to against its run (API.md section 3): transitions,
 //! identity, timing, and the result-consistency warnings.
 
-use chrono::{DateTime, FixedOffset, SecondsFormat};
 use serde::Serialize;
 
 use super::state::JobState;
+use super::time::ATTOS_PER_MILLI;
 use super::update::Facts;
 
 /// The kinds of problem, in the order that decides an answer's status and `code`.
@@ -137,13 +137,9 @@ fn check_identity(
         }
     }
     if let (Some(old), Some(new)) = (current.start_time, update.start_time) {
-        // DateTime equality compares instants, so another offset is not a change.
+        // Timestamps compare as instants, so another offset is not a change.
         if old != new {
-            let message = format!(
-                "startTime is {} and cannot change to {}",
-                show(old),
-                show(new)
-            );
+            let message = format!("startTime is {old} and cannot change to {new}");
             let headline = format!("run {job_id}: {message}");
             problems.push(
                 Problem::new(ProblemKind::Identity, "startTime", message).with_headline(headline),
@@ -158,22 +154,22 @@ fn check_timing(merged: &Facts, problems: &mut Vec<Problem>) {
         problems.push(Problem::new(ProblemKind::Timing, field, message).with_headline(headline));
     };
     if let (Some(start), Some(end)) = (merged.start_time, merged.end_time) {
-        let elapsed_ns = nanos_between(start, end);
-        if elapsed_ns < 0 {
+        let elapsed = end.attos() - start.attos();
+        if elapsed < 0 {
             timing(
                 "endTime",
-                format!("endTime {} is before startTime {}", show(end), show(start)),
+                format!("endTime {end} is before startTime {start}"),
             );
         }
         if let Some(duration) = merged.duration {
             // One millisecond of slack, for timestamps finer than a millisecond.
-            let off_by = i128::from(duration) * 1_000_000 - elapsed_ns;
-            if off_by.abs() > 1_000_000 {
+            let off_by = i128::from(duration) * ATTOS_PER_MILLI - elapsed;
+            if off_by.abs() > ATTOS_PER_MILLI {
                 timing(
                     "duration",
                     format!(
                         "duration is {duration} ms but endTime - startTime is {} ms",
-                        format_ms(elapsed_ns)
+                        format_ms(elapsed)
                     ),
                 );
             }
@@ -233,13 +229,9 @@ fn check_consistency(job_id: &str, merged: &Facts, warnings: &mut Vec<Warning>) 
     }
 }
 
-fn nanos_between(start: DateTime<FixedOffset>, end: DateTime<FixedOffset>) -> i128 {
-    let delta = end.signed_duration_since(start);
-    i128::from(delta.num_seconds()) * 1_000_000_000 + i128::from(delta.subsec_nanos())
-}
-
-fn format_ms(nanos: i128) -> String {
-    let ms = nanos as f64 / 1e6;
+/// Attoseconds as milliseconds, with three decimals when not whole.
+fn format_ms(attos: i128) -> String {
+    let ms = attos as f64 / ATTOS_PER_MILLI as f64;
     if ms.fract() == 0.0 {
         format!("{ms:.0}")
     } else {
@@ -247,17 +239,14 @@ fn format_ms(nanos: i128) -> String {
     }
 }
 
-fn show(time: DateTime<FixedOffset>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Timestamp;
     use crate::model::update::{JobConfig, JobResult};
 
-    fn time(s: &str) -> Option<DateTime<FixedOffset>> {
-        DateTime::parse_from_rfc3339(s).ok()
+    fn time(s: &str) -> Option<Timestamp> {
+        Timestamp::parse(s)
     }
 
     fn ended(start: &str, end: &str, duration: u64) -> Facts {

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset};
-
 use super::json::{self, Member, Position, RawJson};
 use super::rules::{Problem, ProblemKind};
 use super::state::JobState;
+use super::time::Timestamp;
 
 /// The longest `jobId` accepted.
 pub const MAX_JOB_ID_LEN: usize = 128;
@@ -30,8 +29,8 @@ pub struct Facts {
     pub state: Option<JobState>,
     pub job_config: Option<JobConfig>,
     pub result: Option<JobResult>,
-    pub start_time: Option<DateTime<FixedOffset>>,
-    pub end_time: Option<DateTime<FixedOffset>>,
+    pub start_time: Option<Timestamp>,
+    pub end_time: Option<Timestamp>,
     pub duration: Option<u64>,
 }
 
@@ -250,12 +249,8 @@ fn read_result(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobResul
     Some(result)
 }
 
-fn read_time(
-    field: &str,
-    raw: &str,
-    bad: &mut impl FnMut(&str, String),
-) -> Option<DateTime<FixedOffset>> {
-    let time = json::as_string(raw).and_then(|s| DateTime::parse_from_rfc3339(&s).ok());
+fn read_time(field: &str, raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Timestamp> {
+    let time = json::as_string(raw).and_then(|s| Timestamp::parse(&s));
     if time.is_none() {
         let message = format!(
             "{field} must be an RFC 3339 date-time such as \"2025-10-16T19:49:15.106Z\"; got {}",

@@ -3,6 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::json;
 
 /// Starts the binary and reads its readiness line; returns it and the base URL.
@@ -30,12 +32,11 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     (child, base)
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+/// Sends a signal at once (no `kill` process to start, which would give the service time
+/// to get ready for it).
+fn signal(child: &Child, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+    nix::sys::signal::kill(pid, signal).expect("the signal is sent");
 }
 
 async fn post(base: &str, body: serde_json::Value) -> u16 {
@@ -74,7 +75,7 @@ async fn flags_beat_environment_and_sigterm_exits_zero() {
         200
     );
 
-    signal(&child, "TERM");
+    signal(&child, Signal::SIGTERM);
     let status = child.wait().expect("the process ends");
     assert_eq!(status.code(), Some(0));
 }
@@ -90,8 +91,18 @@ async fn ctrl_c_exits_zero() {
         post(&base, json!({"jobId": "r1", "state": "running"})).await,
         409
     );
-    signal(&child, "INT");
+    signal(&child, Signal::SIGINT);
     assert_eq!(child.wait().expect("the process ends").code(), Some(0));
+}
+
+#[test]
+fn a_signal_right_after_the_readiness_line_still_exits_zero() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let (mut child, _) = start(&["--port", "0"], &[]);
+        signal(&child, sig);
+        let status = child.wait().expect("the process ends");
+        assert_eq!(status.code(), Some(0), "{sig}: {status}");
+    }
 }
 
 #[test]
