@@ -44,11 +44,13 @@ async fn list_runs(
     State(registry): State<Arc<Registry>>,
     Query(query): Query<ListRunsQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    let states = query.state.as_deref().map(parse_states).transpose()?;
+    // An empty parameter (`?state=`) filters nothing, as if it were not given.
+    let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    let states = given(query.state).as_deref().map(parse_states).transpose()?;
     let filter = RunFilter {
         states,
-        job_type: query.job_type,
-        job_config_id: query.job_config_id,
+        job_type: given(query.job_type),
+        job_config_id: given(query.job_config_id),
     };
     Ok(Json(registry.list(
         &filter,
