@@ -46,7 +46,10 @@ async fn list_runs(
 ) -> Result<Json<RunList>, ApiError> {
     // An empty parameter (`?state=`) filters nothing, as if it were not given.
     let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
-    let states = given(query.state).as_deref().map(parse_states).transpose()?;
+    let states = given(query.state)
+        .as_deref()
+        .map(parse_states)
+        .transpose()?;
     let filter = RunFilter {
         states,
         job_type: given(query.job_type),

@@ -72,7 +72,10 @@ async fn runs_filter_by_state_type_and_config_id() {
     assert_eq!(ids("jobConfigId=adhoc").await, (1, "b".into()));
     assert_eq!(ids("type=script&state=error").await, (1, "c".into()));
     assert_eq!(ids("type=none").await, (0, String::new()));
-    assert_eq!(ids("state=&type=&jobConfigId=").await, (4, "a,b,c,d".into()));
+    assert_eq!(
+        ids("state=&type=&jobConfigId=").await,
+        (4, "a,b,c,d".into())
+    );
 }
 
 #[tokio::test]
