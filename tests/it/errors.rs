@@ -317,3 +317,22 @@ async fn error_answers_keep_the_request_id() {
     assert_error_shape(&answer, StatusCode::BAD_REQUEST, "malformed_json");
     assert_eq!(answer.headers["x-request-id"], "abc-123");
 }
+
+#[tokio::test]
+async fn a_request_past_the_request_timeout_is_a_408() {
+    let app = TestApp::with(Config {
+        request_timeout: std::time::Duration::from_millis(20),
+        ..config()
+    });
+    // A body that never arrives keeps the handler waiting until the timeout answers.
+    let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(STATUS)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(never))
+        .unwrap();
+    let answer = app.send(request).await;
+    assert_error_shape(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
+    assert_error_snapshot!("timeout", answer);
+}
