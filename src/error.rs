@@ -84,7 +84,7 @@ impl ApiError {
         let Some(first) = problems.first() else {
             return ApiError::Internal("an update was refused without a problem".to_owned());
         };
-        let (kind, mut message) = (first.kind, first.headline.clone());
+        let (kind, mut message) = (first.kind, first.headline().to_owned());
         if problems.len() > 1 {
             message.push_str(&format!(" ({} problems in all)", problems.len()));
         }

@@ -9,10 +9,12 @@
 //! map, then run; nothing takes the map's lock while holding a run's.
 
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -27,8 +29,11 @@ const MAX_RUN_WARNINGS: usize = 100;
 /// How big the registry may grow, and how strictly it checks.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    pub max_runs: usize,
-    pub max_history: usize,
+    pub max_runs: NonZeroUsize,
+    pub max_history: NonZeroUsize,
+    /// How large a run's merged status may grow (`--max-body-bytes`): without a bound, a
+    /// client adding a new field with every update would grow it forever.
+    pub max_status_bytes: NonZeroUsize,
     pub validation: Validation,
 }
 
@@ -55,8 +60,12 @@ struct Run {
     /// Set when the run is forgotten, so that an update that found it just before
     /// looks it up again instead of writing to a run no one can read.
     removed: bool,
-    /// The current status: every update's members merged at the top level.
-    status: Vec<Member>,
+    /// The current status: every update's members merged at the top level, in the order
+    /// each key first appeared. Values are detached from the bodies they came from, so a
+    /// long-lived field does not keep a whole old body alive.
+    status: IndexMap<Arc<str>, RawJson>,
+    /// The size of `status` as JSON, kept within `Limits::max_status_bytes`.
+    status_bytes: usize,
     facts: Facts,
     /// The members of the last accepted update, to recognise a client's retry.
     last_update: Vec<Member>,
@@ -149,84 +158,109 @@ impl Registry {
         }
     }
 
-    /// Checks `update` against its run and, unless a problem refuses it, applies it.
+    /// Checks `update` against run `job_id` and, unless a problem refuses it, applies it.
     ///
     /// `problems` are the well-formedness problems found before the run was consulted;
     /// the rules add theirs, and a refusal lists them all. A refused update changes
     /// nothing.
     pub fn apply(
         &self,
+        job_id: Arc<str>,
         update: StatusUpdate,
         problems: Vec<Problem>,
     ) -> Result<Accepted, ApiError> {
-        let Some(job_id) = update.job_id.clone() else {
-            return Err(ApiError::refusal(problems));
-        };
         loop {
             let slot = read(&self.runs).get(&job_id).cloned();
-            let outcome = match slot {
-                Some(slot) => self.apply_to_known(&slot, &update, &problems),
-                None => self.apply_to_new(&job_id, &update, &problems),
-            };
-            // `None`: the run appeared or vanished meanwhile; look again.
-            if let Some(outcome) = outcome {
+            if let Some(slot) = slot {
+                let mut run = lock(&slot.run);
+                // A run forgotten since the lookup: look again.
+                if !run.removed {
+                    return self.apply_to_known(&slot, &mut run, update, &problems);
+                }
+            } else if let Some(outcome) = self.apply_to_new(&job_id, &update, &problems) {
                 return outcome;
             }
         }
     }
 
+    /// The whole read-check-write of an update to a known run, under its lock.
     fn apply_to_known(
         &self,
         slot: &Slot,
-        update: &StatusUpdate,
+        run: &mut Run,
+        update: StatusUpdate,
         problems: &[Problem],
-    ) -> Option<Result<Accepted, ApiError>> {
-        let mut run = lock(&slot.run);
-        if run.removed {
-            return None;
+    ) -> Result<Accepted, ApiError> {
+        if problems.is_empty() && run.is_repeat(&update) {
+            return Ok(run.repeated());
         }
-        if problems.is_empty() && run.is_repeat(update) {
-            let seq = run.history.back().map_or(0, |entry| entry.seq);
-            return Some(Ok(run.accepted(seq, true, Vec::new())));
+        let StatusUpdate {
+            raw,
+            members,
+            facts,
+            ..
+        } = update;
+        let (merged, warnings) = self.judge(&run.job_id, Some(&run.facts), facts, problems)?;
+        let status_bytes = run.status_bytes_with(&members);
+        if status_bytes > self.limits.max_status_bytes.get() {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "run {}'s merged status would be {status_bytes} bytes, more than the limit of {} \
+                 (--max-body-bytes)",
+                run.job_id, self.limits.max_status_bytes
+            )));
         }
-        let outcome = self
-            .judge(&run.job_id, Some(&run.facts), update, problems)
-            .map(|(merged, warnings)| {
-                let accepted = run.record(update, merged, self.next_seq(), warnings, &self.limits);
-                slot.ended_at
-                    .store(run.ended_at(accepted.seq), Ordering::Relaxed);
-                accepted
-            });
-        Some(outcome)
+        let accepted = run.record(
+            raw,
+            members,
+            merged,
+            self.next_seq(),
+            warnings,
+            &self.limits,
+        );
+        slot.ended_at
+            .store(run.ended_at(accepted.seq), Ordering::Relaxed);
+        Ok(accepted)
     }
 
+    /// Creates a run with its first update. The update is judged before any lock is
+    /// taken (a new run's rules need no registry); `None` when the run appeared
+    /// meanwhile, so the update must be judged against it instead.
     fn apply_to_new(
         &self,
         job_id: &Arc<str>,
         update: &StatusUpdate,
         problems: &[Problem],
     ) -> Option<Result<Accepted, ApiError>> {
+        let (merged, warnings) = match self.judge(job_id, None, update.facts.clone(), problems) {
+            Ok(judged) => judged,
+            Err(refusal) => return Some(Err(refusal)),
+        };
         let mut runs = write(&self.runs);
         if runs.contains_key(job_id) {
             return None;
         }
-        let outcome = self
-            .judge(job_id, None, update, problems)
-            .and_then(|(merged, warnings)| {
-                if runs.len() >= self.limits.max_runs {
-                    self.evict_one(&mut runs)?;
-                }
-                let mut run = Run::new(Arc::clone(job_id));
-                let accepted = run.record(update, merged, self.next_seq(), warnings, &self.limits);
-                let slot = Slot {
-                    order: accepted.seq,
-                    ended_at: AtomicU64::new(run.ended_at(accepted.seq)),
-                    run: Mutex::new(run),
-                };
-                runs.insert(Arc::clone(job_id), Arc::new(slot));
-                Ok(accepted)
-            });
-        Some(outcome)
+        if runs.len() >= self.limits.max_runs.get() {
+            if let Err(full) = self.evict_one(&mut runs) {
+                return Some(Err(full));
+            }
+        }
+        let mut run = Run::new(Arc::clone(job_id));
+        let (raw, members) = (update.raw.clone(), update.members.clone());
+        let accepted = run.record(
+            raw,
+            members,
+            merged,
+            self.next_seq(),
+            warnings,
+            &self.limits,
+        );
+        let slot = Slot {
+            order: accepted.seq,
+            ended_at: AtomicU64::new(run.ended_at(accepted.seq)),
+            run: Mutex::new(run),
+        };
+        runs.insert(Arc::clone(job_id), Arc::new(slot));
+        Some(Ok(accepted))
     }
 
     /// Reviews an update against its run's facts (`None` for a new run): refuses it
@@ -236,10 +270,10 @@ impl Registry {
         &self,
         job_id: &str,
         current: Option<&Facts>,
-        update: &StatusUpdate,
+        facts: Facts,
         form: &[Problem],
     ) -> Result<(Facts, Vec<Warning>), ApiError> {
-        let review = rules::review(job_id, current, &update.facts);
+        let review = rules::review(job_id, current, facts);
         let lenient = self.limits.validation == Validation::Lenient;
         let refuses = |p: &Problem| !(lenient && p.kind.is_rule());
         if form.iter().chain(&review.problems).any(refuses) {
@@ -259,7 +293,7 @@ impl Registry {
                 .min();
             let Some((_, job_id)) = oldest else {
                 return Err(ApiError::StorageFull {
-                    max_runs: self.limits.max_runs,
+                    max_runs: self.limits.max_runs.get(),
                 });
             };
             let job_id = Arc::clone(job_id);
@@ -269,6 +303,7 @@ impl Registry {
             let mut run = lock(&slot.run);
             // A lenient update may have moved it out of its ended state since the scan.
             if !run.has_ended() {
+                slot.ended_at.store(u64::MAX, Ordering::Relaxed);
                 continue;
             }
             run.removed = true;
@@ -301,7 +336,7 @@ impl Registry {
             .iter()
             .filter_map(|slot| {
                 let run = lock(&slot.run);
-                (!run.removed).then(|| raw_value(status_json(&run.status)))
+                (!run.removed).then(|| json::raw_value(run.status_json()))
             })
             .collect()
     }
@@ -361,7 +396,10 @@ impl Registry {
 
     /// Forgets one run; `false` when there was none.
     pub fn remove(&self, job_id: &str) -> bool {
-        let slot = write(&self.runs).remove(job_id);
+        // The flag is set under the map's lock: an update that found the run before it
+        // went must not write to it after a new run of the same id has appeared.
+        let mut runs = write(&self.runs);
+        let slot = runs.remove(job_id);
         if let Some(slot) = &slot {
             lock(&slot.run).removed = true;
         }
@@ -386,7 +424,8 @@ impl Run {
         Run {
             job_id,
             removed: false,
-            status: Vec::new(),
+            status: IndexMap::new(),
+            status_bytes: "{}".len(),
             facts: Facts::default(),
             last_update: Vec::new(),
             first_update_at: now,
@@ -400,13 +439,23 @@ impl Run {
 
     /// An exact repeat of the last update: equal as JSON, whatever the key order.
     fn is_repeat(&self, update: &StatusUpdate) -> bool {
-        fn pairs(members: &[Member]) -> Vec<(&str, &str)> {
-            members
-                .iter()
-                .map(|m| (m.name.as_ref(), m.value.as_str()))
-                .collect()
+        if self
+            .history
+            .back()
+            .is_some_and(|last| last.update == update.raw)
+        {
+            return true;
         }
         json::members_eq(&pairs(&update.members), &pairs(&self.last_update))
+    }
+
+    /// The answer to a repeat: that of the update it repeats.
+    fn repeated(&self) -> Accepted {
+        let (seq, warnings) = self
+            .history
+            .back()
+            .map_or((0, Vec::new()), |last| (last.seq, last.warnings.clone()));
+        self.accepted(seq, true, warnings)
     }
 
     fn has_ended(&self) -> bool {
@@ -417,23 +466,45 @@ impl Run {
         if self.has_ended() { seq } else { u64::MAX }
     }
 
+    /// How large the status would be, as JSON, with `members` merged in. A key the
+    /// update repeats is counted each time: this is a bound, not a measurement.
+    fn status_bytes_with(&self, members: &[Member]) -> usize {
+        let merged = members.iter().filter(|m| !m.value.is_null());
+        merged.fold(self.status_bytes, |bytes, member| {
+            let new = member.value.as_str().len();
+            match self.status.get(&member.name) {
+                Some(old) => bytes.saturating_sub(old.as_str().len()) + new,
+                None => bytes + member_bytes(&member.name, new),
+            }
+        })
+    }
+
     fn record(
         &mut self,
-        update: &StatusUpdate,
+        raw: RawJson,
+        members: Vec<Member>,
         merged: Facts,
         seq: u64,
         warnings: Vec<Warning>,
         limits: &Limits,
     ) -> Accepted {
         // A null counts as absent: it neither adds a member nor erases one.
-        for member in update.members.iter().filter(|m| !m.value.is_null()) {
-            match self.status.iter_mut().find(|m| m.name == member.name) {
-                Some(existing) => existing.value = member.value.clone(),
-                None => self.status.push(member.clone()),
+        for member in members.iter().filter(|m| !m.value.is_null()) {
+            let value = member.value.detached();
+            let new = value.as_str().len();
+            match self.status.get_mut(&member.name) {
+                Some(existing) => {
+                    self.status_bytes = self.status_bytes + new - existing.as_str().len();
+                    *existing = value;
+                }
+                None => {
+                    self.status_bytes += member_bytes(&member.name, new);
+                    self.status.insert(Arc::clone(&member.name), value);
+                }
             }
         }
         self.facts = merged;
-        self.last_update = update.members.clone();
+        self.last_update = members;
         let now = Utc::now();
         if self.update_count == 0 {
             self.first_update_at = now;
@@ -451,10 +522,10 @@ impl Run {
         self.history.push_back(Entry {
             seq,
             received_at: now,
-            update: update.raw.clone(),
+            update: raw,
             warnings: warnings.clone(),
         });
-        while self.history.len() > limits.max_history {
+        while self.history.len() > limits.max_history.get() {
             self.history.pop_front();
             self.dropped += 1;
         }
@@ -474,13 +545,41 @@ impl Run {
     fn view(&self) -> RunView {
         RunView {
             job_id: Arc::clone(&self.job_id),
-            status: raw_value(status_json(&self.status)),
+            status: json::raw_value(self.status_json()),
             first_update_at: timestamp(self.first_update_at),
             last_update_at: timestamp(self.last_update_at),
             update_count: self.update_count,
             warnings: self.warnings.clone(),
         }
     }
+
+    /// The current status as a JSON object: each key, then its value exactly as posted.
+    fn status_json(&self) -> String {
+        let mut out = String::with_capacity(self.status_bytes);
+        out.push('{');
+        for (i, (name, value)) in self.status.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, name);
+            out.push(':');
+            out.push_str(value.as_str());
+        }
+        out.push('}');
+        out
+    }
+}
+
+fn pairs(members: &[Member]) -> Vec<(&str, &str)> {
+    members
+        .iter()
+        .map(|m| (m.name.as_ref(), m.value.as_str()))
+        .collect()
+}
+
+/// The bytes one member adds to a status: `,"name":value` (escapes aside).
+fn member_bytes(name: &str, value_len: usize) -> usize {
+    name.len() + value_len + r#","":"#.len()
 }
 
 impl RunFilter {
@@ -502,26 +601,6 @@ impl RunFilter {
     }
 }
 
-/// The JSON object of a status: each member's key, then its value exactly as posted.
-fn status_json(members: &[Member]) -> String {
-    let size = members
-        .iter()
-        .map(|m| m.name.len() + m.value.as_str().len() + 4)
-        .sum::<usize>();
-    let mut out = String::with_capacity(size + 2);
-    out.push('{');
-    for (i, member) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_string(&mut out, &member.name);
-        out.push(':');
-        out.push_str(member.value.as_str());
-    }
-    out.push('}');
-    out
-}
-
 fn push_json_string(out: &mut String, s: &str) {
     let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
     if plain {
@@ -531,10 +610,6 @@ fn push_json_string(out: &mut String, s: &str) {
     } else {
         out.push_str(&serde_json::Value::from(s).to_string());
     }
-}
-
-fn raw_value(json: String) -> Box<RawValue> {
-    RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 fn timestamp(time: DateTime<Utc>) -> String {

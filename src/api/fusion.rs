@@ -30,13 +30,13 @@ async fn post_status(
 ) -> Result<Json<Accepted>, ApiError> {
     let (update, mut problems) = StatusUpdate::parse(&body.bytes)
         .map_err(|malformed| ApiError::MalformedJson(malformed.0))?;
-    if let Some(job_id) = &update.job_id {
-        record_job_id(job_id);
-    }
-    if let Some(problem) = body.media_type_problem() {
-        problems.insert(0, problem);
-    }
-    let accepted = registry.apply(update, problems)?;
+    problems.extend(body.media_type_problem());
+    // Without a well-formed jobId there is no run to check the update against.
+    let Some(job_id) = update.job_id.clone() else {
+        return Err(ApiError::refusal(problems));
+    };
+    record_job_id(&job_id);
+    let accepted = registry.apply(job_id, update, problems)?;
     if !accepted.warnings.is_empty() {
         tracing::info!(warnings = ?accepted.warnings, "accepted with warnings");
     }

@@ -42,12 +42,13 @@ impl AppState {
     pub fn new(config: &Config) -> Self {
         AppState {
             registry: Arc::new(Registry::new(Limits {
-                max_runs: config.max_runs.get(),
-                max_history: config.max_history.get(),
+                max_runs: config.max_runs,
+                max_history: config.max_history,
+                max_status_bytes: config.max_body_bytes,
                 validation: config.validation,
             })),
             body_limit: BodyLimit(config.max_body_bytes.get()),
-            request_timeout: RequestTimeout(config.request_timeout),
+            request_timeout: RequestTimeout(*config.request_timeout),
         }
     }
 }

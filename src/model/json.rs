@@ -15,8 +15,8 @@ pub const MAX_DEPTH: usize = 128;
 
 /// A JSON value as the client wrote it: a span of a shared, already validated document.
 ///
-/// Cloning is a reference-count increment, so a run's current status can point into the
-/// bodies its fields came from without copying them.
+/// Cloning is a reference-count increment, so the members of a posted update and its
+/// history entry share the one copy of its body.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RawJson {
     doc: Arc<str>,
@@ -49,12 +49,27 @@ impl RawJson {
         self.as_str() == "null"
     }
 
-    /// An owned [`RawValue`], for embedding in a serialized answer. The text was valid
-    /// JSON when it was stored, so this cannot fail in practice; should it, the value
-    /// reads back as `null` rather than taking the answer down.
-    pub fn to_raw_value(&self) -> Box<RawValue> {
-        RawValue::from_string(self.as_str().to_owned()).unwrap_or_else(|_| null_raw_value())
+    /// The same value in a document of its own, so that keeping it does not keep the
+    /// rest of the body it came from alive.
+    pub fn detached(&self) -> RawJson {
+        let doc: Arc<str> = Arc::from(self.as_str());
+        let span = 0..doc.len();
+        RawJson { doc, span }
     }
+
+    pub fn to_raw_value(&self) -> Box<RawValue> {
+        raw_value(self.as_str().to_owned())
+    }
+}
+
+/// An owned [`RawValue`] of JSON text the mock stored or assembled, for embedding in a
+/// serialized answer. Such text is valid JSON by construction; were it not, the value
+/// reads back as `null` and the bug is logged, rather than taking the answer down.
+pub fn raw_value(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored JSON no longer parses; serving null");
+        RawValue::NULL.to_owned()
+    })
 }
 
 impl fmt::Debug for RawJson {
@@ -69,11 +84,6 @@ impl Serialize for RawJson {
     }
 }
 
-fn null_raw_value() -> Box<RawValue> {
-    // `RawValue::NULL` is a `&'static RawValue`; its owned copy needs no parsing.
-    RawValue::NULL.to_owned()
-}
-
 fn is_json_whitespace(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
 }
@@ -86,7 +96,7 @@ fn offset_in(whole: &str, part: &str) -> usize {
 /// One member of a JSON object: its key, unescaped, and its value as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
-    pub name: Box<str>,
+    pub name: Arc<str>,
     pub value: RawJson,
 }
 
@@ -275,43 +285,73 @@ pub fn json_eq(a: &str, b: &str) -> bool {
 /// Whether two lists of object members are equal as objects: the same keys, each with an
 /// equal value; a key written twice counts once, with its last value (as parsers do).
 pub fn members_eq(a: &[(&str, &str)], b: &[(&str, &str)]) -> bool {
-    fn keys<'k>(members: &[(&'k str, &str)]) -> Vec<&'k str> {
-        let mut keys: Vec<&str> = members.iter().map(|(k, _)| *k).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+    let (a, b) = (last_wins(a), last_wins(b));
+    a.iter().map(|(k, _)| k).eq(b.iter().map(|(k, _)| k))
+        && a.iter().zip(&b).all(|((_, x), (_, y))| json_eq(x, y))
+}
+
+/// The members sorted by key, each key once with its last value.
+fn last_wins<'m>(members: &[(&'m str, &'m str)]) -> Vec<(&'m str, &'m str)> {
+    let mut sorted = members.to_vec();
+    // A stable sort keeps a key's values in the order written.
+    sorted.sort_by(|x, y| x.0.cmp(y.0));
+    let mut distinct: Vec<(&str, &str)> = Vec::with_capacity(sorted.len());
+    for member in sorted {
+        match distinct.last_mut() {
+            Some(last) if last.0 == member.0 => *last = member,
+            _ => distinct.push(member),
+        }
     }
-    fn last<'v>(members: &[(&str, &'v str)], key: &str) -> Option<&'v str> {
-        members
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-    }
-    let keys_a = keys(a);
-    keys_a == keys(b)
-        && keys_a.iter().all(|key| match (last(a, key), last(b, key)) {
-            (Some(x), Some(y)) => json_eq(x, y),
-            _ => false,
-        })
+    distinct
 }
 
 fn is_number_start(b: u8) -> bool {
     b == b'-' || b.is_ascii_digit()
 }
 
+/// Whether two JSON number literals have the same value, exactly: `1`, `1.0` and `10e-1`
+/// are equal; `0.3` and `0.30000000000000001` are not, nor are `1e400` and `2e400`.
 fn numbers_eq(a: &str, b: &str) -> bool {
-    let is_integer = |s: &str| !s.contains(['.', 'e', 'E']);
-    if is_integer(a) && is_integer(b) {
-        // Integers compare exactly, even past 64 bits; JSON allows no leading zeros, so
-        // equal values have equal digits, and only `-0` and `0` differ in sign alone.
-        let (digits_a, digits_b) = (a.trim_start_matches('-'), b.trim_start_matches('-'));
-        let negative = |s: &str, digits: &str| s.starts_with('-') && digits != "0";
-        return digits_a == digits_b && negative(a, digits_a) == negative(b, digits_b);
-    }
-    match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
+    matches!((Decimal::parse(a), Decimal::parse(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// A number as sign, significant digits (no leading or trailing zeros) and the power of
+/// ten of the last digit; zero has no digits and no sign.
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: String,
+    exponent: i128,
+}
+
+impl Decimal {
+    fn parse(literal: &str) -> Option<Decimal> {
+        let (negative, unsigned) = match literal.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, literal),
+        };
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((mantissa, exponent)) => (mantissa, exponent.parse::<i128>().ok()?),
+            None => (unsigned, 0),
+        };
+        let (int, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = format!("{int}{fraction}");
+        let significant = digits.trim_end_matches('0');
+        let exponent =
+            exponent - fraction.len() as i128 + (digits.len() - significant.len()) as i128;
+        let significant = significant.trim_start_matches('0');
+        if significant.is_empty() {
+            return Some(Decimal {
+                negative: false,
+                digits: String::new(),
+                exponent: 0,
+            });
+        }
+        Some(Decimal {
+            negative,
+            digits: significant.to_owned(),
+            exponent,
+        })
     }
 }
 
@@ -377,7 +417,14 @@ mod tests {
         ));
         assert!(json_eq(r#""é""#, r#""\u00e9""#));
         assert!(json_eq("0.1", "1e-1"));
+        assert!(json_eq("1", "1.0"));
+        assert!(json_eq("10e-1", "1"));
         assert!(json_eq("-0", "0"));
+        assert!(json_eq("0.0e5", "-0"));
+        assert!(json_eq(
+            "123456789012345678901234567890",
+            "1.2345678901234567890123456789E+29"
+        ));
         assert!(json_eq(r#"{"a":1,"a":2}"#, r#"{"a":2}"#));
     }
 
@@ -387,6 +434,9 @@ mod tests {
         assert!(!json_eq("[1,2]", "[2,1]"));
         assert!(!json_eq("18446744073709551617", "18446744073709551616"));
         assert!(!json_eq("-1", "1"));
+        assert!(!json_eq("0.3", "0.30000000000000001"));
+        assert!(!json_eq("1e400", "2e400"));
+        assert!(!json_eq("1e-400", "0"));
         assert!(!json_eq(r#""1""#, "1"));
         assert!(!json_eq("true", "false"));
         assert!(!json_eq("null", "{}"));

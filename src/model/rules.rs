@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::state::JobState;
-use super::time::ATTOS_PER_MILLI;
+use super::time::{ATTOS_PER_MILLI, Timestamp};
 use super::update::Facts;
 
 /// The kinds of problem, in the order that decides an answer's status and `code`.
@@ -41,30 +41,36 @@ pub struct Violation {
 
 pub type Warning = Violation;
 
-/// A problem found in an update: its kind, the violation to report, and the sentence
-/// that heads the error when this problem decides the answer.
+/// A problem found in an update: its kind, the violation to report, and, when it differs
+/// from the violation's message, the sentence that heads the error if this problem
+/// decides the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub kind: ProblemKind,
     pub violation: Violation,
-    pub headline: String,
+    headline: Option<String>,
 }
 
 impl Problem {
     pub fn new(kind: ProblemKind, field: &str, message: String) -> Self {
         Problem {
             kind,
-            headline: message.clone(),
             violation: Violation {
                 field: field.to_owned(),
                 message,
             },
+            headline: None,
         }
     }
 
     fn with_headline(mut self, headline: String) -> Self {
-        self.headline = headline;
+        self.headline = Some(headline);
         self
+    }
+
+    /// The sentence that heads an error this problem decides.
+    pub fn headline(&self) -> &str {
+        self.headline.as_deref().unwrap_or(&self.violation.message)
     }
 }
 
@@ -80,16 +86,18 @@ pub struct Review {
 /// Checks an update for run `job_id` against the run's current status (`None` for a new
 /// run). The timing rules and warnings are judged on the status as it would be after the
 /// merge, so fields carried over count too.
-pub fn review(job_id: &str, current: Option<&Facts>, update: &Facts) -> Review {
+pub fn review(job_id: &str, current: Option<&Facts>, update: Facts) -> Review {
     let mut review = Review::default();
     let merged = match current {
-        Some(current) => current.merged_with(update),
-        None => update.clone(),
+        Some(current) => {
+            check_transition(job_id, current, &update, &mut review.problems);
+            let new_start = update.start_time;
+            let merged = current.merged_with(update);
+            check_identity(job_id, current, &merged, new_start, &mut review.problems);
+            merged
+        }
+        None => update,
     };
-    if let Some(current) = current {
-        check_transition(job_id, current, update, &mut review.problems);
-        check_identity(job_id, current, &merged, update, &mut review.problems);
-    }
     check_timing(&merged, &mut review.problems);
     check_consistency(job_id, &merged, &mut review.warnings);
     review.merged = merged;
@@ -115,7 +123,7 @@ fn check_identity(
     job_id: &str,
     current: &Facts,
     merged: &Facts,
-    update: &Facts,
+    new_start: Option<Timestamp>,
     problems: &mut Vec<Problem>,
 ) {
     if let Some(old) = current.config_id() {
@@ -136,7 +144,7 @@ fn check_identity(
             );
         }
     }
-    if let (Some(old), Some(new)) = (current.start_time, update.start_time) {
+    if let (Some(old), Some(new)) = (current.start_time, new_start) {
         // Timestamps compare as instants, so another offset is not a change.
         if old != new {
             let message = format!("startTime is {old} and cannot change to {new}");
@@ -242,7 +250,6 @@ fn format_ms(attos: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Timestamp;
     use crate::model::update::{JobConfig, JobResult};
 
     fn time(s: &str) -> Option<Timestamp> {
@@ -273,13 +280,13 @@ mod tests {
             "2025-10-16T19:49:42.276Z",
             27170,
         );
-        assert!(review("r", None, &ok).problems.is_empty());
+        assert!(review("r", None, ok.clone()).problems.is_empty());
         let off = ended(
             "2025-10-16T19:49:15.106Z",
             "2025-10-16T19:49:42.276Z",
             27172,
         );
-        let problems = review("r", None, &off).problems;
+        let problems = review("r", None, off.clone()).problems;
         assert_eq!(fields(&problems), [(ProblemKind::Timing, "duration")]);
         assert_eq!(
             problems[0].violation.message,
@@ -293,14 +300,14 @@ mod tests {
         let end = "2025-01-01T00:00:01.0009Z"; // 1000.5 ms later
         for duration in [1000, 1001] {
             assert!(
-                review("r", None, &ended(start, end, duration))
+                review("r", None, ended(start, end, duration))
                     .problems
                     .is_empty()
             );
         }
         for duration in [998, 1002] {
             assert_eq!(
-                review("r", None, &ended(start, end, duration))
+                review("r", None, ended(start, end, duration))
                     .problems
                     .len(),
                 1
@@ -312,9 +319,9 @@ mod tests {
     fn offsets_are_honoured_when_comparing_times() {
         // 12:00+02:00 is 10:00Z, so an endTime of 10:00:05Z is five seconds later.
         let facts = ended("2025-01-01T12:00:00+02:00", "2025-01-01T10:00:05Z", 5000);
-        assert!(review("r", None, &facts).problems.is_empty());
+        assert!(review("r", None, facts.clone()).problems.is_empty());
         let backwards = ended("2025-01-01T10:00:05Z", "2025-01-01T12:00:00+02:00", 0);
-        let problems = review("r", None, &backwards).problems;
+        let problems = review("r", None, backwards.clone()).problems;
         assert_eq!(
             fields(&problems),
             [
@@ -330,12 +337,12 @@ mod tests {
             duration: None,
             ..ended("2025-01-01T00:00:00Z", "2025-01-01T00:00:01Z", 0)
         };
-        assert!(review("r", None, &no_duration).problems.is_empty());
+        assert!(review("r", None, no_duration.clone()).problems.is_empty());
         let no_start = Facts {
             start_time: None,
             ..ended("2025-01-01T00:00:00Z", "2025-01-01T00:00:01Z", 7)
         };
-        assert!(review("r", None, &no_start).problems.is_empty());
+        assert!(review("r", None, no_start.clone()).problems.is_empty());
     }
 
     #[test]
@@ -344,7 +351,7 @@ mod tests {
             state: Some(JobState::Running),
             ..ended("2025-01-01T00:00:00Z", "2025-01-01T00:00:01Z", 1000)
         };
-        let problems = review("r", None, &running).problems;
+        let problems = review("r", None, running.clone()).problems;
         assert_eq!(
             fields(&problems),
             [
@@ -366,7 +373,7 @@ mod tests {
             end_time: time("2025-01-01T00:00:05Z"),
             ..Facts::default()
         };
-        let problems = review("r", Some(&current), &update).problems;
+        let problems = review("r", Some(&current), update.clone()).problems;
         assert_eq!(fields(&problems), [(ProblemKind::Timing, "endTime")]);
     }
 
@@ -387,7 +394,7 @@ mod tests {
             ..Facts::default()
         };
         assert!(
-            review("r", Some(&current), &same_instant)
+            review("r", Some(&current), same_instant.clone())
                 .problems
                 .is_empty()
         );
@@ -401,7 +408,7 @@ mod tests {
             start_time: time("2025-01-01T10:00:01Z"),
             ..Facts::default()
         };
-        let problems = review("r", Some(&current), &changed).problems;
+        let problems = review("r", Some(&current), changed.clone()).problems;
         assert_eq!(
             fields(&problems),
             [
@@ -410,7 +417,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            problems[0].headline,
+            problems[0].headline(),
             "run r: jobConfig.id is \"a\" and cannot change to \"b\""
         );
     }
@@ -425,17 +432,17 @@ mod tests {
             state: Some(JobState::Running),
             ..Facts::default()
         };
-        let problems = review("r", Some(&finished), &running).problems;
+        let problems = review("r", Some(&finished), running.clone()).problems;
         assert_eq!(fields(&problems), [(ProblemKind::Transition, "state")]);
         assert_eq!(
-            problems[0].headline,
+            problems[0].headline(),
             "run r is finished; it cannot move to running"
         );
         assert_eq!(
             problems[0].violation.message,
             "finished -> running is not allowed"
         );
-        assert!(review("r", None, &finished).problems.is_empty());
+        assert!(review("r", None, finished.clone()).problems.is_empty());
     }
 
     #[test]
@@ -453,7 +460,7 @@ mod tests {
             }),
             ..Facts::default()
         };
-        let review = review("run1", None, &facts);
+        let review = review("run1", None, facts.clone());
         assert!(review.problems.is_empty());
         let warned: Vec<_> = review.warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(

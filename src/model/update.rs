@@ -52,14 +52,11 @@ pub struct JobResult {
 impl Facts {
     /// The facts of a status after `update` is merged into it: a field the update has
     /// replaces the old one, whole; a field it lacks is carried over.
-    pub fn merged_with(&self, update: &Facts) -> Facts {
+    pub fn merged_with(&self, update: Facts) -> Facts {
         Facts {
             state: update.state.or(self.state),
-            job_config: update
-                .job_config
-                .clone()
-                .or_else(|| self.job_config.clone()),
-            result: update.result.clone().or_else(|| self.result.clone()),
+            job_config: update.job_config.or_else(|| self.job_config.clone()),
+            result: update.result.or_else(|| self.result.clone()),
             start_time: update.start_time.or(self.start_time),
             end_time: update.end_time.or(self.end_time),
             duration: update.duration.or(self.duration),
@@ -399,7 +396,7 @@ mod tests {
                 "startTime":"2025-01-01T00:00:00Z"}"#,
         );
         let (second, _) = parse(r#"{"jobId":"r","state":"running","jobConfig":{"type":"sql"}}"#);
-        let merged = first.facts.merged_with(&second.facts);
+        let merged = first.facts.merged_with(second.facts);
         assert_eq!(merged.state, Some(JobState::Running));
         assert_eq!(merged.config_id(), None);
         assert_eq!(merged.config_type(), Some("sql"));

@@ -321,7 +321,7 @@ async fn error_answers_keep_the_request_id() {
 #[tokio::test]
 async fn a_request_past_the_request_timeout_is_a_408() {
     let app = TestApp::with(Config {
-        request_timeout: std::time::Duration::from_millis(20),
+        request_timeout: std::time::Duration::from_millis(20).into(),
         ..config()
     });
     // A body that never arrives keeps the handler waiting until the timeout answers.
