@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -18,19 +19,20 @@ use crate::model::{Problem, ProblemKind};
 /// other problems too.
 pub struct JsonBody {
     pub bytes: Bytes,
-    content_type: Option<String>,
+    content_type: Option<HeaderValue>,
 }
 
 impl JsonBody {
     /// The 415 problem, when the body is not declared as JSON.
     pub fn media_type_problem(&self) -> Option<Problem> {
-        let declared = self.content_type.as_deref();
-        if declared.is_some_and(is_json_media_type) {
+        let declared = self.content_type.as_ref();
+        if declared.is_some_and(|v| v.to_str().is_ok_and(is_json_media_type)) {
             return None;
         }
         let message = match declared {
             Some(declared) => format!(
-                "Content-Type {declared} is not JSON; send application/json or application/*+json"
+                "Content-Type {} is not JSON; send application/json or application/*+json",
+                String::from_utf8_lossy(declared.as_bytes())
             ),
             None => "Content-Type is missing; send application/json".to_owned(),
         };
@@ -50,10 +52,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let content_type = request.headers().get(CONTENT_TYPE).cloned();
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -79,9 +78,13 @@ pub fn is_json_media_type(content_type: &str) -> bool {
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
-    let subtype = subtype.to_ascii_lowercase();
-    let suffixed = subtype.len() > "+json".len() && subtype.ends_with("+json");
-    kind.eq_ignore_ascii_case("application") && (subtype == "json" || suffixed)
+    let suffix = subtype
+        .len()
+        .checked_sub("+json".len())
+        .and_then(|at| subtype.get(at..));
+    let suffixed =
+        subtype.len() > "+json".len() && suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"));
+    kind.eq_ignore_ascii_case("application") && (subtype.eq_ignore_ascii_case("json") || suffixed)
 }
 
 /// Query parameters; a parameter that cannot be read is a 400 naming it.

@@ -93,10 +93,11 @@ mod tests {
             ATTOS_PER_MILLI + 100_000_000
         );
         assert_eq!(attos("2025-01-01T00:00:00.000000000000000001Z") - base, 1);
-        assert_eq!(
-            attos("2025-01-01T00:00:00.5+01:00") - attos("2025-01-01T00:00:00.5+01:00"),
-            0
-        );
+        // Digits past the nanosecond survive an offset, and a parse failure cannot pass.
+        let east = attos("2025-01-01T00:00:00.5000000001+01:00");
+        assert_eq!(east, attos("2024-12-31T23:00:00.5000000001Z"));
+        assert_ne!(east, attos("2024-12-31T23:00:00.5Z"));
+        assert!(east > i128::MIN);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Config, TestApp, config, nonzero, posted, update};
+use crate::helpers::{Config, TestApp, config, lenient, nonzero, posted, update};
 
 #[tokio::test]
 async fn a_new_run_evicts_the_ended_run_whose_last_update_is_oldest() {
@@ -78,4 +78,74 @@ async fn history_past_max_history_drops_the_oldest_and_counts_them() {
     // The last update is still known, so its repeat is still recognised.
     app.post_ok(updates[4].clone()).await;
     assert_eq!(app.run("r1").await["updateCount"], 5);
+}
+
+#[tokio::test]
+async fn a_run_that_left_its_ended_state_is_not_evicted() {
+    let app = TestApp::with(Config {
+        max_runs: nonzero(2),
+        ..lenient()
+    });
+    app.post_ok(update("a", "finished")).await;
+    app.post_ok(update("b", "running")).await;
+    // Lenient: a finished run may be reported running again, and is then live.
+    app.post_ok(update("a", "running")).await;
+    let answer = app.post(update("c", "starting")).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        answer.text
+    );
+    assert_eq!(app.run("a").await["status"]["state"], "running");
+}
+
+#[tokio::test]
+async fn a_run_keeps_its_100_latest_distinct_warnings() {
+    let app = TestApp::new();
+    for n in 0..=100 {
+        let body = json!({"jobId": "r1", "state": "running", "result": {"jobRunId": format!("other-{n}")}});
+        app.post_ok(body).await;
+    }
+    let warnings = app.run("r1").await["warnings"].clone();
+    let warnings = warnings.as_array().unwrap();
+    assert_eq!(warnings.len(), 100);
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"other-1\"")
+    );
+    assert!(
+        warnings[99]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"other-100\"")
+    );
+}
+
+#[tokio::test]
+async fn a_merged_status_may_not_outgrow_the_body_limit() {
+    let app = TestApp::with(Config {
+        max_body_bytes: nonzero(200),
+        ..config()
+    });
+    let field =
+        |n: usize| json!({"jobId": "r1", "state": "running", format!("f{n}"): "x".repeat(60)});
+    app.post_ok(field(1)).await;
+    app.post_ok(field(2)).await;
+    // Each update is small, but a third new field would take the status past 200 bytes.
+    let before = app.history("r1").await;
+    let answer = app.post(field(3)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.json["code"], "payload_too_large");
+    assert_eq!(app.history("r1").await, before);
+    // Replacing a field keeps the size, and is accepted.
+    app.post_ok(json!({"jobId": "r1", "state": "running", "f1": "y".repeat(60)}))
+        .await;
 }

@@ -129,9 +129,15 @@ async fn exact_repeat_is_answered_200_without_a_history_entry() {
 #[tokio::test]
 async fn ended_run_accepts_a_repeat_of_its_last_update_only() {
     let app = TestApp::new();
-    assert_eq!(app.post_text(SEED).await.status, StatusCode::OK);
-    assert_eq!(app.post_text(SEED).await.status, StatusCode::OK);
+    let first = app.post_text(SEED).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let retry = app.post_text(SEED).await;
+    assert_eq!(retry.status, StatusCode::OK);
     assert_eq!(app.run("hhzitrwancwv").await["updateCount"], 1);
+    // A retry is answered as the update it repeats was, warnings included.
+    let mut expected = first.json.clone();
+    expected["repeat"] = json!(true);
+    assert_eq!(retry.json, expected);
 
     let mut changed: Value = serde_json::from_str(SEED).unwrap();
     changed["hostname"] = json!("elsewhere");
@@ -181,6 +187,21 @@ async fn lenient_mode_still_refuses_malformed_updates() {
 #[tokio::test]
 async fn every_state_may_start_a_run_and_transitions_follow_the_table() {
     let app = TestApp::new();
+    let states = [
+        "unknown",
+        "idle",
+        "starting",
+        "running",
+        "finishing",
+        "cancelling",
+        "finished",
+        "cancelled",
+        "error",
+        "skipped",
+    ];
+    for state in states {
+        app.post_ok(update(&format!("new-{state}"), state)).await;
+    }
     let path = [
         "idle",
         "starting",
