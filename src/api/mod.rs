@@ -15,8 +15,8 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
-use tracing::Span;
+use tower_http::trace::{DefaultOnRequest, TraceLayer};
+use tracing::{Level, Span};
 
 use crate::config::Config;
 use crate::error::render_errors;
@@ -74,7 +74,7 @@ pub fn app(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                .on_request(())
+                .on_request(DefaultOnRequest::new().level(Level::DEBUG))
                 .on_response(log_response)
                 .on_failure(()),
         )

@@ -1,7 +1,10 @@
 //! The built binary: flags and environment, the readiness line, graceful shutdown.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -113,4 +116,73 @@ fn a_bad_flag_is_refused_before_listening() {
         .expect("the binary runs");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("strict"));
+}
+
+/// The process's log lines, as they come.
+fn log_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    received
+}
+
+/// Waits for a log line containing `needle`; fails after a generous bound.
+fn wait_for_log(lines: &mpsc::Receiver<String>, needle: &str) {
+    loop {
+        match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains(needle) => return,
+            Ok(_) => {}
+            Err(e) => panic!("no log line with {needle:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
+        .args(["--port", "0"])
+        .env("RUST_LOG", "tower_http=debug,job_launcher_mock=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut ready)
+        .expect("a readiness line");
+    let addr = ready.split("http://").nth(1).expect("an address").trim();
+    let logs = log_lines(child.stderr.take().expect("stderr is piped"));
+
+    // Half a request: the handler is waiting for the rest of the body.
+    let body = r#"{"jobId":"drain","state":"running"}"#;
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("a timeout");
+    let head = format!(
+        "POST /job-launcher/launcher/status HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("writes");
+    stream.write_all(&body.as_bytes()[..10]).expect("writes");
+    wait_for_log(&logs, "started processing request");
+
+    signal(&child, Signal::SIGTERM);
+    wait_for_log(&logs, "SIGTERM received");
+    stream
+        .write_all(&body.as_bytes()[10..])
+        .expect("writes the rest");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("an answer, then the connection closes");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""jobId":"drain""#), "{answer}");
+    assert_eq!(child.wait().expect("the process ends").code(), Some(0));
 }
