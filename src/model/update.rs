@@ -80,6 +80,8 @@ impl StatusUpdate {
     /// Reads a posted body: refuses what is not one JSON object (UTF-8, syntax, depth),
     /// and lists every well-formedness problem of the fields the rules need.
     pub fn parse(body: &[u8]) -> Result<(StatusUpdate, Vec<Problem>), Malformed> {
+        // RFC 8259 lets a parser ignore a byte order mark, and Fusion's (Jackson) does.
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
         let text = std::str::from_utf8(body).map_err(|e| {
             let at = Position::of(body, e.valid_up_to());
             Malformed(format!(
@@ -368,6 +370,13 @@ mod tests {
             let err = StatusUpdate::parse(body.as_bytes()).err();
             assert_eq!(err, Some(Malformed(expected.to_owned())), "{body:?}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored_and_not_stored() {
+        let (update, problems) = parse("\u{feff}{\"jobId\":\"r\",\"state\":\"idle\"}");
+        assert!(problems.is_empty());
+        assert_eq!(update.raw.as_str(), r#"{"jobId":"r","state":"idle"}"#);
     }
 
     #[test]
