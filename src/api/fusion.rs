@@ -38,7 +38,8 @@ async fn post_status(
     record_job_id(&job_id);
     let accepted = registry.apply(job_id, update, problems)?;
     if !accepted.warnings.is_empty() {
-        tracing::info!(warnings = ?accepted.warnings, "accepted with warnings");
+        let warnings = serde_json::to_string(&accepted.warnings).unwrap_or_default();
+        tracing::info!(%warnings, "accepted with warnings");
     }
     Ok(Json(accepted))
 }
