@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::json;
 
-use crate::helpers::{Answer, Config, STATUS, TestApp, config, nonzero, update};
+use crate::helpers::{Answer, Config, STATUS, TestApp, config, fields, nonzero, update};
 
 /// Snapshots an error body, with its clock reading blanked out.
 macro_rules! assert_error_snapshot {
@@ -148,13 +148,7 @@ async fn the_first_kind_decides_and_every_problem_is_listed() {
         "validation_failed",
     )
     .await;
-    let fields: Vec<&str> = answer.json["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["duration", "state"]);
+    assert_eq!(fields(&answer.json["violations"]), ["duration", "state"]);
 }
 
 #[tokio::test]

@@ -168,3 +168,10 @@ pub fn posted(history: &Value) -> Vec<Value> {
         .map(|updates| updates.iter().map(|u| u["update"].clone()).collect())
         .unwrap_or_default()
 }
+
+/// The `field` of each violation or warning in a list.
+pub fn fields(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .map(|items| items.iter().filter_map(|v| v["field"].as_str()).collect())
+        .unwrap_or_default()
+}

@@ -2,9 +2,10 @@
 //! lenient validation.
 
 use axum::http::StatusCode;
+use job_launcher_mock::model::JobState;
 use serde_json::{Value, json};
 
-use crate::helpers::{SEED, STATUS, TestApp, lenient, posted, update};
+use crate::helpers::{SEED, STATUS, TestApp, fields, lenient, posted, update};
 
 #[tokio::test]
 async fn seed_body_is_accepted_and_reads_back_unchanged_through_both_get_routes() {
@@ -160,13 +161,10 @@ async fn lenient_mode_accepts_rule_violations_and_records_warnings() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
 
     let history = app.history("r1").await;
-    let fields: Vec<&str> = history["updates"][1]["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["state", "jobConfig.id", "duration"]);
+    assert_eq!(
+        fields(&history["updates"][1]["warnings"]),
+        ["state", "jobConfig.id", "duration"]
+    );
     assert_eq!(
         app.run("r1").await["warnings"],
         history["updates"][1]["warnings"]
@@ -187,19 +185,7 @@ async fn lenient_mode_still_refuses_malformed_updates() {
 #[tokio::test]
 async fn every_state_may_start_a_run_and_transitions_follow_the_table() {
     let app = TestApp::new();
-    let states = [
-        "unknown",
-        "idle",
-        "starting",
-        "running",
-        "finishing",
-        "cancelling",
-        "finished",
-        "cancelled",
-        "error",
-        "skipped",
-    ];
-    for state in states {
+    for state in JobState::ALL.map(JobState::as_str) {
         app.post_ok(update(&format!("new-{state}"), state)).await;
     }
     let path = [
