@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::config::Validation;
 use crate::error::ApiError;
-use crate::model::json::{self, Member, RawJson};
+use crate::model::json::{self, Members, RawJson};
 use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
 
 /// At most this many distinct warnings are kept on a run; its history keeps them all.
@@ -68,7 +68,7 @@ struct Run {
     status_bytes: usize,
     facts: Facts,
     /// The members of the last accepted update, to recognise a client's retry.
-    last_update: Vec<Member>,
+    last_update: Members,
     first_update_at: DateTime<Utc>,
     last_update_at: DateTime<Utc>,
     update_count: u64,
@@ -200,7 +200,7 @@ impl Registry {
             facts,
             ..
         } = update;
-        let (merged, warnings) = self.judge(&run.job_id, Some(&run.facts), facts, problems)?;
+        // Size comes before the rules, as 413 comes before 409 and 422.
         let status_bytes = run.status_bytes_with(&members);
         if status_bytes > self.limits.max_status_bytes.get() {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -209,6 +209,7 @@ impl Registry {
                 run.job_id, self.limits.max_status_bytes
             )));
         }
+        let (merged, warnings) = self.judge(&run.job_id, Some(&run.facts), facts, problems)?;
         let accepted = run.record(
             raw,
             members,
@@ -291,7 +292,7 @@ impl Registry {
                 .map(|(id, slot)| (slot.ended_at.load(Ordering::Relaxed), id))
                 .filter(|(ended_at, _)| *ended_at != u64::MAX)
                 .min();
-            let Some((_, job_id)) = oldest else {
+            let Some((scanned, job_id)) = oldest else {
                 return Err(ApiError::StorageFull {
                     max_runs: self.limits.max_runs.get(),
                 });
@@ -301,7 +302,12 @@ impl Registry {
                 continue;
             };
             let mut run = lock(&slot.run);
-            // A lenient update may have moved it out of its ended state since the scan.
+            // A lenient update may have changed it since the scan (it is stored under the
+            // run's lock, so it is current now): look again.
+            if slot.ended_at.load(Ordering::Relaxed) != scanned {
+                continue;
+            }
+            // Should an update have failed half-way, the marker may be stale; mend it.
             if !run.has_ended() {
                 slot.ended_at.store(u64::MAX, Ordering::Relaxed);
                 continue;
@@ -427,7 +433,7 @@ impl Run {
             status: IndexMap::new(),
             status_bytes: "{}".len(),
             facts: Facts::default(),
-            last_update: Vec::new(),
+            last_update: Members::new(),
             first_update_at: now,
             last_update_at: now,
             update_count: 0,
@@ -466,15 +472,14 @@ impl Run {
         if self.has_ended() { seq } else { u64::MAX }
     }
 
-    /// How large the status would be, as JSON, with `members` merged in. A key the
-    /// update repeats is counted each time: this is a bound, not a measurement.
-    fn status_bytes_with(&self, members: &[Member]) -> usize {
-        let merged = members.iter().filter(|m| !m.value.is_null());
-        merged.fold(self.status_bytes, |bytes, member| {
-            let new = member.value.as_str().len();
-            match self.status.get(&member.name) {
-                Some(old) => bytes.saturating_sub(old.as_str().len()) + new,
-                None => bytes + member_bytes(&member.name, new),
+    /// How large the status would be, as JSON, with `members` merged in.
+    fn status_bytes_with(&self, members: &Members) -> usize {
+        let merged = members.iter().filter(|(_, value)| !value.is_null());
+        merged.fold(self.status_bytes, |bytes, (name, value)| {
+            let new = value.as_str().len();
+            match self.status.get(name) {
+                Some(old) => bytes - old.as_str().len() + new,
+                None => bytes + member_bytes(name, new),
             }
         })
     }
@@ -482,24 +487,24 @@ impl Run {
     fn record(
         &mut self,
         raw: RawJson,
-        members: Vec<Member>,
+        members: Members,
         merged: Facts,
         seq: u64,
         warnings: Vec<Warning>,
         limits: &Limits,
     ) -> Accepted {
         // A null counts as absent: it neither adds a member nor erases one.
-        for member in members.iter().filter(|m| !m.value.is_null()) {
-            let value = member.value.detached();
+        for (name, value) in members.iter().filter(|(_, value)| !value.is_null()) {
+            let value = value.detached();
             let new = value.as_str().len();
-            match self.status.get_mut(&member.name) {
+            match self.status.get_mut(name) {
                 Some(existing) => {
-                    self.status_bytes = self.status_bytes + new - existing.as_str().len();
+                    self.status_bytes = self.status_bytes - existing.as_str().len() + new;
                     *existing = value;
                 }
                 None => {
-                    self.status_bytes += member_bytes(&member.name, new);
-                    self.status.insert(Arc::clone(&member.name), value);
+                    self.status_bytes += member_bytes(name, new);
+                    self.status.insert(Arc::clone(name), value);
                 }
             }
         }
@@ -570,16 +575,26 @@ impl Run {
     }
 }
 
-fn pairs(members: &[Member]) -> Vec<(&str, &str)> {
+fn pairs(members: &Members) -> Vec<(&str, &str)> {
     members
         .iter()
-        .map(|m| (m.name.as_ref(), m.value.as_str()))
+        .map(|(name, value)| (name.as_ref(), value.as_str()))
         .collect()
 }
 
-/// The bytes one member adds to a status: `,"name":value` (escapes aside).
+/// The bytes one member adds to a status: `,"name":value`, the name escaped.
 fn member_bytes(name: &str, value_len: usize) -> usize {
-    name.len() + value_len + r#","":"#.len()
+    let key_len = if is_plain(name) {
+        name.len() + 2
+    } else {
+        serde_json::Value::from(name).to_string().len()
+    };
+    ",".len() + key_len + ":".len() + value_len
+}
+
+/// Whether a string needs no escaping in JSON.
+fn is_plain(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 impl RunFilter {
@@ -602,8 +617,7 @@ impl RunFilter {
 }
 
 fn push_json_string(out: &mut String, s: &str) {
-    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
+    if is_plain(s) {
         out.push('"');
         out.push_str(s);
         out.push('"');

@@ -6,6 +6,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+use indexmap::IndexMap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -93,41 +94,36 @@ fn offset_in(whole: &str, part: &str) -> usize {
     (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
 }
 
-/// One member of a JSON object: its key, unescaped, and its value as written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub name: Arc<str>,
-    pub value: RawJson,
-}
+/// The members of a JSON object: keys unescaped, values as written, in the order each key
+/// first appears; a key written twice has its last value, as parsers (Jackson among them)
+/// read it.
+pub type Members = IndexMap<Arc<str>, RawJson>;
 
-/// The members of the JSON object `doc`, in the order written, values left raw.
+/// The members of the JSON object `doc`, values left raw.
 ///
 /// This is the only full pass over a posted body: nested values are scanned, not built.
-pub fn parse_members(doc: &Arc<str>) -> Result<Vec<Member>, serde_json::Error> {
-    let Members(pairs) = serde_json::from_str(doc)?;
+pub fn parse_members(doc: &Arc<str>) -> Result<Members, serde_json::Error> {
+    let WrittenMembers(pairs) = serde_json::from_str(doc)?;
     Ok(pairs
         .into_iter()
-        .map(|(name, value)| Member {
-            name: name.into(),
-            value: RawJson::within(doc, value.get()),
-        })
+        .map(|(name, value)| (Arc::from(name), RawJson::within(doc, value.get())))
         .collect())
 }
 
 /// The members of an object nested in a stored document, borrowed from it.
 pub fn object_members(value: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, serde_json::Error> {
-    serde_json::from_str::<Members<'_>>(value).map(|m| m.0)
+    serde_json::from_str::<WrittenMembers<'_>>(value).map(|m| m.0)
 }
 
-/// A JSON object read one level deep: keys unescaped, values raw.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// A JSON object read one level deep, as written: keys unescaped, values raw.
+struct WrittenMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
-impl<'de> Deserialize<'de> for Members<'de> {
+impl<'de> Deserialize<'de> for WrittenMembers<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MembersVisitor;
 
         impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members<'de>;
+            type Value = WrittenMembers<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
@@ -138,7 +134,7 @@ impl<'de> Deserialize<'de> for Members<'de> {
                 while let Some(Key(name)) = map.next_key()? {
                     members.push((name, map.next_value::<&'de RawValue>()?));
                 }
-                Ok(Members(members))
+                Ok(WrittenMembers(members))
             }
         }
 
@@ -337,8 +333,11 @@ impl Decimal {
         let (int, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let digits = format!("{int}{fraction}");
         let significant = digits.trim_end_matches('0');
-        let exponent =
-            exponent - fraction.len() as i128 + (digits.len() - significant.len()) as i128;
+        // Any exponent is valid JSON, so the arithmetic must not overflow.
+        let trailing_zeros = i128::try_from(digits.len() - significant.len()).ok()?;
+        let exponent = exponent
+            .checked_sub(i128::try_from(fraction.len()).ok()?)?
+            .checked_add(trailing_zeros)?;
         let significant = significant.trim_start_matches('0');
         if significant.is_empty() {
             return Some(Decimal {
@@ -360,21 +359,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn members_keep_order_escapes_and_raw_values() {
+    fn members_keep_first_places_last_values_escapes_and_raw_values() {
         let doc: Arc<str> = Arc::from(r#" {"b": 1e400, "a\u0041": {"x": [1, 2]}, "b": "\u00e9"} "#);
         let members = parse_members(&doc).unwrap_or_default();
         let seen: Vec<_> = members
             .iter()
-            .map(|m| (m.name.as_ref(), m.value.as_str()))
+            .map(|(name, value)| (name.as_ref(), value.as_str()))
             .collect();
-        assert_eq!(
-            seen,
-            [
-                ("b", "1e400"),
-                ("aA", r#"{"x": [1, 2]}"#),
-                ("b", r#""\u00e9""#)
-            ]
-        );
+        // "b" keeps its first place and takes its last value.
+        assert_eq!(seen, [("b", r#""\u00e9""#), ("aA", r#"{"x": [1, 2]}"#)]);
         assert_eq!(RawJson::whole(doc).as_str().chars().next(), Some('{'));
     }
 
@@ -437,6 +430,10 @@ mod tests {
         assert!(!json_eq("0.3", "0.30000000000000001"));
         assert!(!json_eq("1e400", "2e400"));
         assert!(!json_eq("1e-400", "0"));
+        // Exponents past any integer type are compared without overflowing.
+        let huge = format!("10e{}", i128::MAX);
+        assert!(!json_eq("1", &huge));
+        assert!(!json_eq(&huge, &format!("1e-{}", i128::MAX)));
         assert!(!json_eq(r#""1""#, "1"));
         assert!(!json_eq("true", "false"));
         assert!(!json_eq("null", "{}"));

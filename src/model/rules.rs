@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::state::JobState;
-use super::time::{ATTOS_PER_MILLI, Timestamp};
+use super::time::ATTOS_PER_MILLI;
 use super::update::Facts;
 
 /// The kinds of problem, in the order that decides an answer's status and `code`.
@@ -91,9 +91,8 @@ pub fn review(job_id: &str, current: Option<&Facts>, update: Facts) -> Review {
     let merged = match current {
         Some(current) => {
             check_transition(job_id, current, &update, &mut review.problems);
-            let new_start = update.start_time;
             let merged = current.merged_with(update);
-            check_identity(job_id, current, &merged, new_start, &mut review.problems);
+            check_identity(job_id, current, &merged, &mut review.problems);
             merged
         }
         None => update,
@@ -119,13 +118,9 @@ fn check_transition(job_id: &str, current: &Facts, update: &Facts, problems: &mu
     }
 }
 
-fn check_identity(
-    job_id: &str,
-    current: &Facts,
-    merged: &Facts,
-    new_start: Option<Timestamp>,
-    problems: &mut Vec<Problem>,
-) {
+/// Compares the current facts with the merged ones: a field the update lacks is carried
+/// over, so only what the update changes can differ.
+fn check_identity(job_id: &str, current: &Facts, merged: &Facts, problems: &mut Vec<Problem>) {
     if let Some(old) = current.config_id() {
         let message = match merged.config_id() {
             Some(new) if new == old => None,
@@ -144,7 +139,7 @@ fn check_identity(
             );
         }
     }
-    if let (Some(old), Some(new)) = (current.start_time, new_start) {
+    if let (Some(old), Some(new)) = (&current.start_time, &merged.start_time) {
         // Timestamps compare as instants, so another offset is not a change.
         if old != new {
             let message = format!("startTime is {old} and cannot change to {new}");
@@ -161,7 +156,7 @@ fn check_timing(merged: &Facts, problems: &mut Vec<Problem>) {
         let headline = format!("invalid timing: {message}");
         problems.push(Problem::new(ProblemKind::Timing, field, message).with_headline(headline));
     };
-    if let (Some(start), Some(end)) = (merged.start_time, merged.end_time) {
+    if let (Some(start), Some(end)) = (&merged.start_time, &merged.end_time) {
         let elapsed = end.attos() - start.attos();
         if elapsed < 0 {
             timing(
@@ -250,6 +245,7 @@ fn format_ms(attos: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Timestamp;
     use crate::model::update::{JobConfig, JobResult};
 
     fn time(s: &str) -> Option<Timestamp> {

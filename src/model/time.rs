@@ -6,18 +6,19 @@
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, SecondsFormat};
+use chrono::{DateTime, FixedOffset};
 
 const ATTOS_PER_NANO: i128 = 1_000_000_000;
 const ATTOS_PER_SECOND: i128 = 1_000_000_000_000_000_000;
 pub const ATTOS_PER_MILLI: i128 = 1_000_000_000_000_000;
 
-/// An instant, with the offset it was written in (for messages).
-#[derive(Debug, Clone, Copy)]
+/// An instant, and how the client wrote it (for messages).
+#[derive(Debug, Clone)]
 pub struct Timestamp {
     time: DateTime<FixedOffset>,
     /// Attoseconds past `time`'s nanosecond: fraction digits 10 to 18.
     beyond_nanos: u32,
+    text: Box<str>,
 }
 
 impl Timestamp {
@@ -27,6 +28,7 @@ impl Timestamp {
         Some(Timestamp {
             time,
             beyond_nanos: digits_beyond_nanos(text),
+            text: text.into(),
         })
     }
 
@@ -59,9 +61,10 @@ impl PartialEq for Timestamp {
     }
 }
 
+/// As the client wrote it.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        f.write_str(&self.text)
     }
 }
 

@@ -1,8 +1,11 @@
 //! A posted status update: parsed once, checked for well-formedness, kept as sent.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::json::{self, Member, Position, RawJson};
+use serde_json::value::RawValue;
+
+use super::json::{self, Members, Position, RawJson};
 use super::rules::{Problem, ProblemKind};
 use super::state::JobState;
 use super::time::Timestamp;
@@ -15,8 +18,8 @@ pub const MAX_JOB_ID_LEN: usize = 128;
 pub struct StatusUpdate {
     /// The body exactly as posted.
     pub raw: RawJson,
-    /// Its top-level members in the order written, nulls and unknown fields included.
-    pub members: Vec<Member>,
+    /// Its top-level members, nulls and unknown fields included.
+    pub members: Members,
     /// The run it is for, when `jobId` is well-formed.
     pub job_id: Option<Arc<str>>,
     /// What the rules read from it. A member that is `null` or malformed is absent here.
@@ -57,8 +60,8 @@ impl Facts {
             state: update.state.or(self.state),
             job_config: update.job_config.or_else(|| self.job_config.clone()),
             result: update.result.or_else(|| self.result.clone()),
-            start_time: update.start_time.or(self.start_time),
-            end_time: update.end_time.or(self.end_time),
+            start_time: update.start_time.or_else(|| self.start_time.clone()),
+            end_time: update.end_time.or_else(|| self.end_time.clone()),
             duration: update.duration.or(self.duration),
         }
     }
@@ -89,6 +92,10 @@ impl StatusUpdate {
                 at.line, at.column
             ))
         })?;
+        let doc: Arc<str> = Arc::from(text);
+        // The parser first, so that its own errors are the ones reported; it scans nested
+        // values without recursing, so deep nesting cannot hurt it.
+        let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
         if let Some(offset) = json::find_too_deep(body) {
             let at = Position::of(body, offset);
             return Err(Malformed(format!(
@@ -98,14 +105,12 @@ impl StatusUpdate {
                 at.column
             )));
         }
-        let doc: Arc<str> = Arc::from(text);
-        let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
 
         let mut problems = Vec::new();
         let mut job_id = None;
         let mut facts = Facts::default();
         let (mut saw_state, mut saw_job_id) = (false, false);
-        for Member { name, value } in &members {
+        for (name, value) in &members {
             let raw = value.as_str();
             if value.is_null() {
                 continue;
@@ -127,7 +132,12 @@ impl StatusUpdate {
                 "startTime" => facts.start_time = read_time("startTime", raw, &mut bad),
                 "endTime" => facts.end_time = read_time("endTime", raw, &mut bad),
                 "duration" => {
-                    facts.duration = raw.parse::<u64>().ok();
+                    // `-0` is zero, however odd to write.
+                    facts.duration = if raw == "-0" {
+                        Some(0)
+                    } else {
+                        raw.parse::<u64>().ok()
+                    };
                     if facts.duration.is_none() {
                         bad(
                             "duration",
@@ -203,28 +213,21 @@ fn read_job_config(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobC
         );
         return None;
     };
-    let mut config = JobConfig::default();
-    for (name, value) in members {
-        let value = value.get();
-        match name.as_ref() {
-            _ if value == "null" => {}
-            "id" => {
-                config.id = json::as_string(value)
-                    .filter(|id| !id.is_empty())
-                    .map(String::from);
-                if config.id.is_none() {
-                    let message = format!(
-                        "jobConfig.id must be a non-empty string; got {}",
-                        quote(value)
-                    );
-                    bad("jobConfig.id", message);
-                }
-            }
-            "type" => config.job_type = json::as_string(value).map(String::from),
-            _ => {}
+    let id = last_value(&members, "id").map(|value| {
+        let id = json::as_string(value).filter(|id| !id.is_empty());
+        if id.is_none() {
+            let message = format!(
+                "jobConfig.id must be a non-empty string; got {}",
+                quote(value)
+            );
+            bad("jobConfig.id", message);
         }
-    }
-    Some(config)
+        id
+    });
+    Some(JobConfig {
+        id: id.flatten().map(String::from),
+        job_type: last_string(&members, "type"),
+    })
 }
 
 fn read_result(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobResult> {
@@ -235,17 +238,23 @@ fn read_result(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobResul
         );
         return None;
     };
-    let mut result = JobResult::default();
-    for (name, value) in members {
-        let slot = match name.as_ref() {
-            "jobRunId" => &mut result.job_run_id,
-            "jobConfigId" => &mut result.job_config_id,
-            "state" => &mut result.state,
-            _ => continue,
-        };
-        *slot = json::as_string(value.get()).map(String::from);
-    }
-    Some(result)
+    Some(JobResult {
+        job_run_id: last_string(&members, "jobRunId"),
+        job_config_id: last_string(&members, "jobConfigId"),
+        state: last_string(&members, "state"),
+    })
+}
+
+/// The last non-null value of `key` in an object, as parsers read a repeated key.
+fn last_value<'a>(members: &'a [(Cow<'_, str>, &'a RawValue)], key: &str) -> Option<&'a str> {
+    let (_, value) = members.iter().rev().find(|(name, _)| name == key)?;
+    Some(value.get()).filter(|value| *value != "null")
+}
+
+fn last_string(members: &[(Cow<'_, str>, &RawValue)], key: &str) -> Option<String> {
+    last_value(members, key)
+        .and_then(json::as_string)
+        .map(String::from)
 }
 
 fn read_time(field: &str, raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Timestamp> {
@@ -326,6 +335,18 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_key_is_read_with_its_last_value() {
+        let (update, problems) = parse(
+            r#"{"jobId":"r","state":"bogus","state":"running","jobConfig":{"id":"","id":"x"}}"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(update.facts.state, Some(JobState::Running));
+        assert_eq!(update.facts.config_id(), Some("x"));
+        let (_, problems) = parse(r#"{"jobId":"r","state":"running","state":null}"#);
+        assert_eq!(fields(&problems), ["state"]);
+    }
+
+    #[test]
     fn missing_and_null_state_and_job_id_are_both_required() {
         let (_, problems) = parse(r#"{"state":null,"hostname":"h"}"#);
         assert_eq!(fields(&problems), ["state", "jobId"]);
@@ -351,12 +372,15 @@ mod tests {
             let body = format!(r#"{{"jobId":"r","state":"finished","duration":{bad}}}"#);
             assert_eq!(fields(&parse(&body).1), ["duration"], "{bad}");
         }
-        let (update, _) = parse(r#"{"jobId":"r","state":"finished","duration":0}"#);
-        assert_eq!(update.facts.duration, Some(0));
+        for zero in ["0", "-0"] {
+            let body = format!(r#"{{"jobId":"r","state":"finished","duration":{zero}}}"#);
+            assert_eq!(parse(&body).0.facts.duration, Some(0));
+        }
     }
 
     #[test]
     fn not_one_object_is_malformed_with_a_position() {
+        let deep_tail = format!(r#"{{"a":1}}{}"#, "[".repeat(129));
         let cases = [
             ("", "EOF while parsing a value at line 1 column 0"),
             ("{\"a\":}", "expected value at line 1 column 6"),
@@ -365,6 +389,8 @@ mod tests {
                 "invalid type: sequence, expected a JSON object at line 1 column 0",
             ),
             ("{} {}", "trailing characters at line 1 column 4"),
+            // The parser's own error comes first, even before deep nesting.
+            (&deep_tail, "trailing characters at line 1 column 8"),
         ];
         for (body, expected) in cases {
             let err = StatusUpdate::parse(body.as_bytes()).err();

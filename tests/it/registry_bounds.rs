@@ -149,3 +149,35 @@ async fn a_merged_status_may_not_outgrow_the_body_limit() {
     app.post_ok(json!({"jobId": "r1", "state": "running", "f1": "y".repeat(60)}))
         .await;
 }
+
+#[tokio::test]
+async fn repeating_a_key_cannot_sneak_a_status_past_the_bound() {
+    let app = TestApp::with(Config {
+        max_body_bytes: nonzero(400),
+        ..config()
+    });
+    let body = |big: &str| {
+        format!(
+            r#"{{"jobId":"r","state":"running",{}"pad":"{}","{big}":"{}"}}"#,
+            r#""pad":1,"#.repeat(10),
+            "p".repeat(100),
+            "b".repeat(160)
+        )
+    };
+    app.post_ok(json!({"jobId": "r", "state": "running", "pad": "p".repeat(100)}))
+        .await;
+    let second = body("big1");
+    assert!(second.len() <= 400);
+    assert_eq!(app.post_text(&second).await.status, StatusCode::OK);
+    // Another 160-byte field would take the status past 400 bytes, however often the
+    // update repeats a key it replaces.
+    let answer = app.post_text(&body("big2")).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.text
+    );
+    // The run is not stuck: it can still end.
+    app.post_ok(update("r", "finished")).await;
+}

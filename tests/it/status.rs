@@ -236,3 +236,17 @@ async fn offsets_are_honoured_and_start_time_may_be_rewritten_at_another_offset(
         "2025-01-01T10:00:00Z"
     );
 }
+
+#[tokio::test]
+async fn numbers_with_enormous_exponents_are_compared_not_overflowed() {
+    let app = TestApp::new();
+    app.post_text(r#"{"jobId":"r1","state":"running","x":1}"#)
+        .await;
+    let huge = format!(r#"{{"jobId":"r1","state":"running","x":10e{}}}"#, i128::MAX);
+    let answer = app.post_text(&huge).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["repeat"], false);
+    // serde_json's Value cannot hold the number, so read the text.
+    let run = app.get("/_mock/runs/r1").await;
+    assert!(run.text.contains(r#""updateCount":2"#), "{}", run.text);
+}
