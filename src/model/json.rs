@@ -212,10 +212,8 @@ impl Position {
 /// enforced here. A body with at most `MAX_DEPTH` brackets cannot be too deep, and
 /// counting them is far cheaper than tracking strings, so most bodies stop there.
 pub fn find_too_deep(bytes: &[u8]) -> Option<usize> {
-    let openers = bytes.iter().filter(|&&b| b == b'[' || b == b'{').count();
-    if openers <= MAX_DEPTH {
-        return None;
-    }
+    // The opener that would be one too many, if all were nested.
+    memchr::memchr2_iter(b'[', b'{', bytes).nth(MAX_DEPTH)?;
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for (i, &b) in bytes.iter().enumerate() {
         if in_string {

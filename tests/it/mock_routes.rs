@@ -160,5 +160,11 @@ async fn health_probes_answer_up() {
         let answer = app.get(path).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}");
         assert_eq!(answer.json, json!({"status": "UP"}));
+        // Every answer carries a request id for finding its log lines.
+        let id = answer
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok());
+        assert!(id.is_some_and(|id| id.parse::<u64>().is_ok()), "{id:?}");
     }
 }
