@@ -5,8 +5,9 @@
 //! to a known run takes the map's read lock just long enough to find the run, then does
 //! its whole read-check-write under the run's mutex, so updates to one run are applied
 //! one at a time, in the order they are accepted, while other runs go on in parallel.
-//! Creating, evicting and forgetting runs take the map's write lock. Lock order is always
-//! map, then run; nothing takes the map's lock while holding a run's.
+//! Creating, evicting and forgetting runs take the map's write lock (a new run's first
+//! update is judged before it, as its rules need no registry). Lock order is always map,
+//! then run; nothing takes the map's lock while holding a run's.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
