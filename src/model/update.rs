@@ -107,58 +107,41 @@ impl StatusUpdate {
         }
 
         let mut problems = Vec::new();
-        let mut job_id = None;
-        let mut facts = Facts::default();
-        let (mut saw_state, mut saw_job_id) = (false, false);
-        for (name, value) in &members {
-            let raw = value.as_str();
-            if value.is_null() {
-                continue;
+        let mut bad = |field: &str, message: String| {
+            problems.push(Problem::new(ProblemKind::Form, field, message));
+        };
+        // A member that is null counts as absent.
+        let present = |name: &str| {
+            members
+                .get(name)
+                .filter(|v| !v.is_null())
+                .map(RawJson::as_str)
+        };
+        let state = match present("state") {
+            Some(raw) => read_state(raw, &mut bad),
+            None => {
+                bad(
+                    "state",
+                    format!("state is required: one of {}", JobState::NAMES),
+                );
+                None
             }
-            let mut bad = |field: &str, message: String| {
-                problems.push(Problem::new(ProblemKind::Form, field, message));
-            };
-            match name.as_ref() {
-                "state" => {
-                    saw_state = true;
-                    facts.state = read_state(raw, &mut bad);
-                }
-                "jobId" => {
-                    saw_job_id = true;
-                    job_id = read_job_id(raw, &mut bad);
-                }
-                "jobConfig" => facts.job_config = read_job_config(raw, &mut bad),
-                "result" => facts.result = read_result(raw, &mut bad),
-                "startTime" => facts.start_time = read_time("startTime", raw, &mut bad),
-                "endTime" => facts.end_time = read_time("endTime", raw, &mut bad),
-                "duration" => {
-                    // `-0` is zero, however odd to write.
-                    facts.duration = if raw == "-0" {
-                        Some(0)
-                    } else {
-                        raw.parse::<u64>().ok()
-                    };
-                    if facts.duration.is_none() {
-                        bad(
-                            "duration",
-                            format!(
-                                "duration must be a non-negative integer of milliseconds; got {}",
-                                quote(raw)
-                            ),
-                        );
-                    }
-                }
-                _ => {}
+        };
+        let job_id = match present("jobId") {
+            Some(raw) => read_job_id(raw, &mut bad),
+            None => {
+                bad("jobId", "jobId is required: the run's id".to_owned());
+                None
             }
-        }
-        if !saw_state {
-            let message = format!("state is required: one of {}", JobState::NAMES);
-            problems.push(Problem::new(ProblemKind::Form, "state", message));
-        }
-        if !saw_job_id {
-            let message = "jobId is required: the run's id".to_owned();
-            problems.push(Problem::new(ProblemKind::Form, "jobId", message));
-        }
+        };
+        let facts = Facts {
+            state,
+            job_config: present("jobConfig").and_then(|raw| read_job_config(raw, &mut bad)),
+            result: present("result").and_then(|raw| read_result(raw, &mut bad)),
+            start_time: present("startTime").and_then(|raw| read_time("startTime", raw, &mut bad)),
+            end_time: present("endTime").and_then(|raw| read_time("endTime", raw, &mut bad)),
+            duration: present("duration").and_then(|raw| read_duration(raw, &mut bad)),
+        };
         let update = StatusUpdate {
             raw: RawJson::whole(doc),
             members,
@@ -257,6 +240,23 @@ fn last_string(members: &[(Cow<'_, str>, &RawValue)], key: &str) -> Option<Strin
         .map(String::from)
 }
 
+fn read_duration(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<u64> {
+    // `-0` is zero, however odd to write.
+    let duration = if raw == "-0" {
+        Some(0)
+    } else {
+        raw.parse::<u64>().ok()
+    };
+    if duration.is_none() {
+        let message = format!(
+            "duration must be a non-negative integer of milliseconds; got {}",
+            quote(raw)
+        );
+        bad("duration", message);
+    }
+    duration
+}
+
 fn read_time(field: &str, raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Timestamp> {
     let time = json::as_string(raw).and_then(|s| Timestamp::parse(&s));
     if time.is_none() {
@@ -315,8 +315,8 @@ mod tests {
         assert_eq!(
             fields(&problems),
             [
-                "jobId",
                 "state",
+                "jobId",
                 "jobConfig.id",
                 "result",
                 "startTime",
