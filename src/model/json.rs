@@ -99,9 +99,8 @@ fn offset_in(whole: &str, part: &str) -> usize {
 /// read it.
 pub type Members = IndexMap<Arc<str>, RawJson>;
 
-/// The members of the JSON object `doc`, values left raw.
-///
-/// This is the only full pass over a posted body: nested values are scanned, not built.
+/// The members of the JSON object `doc`, values left raw: nested values are scanned,
+/// never built into a tree.
 pub fn parse_members(doc: &Arc<str>) -> Result<Members, serde_json::Error> {
     let WrittenMembers(pairs) = serde_json::from_str(doc)?;
     Ok(pairs
@@ -181,8 +180,8 @@ pub fn as_string(raw: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Key<'_>>(raw).ok().map(|k| k.0)
 }
 
-/// A position in a text, counted the way serde_json counts: 1-based lines, and the
-/// column is the number of bytes read on the line.
+/// A position in a text: lines from 1, and the column is the offending byte's place on its
+/// line, from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub line: usize,
@@ -190,8 +189,7 @@ pub struct Position {
 }
 
 impl Position {
-    /// The position of byte `offset` of `bytes` (the offending byte itself is column 1
-    /// when it starts a line).
+    /// The position of byte `offset` of `bytes`.
     pub fn of(bytes: &[u8], offset: usize) -> Self {
         let before = &bytes[..offset.min(bytes.len())];
         let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
@@ -241,8 +239,7 @@ pub fn find_too_deep(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Whether two raw JSON values are equal as JSON values: object key order and whitespace
-/// do not matter, string escapes are compared unescaped, numbers by value (integers
-/// exactly, whatever their size).
+/// do not matter, strings are compared unescaped, numbers by exact value.
 pub fn json_eq(a: &str, b: &str) -> bool {
     if a == b {
         return true;

@@ -10,14 +10,27 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde_json::json;
 
-/// Starts the binary and reads its readiness line; returns it and the base URL.
+/// Starts the binary and reads its readiness line; returns the process and the base URL.
+/// Its logs are dropped; [`start_logging`] keeps them.
 fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    spawn(args, env, Stdio::null())
+}
+
+/// Starts the binary with request-level logs, and returns them as they come.
+fn start_logging(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+    let env = [("RUST_LOG", "tower_http=debug,job_launcher_mock=info")];
+    let (mut child, base) = spawn(args, &env, Stdio::piped());
+    let logs = log_lines(child.stderr.take().expect("stderr is piped"));
+    (child, base, logs)
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
     command
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -144,19 +157,8 @@ fn wait_for_log(lines: &mpsc::Receiver<String>, needle: &str) {
 
 #[test]
 fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
-        .args(["--port", "0"])
-        .env("RUST_LOG", "tower_http=debug,job_launcher_mock=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().expect("stdout is piped"))
-        .read_line(&mut ready)
-        .expect("a readiness line");
-    let addr = ready.split("http://").nth(1).expect("an address").trim();
-    let logs = log_lines(child.stderr.take().expect("stderr is piped"));
+    let (mut child, base, logs) = start_logging(&["--port", "0"]);
+    let addr = base.trim_start_matches("http://");
 
     // Half a request: the handler is waiting for the rest of the body.
     let body = r#"{"jobId":"drain","state":"running"}"#;
