@@ -31,6 +31,10 @@ pub struct Config {
     #[arg(long, env = "JLM_MAX_HISTORY", default_value_t = DEFAULT_MAX_HISTORY)]
     pub max_history: NonZeroUsize,
 
+    /// Most requests the journal (`/_mock/requests`) keeps; past it the oldest are dropped.
+    #[arg(long, env = "JLM_JOURNAL_SIZE", default_value_t = DEFAULT_JOURNAL_SIZE)]
+    pub journal_size: NonZeroUsize,
+
     /// Largest request body accepted, in bytes; also bounds a run's merged status.
     #[arg(long, env = "JLM_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: NonZeroUsize,
@@ -51,6 +55,7 @@ pub struct Config {
 pub const DEFAULT_PORT: u16 = 8083;
 pub const DEFAULT_MAX_RUNS: NonZeroUsize = nonzero(10_000);
 pub const DEFAULT_MAX_HISTORY: NonZeroUsize = nonzero(1000);
+pub const DEFAULT_JOURNAL_SIZE: NonZeroUsize = nonzero(1000);
 pub const DEFAULT_MAX_BODY_BYTES: NonZeroUsize = nonzero(1 << 20);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -93,6 +98,7 @@ impl Default for Config {
             validation: Validation::Strict,
             max_runs: DEFAULT_MAX_RUNS,
             max_history: DEFAULT_MAX_HISTORY,
+            journal_size: DEFAULT_JOURNAL_SIZE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             log_format: LogFormat::Pretty,
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::model::{Problem, ProblemKind, Violation};
 
@@ -38,6 +39,13 @@ pub enum ApiError {
     /// 408: the request took longer than the server allows.
     #[error("{0}")]
     Timeout(String),
+    /// 408: a wait ran out before the run got where it was awaited; `run` is the run as
+    /// it was then, when it exists.
+    #[error("{message}")]
+    WaitTimedOut {
+        message: String,
+        run: Option<Box<RawValue>>,
+    },
     /// 409 `invalid_transition`: the transition table forbids the new state.
     #[error("{message}")]
     InvalidTransition {
@@ -113,28 +121,40 @@ impl ApiError {
         self.status_and_code().0
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.status_and_code().1
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "validation_failed"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            ApiError::InvalidTransition { .. } => (StatusCode::CONFLICT, "invalid_transition"),
-            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType { .. } => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson),
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, ErrorCode::ValidationFailed),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
             }
-            ApiError::ValidationFailed { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            ApiError::Timeout(_) | ApiError::WaitTimedOut { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout)
             }
-            ApiError::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            ApiError::InvalidTransition { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::InvalidTransition)
+            }
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
+            }
+            ApiError::UnsupportedMediaType { .. } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            ApiError::ValidationFailed { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::ValidationFailed,
+            ),
+            ApiError::StorageFull { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
         }
     }
 
@@ -156,6 +176,7 @@ impl ApiError {
             ApiError::NotFound(_)
             | ApiError::MethodNotAllowed(_)
             | ApiError::Timeout(_)
+            | ApiError::WaitTimedOut { .. }
             | ApiError::Internal(_) => Vec::new(),
         }
     }
@@ -189,9 +210,11 @@ impl ApiError {
 /// What an [`ApiError`] leaves on its response for [`render_errors`] to write out.
 #[derive(Debug, Clone)]
 pub struct ErrorReport {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub violations: Vec<Violation>,
+    /// The run a timed-out wait was waiting on, as it was then.
+    pub run: Option<Box<RawValue>>,
 }
 
 impl IntoResponse for ApiError {
@@ -200,6 +223,10 @@ impl IntoResponse for ApiError {
             code: self.code(),
             message: self.to_string(),
             violations: self.violations(),
+            run: match &self {
+                ApiError::WaitTimedOut { run, .. } => run.clone(),
+                _ => None,
+            },
         };
         let mut response = self.status().into_response();
         response.extensions_mut().insert(report);
@@ -207,16 +234,82 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The body of every error answer: Spring Boot's fields, then ours.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    timestamp: String,
-    status: u16,
-    error: &'a str,
-    message: &'a str,
-    path: &'a str,
-    code: &'a str,
-    violations: &'a [Violation],
+/// The body of every error answer: Spring Boot's fields, then ours (API.md section 4).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// When the answer was made, RFC 3339.
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// The status code's reason phrase.
+    pub error: String,
+    pub message: String,
+    /// The request's path.
+    pub path: String,
+    pub code: ErrorCode,
+    /// Every problem found, not only the first.
+    pub violations: Vec<Violation>,
+    /// On a timed-out wait, the run as it was then (absent when it does not exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub run: Option<Box<RawValue>>,
+}
+
+/// The `code` of an error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MalformedJson,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    ValidationFailed,
+    InvalidTransition,
+    Conflict,
+    NotFound,
+    MethodNotAllowed,
+    Unauthorized,
+    StorageFull,
+    InjectedFault,
+    Timeout,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::ValidationFailed,
+        ErrorCode::InvalidTransition,
+        ErrorCode::Conflict,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Unauthorized,
+        ErrorCode::StorageFull,
+        ErrorCode::InjectedFault,
+        ErrorCode::Timeout,
+        ErrorCode::InternalError,
+    ];
+
+    /// The code as the error body spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::InjectedFault => "injected_fault",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::InternalError => "internal_error",
+        }
+    }
 }
 
 /// How much of a foreign error body is read to use as its message.
@@ -244,6 +337,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
                 code: error.code(),
                 message: error.to_string(),
                 violations: error.violations(),
+                run: None,
             };
             if let Some(allow) = parts
                 .headers
@@ -256,7 +350,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         }
     };
     tracing::info!(
-        code = report.code,
+        code = report.code.as_str(),
         reason = %report.message,
         violations = %serde_json::to_string(&report.violations).unwrap_or_default(),
         "refused"
@@ -264,17 +358,36 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let body = ErrorBody {
         timestamp: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         status: status.as_u16(),
-        error: status.canonical_reason().unwrap_or("Error"),
-        message: &report.message,
-        path: uri.path(),
+        error: status.canonical_reason().unwrap_or("Error").to_owned(),
+        message: report.message.clone(),
+        path: uri.path().to_owned(),
         code: report.code,
-        violations: &report.violations,
+        violations: report.violations.clone(),
+        run: report.run.clone(),
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    // Left on the answer for the journal, which records its code.
+    parts.extensions.insert(report);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn codes_are_spelled_the_same_everywhere() {
+        for code in ErrorCode::ALL {
+            let serialized = serde_json::to_value(code).ok();
+            assert_eq!(
+                serialized.as_ref().and_then(|v| v.as_str()),
+                Some(code.as_str())
+            );
+        }
+    }
 }

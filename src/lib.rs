@@ -6,6 +6,8 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod journal;
+pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod telemetry;
@@ -19,11 +21,19 @@ pub use config::Config;
 
 /// Serves the app on an already bound listener until `shutdown` resolves, then lets
 /// in-flight requests finish.
+///
+/// Long-lived answers (waits, event streams) end when `shutdown` resolves, so they do
+/// not hold the drain open.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.stop();
+    };
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await

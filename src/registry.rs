@@ -13,11 +13,13 @@ use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use tokio::sync::{broadcast, watch};
 
 use crate::config::Validation;
 use crate::error::ApiError;
@@ -26,6 +28,10 @@ use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
 
 /// At most this many distinct warnings are kept on a run; its history keeps them all.
 const MAX_RUN_WARNINGS: usize = 100;
+
+/// How many accepted updates the event stream buffers for its slowest subscriber before
+/// that subscriber is told it lagged.
+const EVENT_BUFFER: usize = 1024;
 
 /// How big the registry may grow, and how strictly it checks.
 #[derive(Debug, Clone, Copy)]
@@ -40,9 +46,17 @@ pub struct Limits {
 
 pub struct Registry {
     runs: RwLock<HashMap<Arc<str>, Arc<Slot>>>,
-    /// The last `seq` handed out; one counter for the whole registry.
-    last_seq: AtomicU64,
+    /// The last `seq` handed out; one counter for the whole registry. An update is
+    /// recorded and published while this is held, so events go out in `seq` order and
+    /// every `seq` up to the one held here is in its run's history.
+    sequencer: Mutex<u64>,
+    /// Accepted updates, for the event stream.
+    events: broadcast::Sender<Arc<UpdateEvent>>,
+    watchers: Watchers,
+    /// Runs evicted since the start or the last reset, as the run list reports them.
     evicted: AtomicU64,
+    /// Runs evicted since the start, for the metrics, which never go down.
+    evicted_total: AtomicU64,
     limits: Limits,
 }
 
@@ -87,9 +101,10 @@ struct Entry {
 }
 
 /// The answer to an accepted update: which history entry holds it, and what it raised.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
+    #[schema(value_type = String)]
     pub job_id: Arc<str>,
     /// The run's state after the update.
     pub state: Option<JobState>,
@@ -101,19 +116,27 @@ pub struct Accepted {
 }
 
 /// A run as `/_mock/runs` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
+    #[schema(value_type = String)]
     pub job_id: Arc<str>,
+    /// The current state, also found in `status`; absent while no update has named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    /// The current status: every update merged at the top level, values as posted.
+    #[schema(value_type = Object)]
     pub status: Box<RawValue>,
+    #[schema(format = DateTime)]
     pub first_update_at: String,
+    #[schema(format = DateTime)]
     pub last_update_at: String,
     pub update_count: u64,
     pub warnings: Vec<Warning>,
 }
 
 /// A page of the run list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunList {
     /// Runs matching the filters, on every page.
     pub total: usize,
@@ -131,30 +154,65 @@ pub struct RunFilter {
 }
 
 /// A run's history, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryView {
+    #[schema(value_type = String)]
     pub job_id: Arc<str>,
     /// Entries dropped by `--max-history`.
     pub dropped: u64,
     pub updates: Vec<HistoryEntryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntryView {
     pub seq: u64,
+    #[schema(format = DateTime)]
     pub received_at: String,
+    /// The update exactly as posted.
+    #[schema(value_type = Object)]
     pub update: RawJson,
     pub warnings: Vec<Warning>,
+}
+
+/// An accepted update as the event stream sends it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateEvent {
+    pub job_id: Arc<str>,
+    pub seq: u64,
+    pub received_at: String,
+    pub update: RawJson,
+}
+
+/// What a waiter waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The run is in this state.
+    State(JobState),
+    /// The run has ended, whichever way.
+    Ended,
+}
+
+impl Until {
+    fn is_met(self, state: Option<JobState>) -> bool {
+        match self {
+            Until::State(wanted) => state == Some(wanted),
+            Until::Ended => state.is_some_and(JobState::is_ended),
+        }
+    }
 }
 
 impl Registry {
     pub fn new(limits: Limits) -> Self {
         Registry {
             runs: RwLock::new(HashMap::new()),
-            last_seq: AtomicU64::new(0),
+            sequencer: Mutex::new(0),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            watchers: Watchers::default(),
             evicted: AtomicU64::new(0),
+            evicted_total: AtomicU64::new(0),
             limits,
         }
     }
@@ -211,16 +269,10 @@ impl Registry {
             )));
         }
         let (merged, warnings) = self.judge(&run.job_id, Some(&run.facts), facts, problems)?;
-        let accepted = run.record(
-            raw,
-            members,
-            merged,
-            self.next_seq(),
-            warnings,
-            &self.limits,
-        );
+        let accepted = self.record(run, raw, members, merged, warnings);
         slot.ended_at
             .store(run.ended_at(accepted.seq), Ordering::Relaxed);
+        self.watchers.notify(&accepted.job_id);
         Ok(accepted)
     }
 
@@ -241,27 +293,22 @@ impl Registry {
         if runs.contains_key(job_id) {
             return None;
         }
-        if runs.len() >= self.limits.max_runs.get() {
-            if let Err(full) = self.evict_one(&mut runs) {
-                return Some(Err(full));
-            }
+        if runs.len() >= self.limits.max_runs.get()
+            && let Err(full) = self.evict_one(&mut runs)
+        {
+            return Some(Err(full));
         }
         let mut run = Run::new(Arc::clone(job_id));
         let (raw, members) = (update.raw.clone(), update.members.clone());
-        let accepted = run.record(
-            raw,
-            members,
-            merged,
-            self.next_seq(),
-            warnings,
-            &self.limits,
-        );
+        let accepted = self.record(&mut run, raw, members, merged, warnings);
         let slot = Slot {
             order: accepted.seq,
             ended_at: AtomicU64::new(run.ended_at(accepted.seq)),
             run: Mutex::new(run),
         };
         runs.insert(Arc::clone(job_id), Arc::new(slot));
+        drop(runs);
+        self.watchers.notify(job_id);
         Some(Ok(accepted))
     }
 
@@ -317,12 +364,135 @@ impl Registry {
             drop(run);
             runs.remove(&job_id);
             self.evicted.fetch_add(1, Ordering::Relaxed);
+            self.evicted_total.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
     }
 
-    fn next_seq(&self) -> u64 {
-        self.last_seq.fetch_add(1, Ordering::Relaxed) + 1
+    /// Records an accepted update in its run under the next `seq`, and publishes it.
+    fn record(
+        &self,
+        run: &mut Run,
+        raw: RawJson,
+        members: Members,
+        merged: Facts,
+        warnings: Vec<Warning>,
+    ) -> Accepted {
+        let mut last = lock(&self.sequencer);
+        let seq = *last + 1;
+        let update = raw.clone();
+        let accepted = run.record(raw, members, merged, seq, warnings, &self.limits);
+        *last = seq;
+        if self.events.receiver_count() > 0 {
+            let received_at = run
+                .history
+                .back()
+                .map_or(run.last_update_at, |e| e.received_at);
+            // An error means every subscriber left meanwhile: no one to tell.
+            let _ = self.events.send(Arc::new(UpdateEvent {
+                job_id: Arc::clone(&run.job_id),
+                seq,
+                received_at: timestamp(received_at),
+                update,
+            }));
+        }
+        accepted
+    }
+
+    /// The last `seq` handed out.
+    pub fn last_seq(&self) -> u64 {
+        *lock(&self.sequencer)
+    }
+
+    /// A receiver of every update accepted from now on, in `seq` order.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<UpdateEvent>> {
+        self.events.subscribe()
+    }
+
+    /// How many event-stream subscribers there are.
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    /// The updates still in history whose `seq` is in `after < seq <= until`, in `seq`
+    /// order: what a resuming event-stream client missed. Every `seq` up to
+    /// [`Registry::last_seq`] is already recorded, so none in the range is missing
+    /// unless `--max-history` dropped it or its run was forgotten.
+    pub fn updates_between(&self, after: u64, until: u64) -> Vec<UpdateEvent> {
+        let mut events = Vec::new();
+        for slot in self.slots() {
+            let run = lock(&slot.run);
+            if run.removed {
+                continue;
+            }
+            let missed = run
+                .history
+                .iter()
+                .filter(|e| e.seq > after && e.seq <= until);
+            events.extend(missed.map(|entry| UpdateEvent {
+                job_id: Arc::clone(&run.job_id),
+                seq: entry.seq,
+                received_at: timestamp(entry.received_at),
+                update: entry.update.clone(),
+            }));
+        }
+        events.sort_by_key(|event| event.seq);
+        events
+    }
+
+    /// Waits until run `job_id` exists and meets `until`, and gives it; at the timeout,
+    /// gives what the run is like then (`None` when it does not exist) as the error.
+    ///
+    /// The waiter is woken by the updates to its run, never by polling, and costs
+    /// nothing while it waits; dropping the future (a client hanging up) frees it.
+    pub async fn wait(
+        &self,
+        job_id: &str,
+        until: Until,
+        timeout: Duration,
+    ) -> Result<RunView, Option<RunView>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Watch first, then look: an update between the two still wakes the waiter.
+        let mut watch = self.watchers.watch(job_id);
+        loop {
+            let run = self.run(job_id);
+            if run.as_ref().is_some_and(|run| until.is_met(run.state)) {
+                return run.ok_or(None);
+            }
+            if tokio::time::timeout_at(deadline, watch.changed())
+                .await
+                .is_err()
+            {
+                return Err(self.run(job_id));
+            }
+        }
+    }
+
+    /// How many waiters are waiting, and a way to see that number change.
+    pub fn waiters(&self) -> watch::Receiver<usize> {
+        self.watchers.open.subscribe()
+    }
+
+    /// Runs evicted by `--max-runs` since the start, resets included.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total.load(Ordering::Relaxed)
+    }
+
+    /// How many runs are in each state; `None` counts runs no update has given a state.
+    pub fn count_by_state(&self) -> Vec<(Option<JobState>, usize)> {
+        let mut counts: Vec<(Option<JobState>, usize)> =
+            JobState::ALL.iter().map(|s| (Some(*s), 0)).collect();
+        counts.push((None, 0));
+        for slot in self.slots() {
+            let run = lock(&slot.run);
+            if run.removed {
+                continue;
+            }
+            if let Some(count) = counts.iter_mut().find(|(s, _)| *s == run.facts.state) {
+                count.1 += 1;
+            }
+        }
+        counts
     }
 
     /// Every run in the order it first appeared.
@@ -551,6 +721,7 @@ impl Run {
     fn view(&self) -> RunView {
         RunView {
             job_id: Arc::clone(&self.job_id),
+            state: self.facts.state,
             status: json::raw_value(self.status_json()),
             first_update_at: timestamp(self.first_update_at),
             last_update_at: timestamp(self.last_update_at),
@@ -643,4 +814,81 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The waiters on each run: a `watch` channel per run someone waits for, bumped by every
+/// accepted update to it.
+struct Watchers {
+    by_run: Mutex<HashMap<Arc<str>, watch::Sender<()>>>,
+    /// How many waiters there are.
+    open: watch::Sender<usize>,
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers {
+            by_run: Mutex::new(HashMap::new()),
+            open: watch::channel(0).0,
+        }
+    }
+}
+
+impl Watchers {
+    fn watch(&self, job_id: &str) -> Watch<'_> {
+        let receiver = lock(&self.by_run)
+            .entry(Arc::from(job_id))
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe();
+        self.open.send_modify(|open| *open += 1);
+        Watch {
+            watchers: self,
+            job_id: Arc::from(job_id),
+            receiver: Some(receiver),
+        }
+    }
+
+    /// Wakes the waiters on `job_id`; costs one read of the waiter count when no one waits.
+    fn notify(&self, job_id: &str) {
+        if *self.open.borrow() == 0 {
+            return;
+        }
+        if let Some(sender) = lock(&self.by_run).get(job_id) {
+            sender.send_replace(());
+        }
+    }
+}
+
+/// One waiter's registration; dropping it removes the run's channel once no one else
+/// waits on it.
+struct Watch<'a> {
+    watchers: &'a Watchers,
+    job_id: Arc<str>,
+    receiver: Option<watch::Receiver<()>>,
+}
+
+impl Watch<'_> {
+    async fn changed(&mut self) {
+        match &mut self.receiver {
+            // The sender lives as long as this receiver does, so this cannot fail.
+            Some(receiver) => {
+                let _ = receiver.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        let mut by_run = lock(&self.watchers.by_run);
+        drop(self.receiver.take());
+        if by_run
+            .get(&self.job_id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            by_run.remove(&self.job_id);
+        }
+        drop(by_run);
+        self.watchers.open.send_modify(|open| *open -= 1);
+    }
 }

@@ -1,4 +1,4 @@
-//! The mock's own routes, for tests to inspect and reset what clients did.
+//! The mock's own routes, for tests to inspect, wait on and reset what clients did.
 //!
 //! - `GET    /_mock/runs`: runs with bookkeeping; filters `state`, `type`, `jobConfigId`;
 //!   paging `limit`, `offset`
@@ -6,40 +6,85 @@
 //! - `GET    /_mock/runs/{jobId}`: one run
 //! - `DELETE /_mock/runs/{jobId}`: forget one run
 //! - `GET    /_mock/runs/{jobId}/history`: its updates, oldest first
+//! - `GET    /_mock/runs/{jobId}/wait`: answers once the run is in a state, or has ended
+//! - `GET    /_mock/requests`: the journal; `DELETE` empties it
+//! - `GET    /_mock/events`: accepted updates as Server-Sent Events
+//! - `POST   /_mock/reset`: forget every run and empty the journal
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::Query;
-use super::{AppState, record_job_id};
-use crate::error::ApiError;
+use super::{AppState, Stopping, record_job_id};
+use crate::error::{ApiError, ErrorBody};
+use crate::journal::{Journal, JournalFilter, JournalView};
 use crate::model::{JobState, Violation};
-use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView};
+use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_mock/runs", get(list_runs).delete(delete_runs))
-        .route("/_mock/runs/{job_id}", get(get_run).delete(delete_run))
-        .route("/_mock/runs/{job_id}/history", get(get_history))
+/// The routes that answer at once.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_runs, delete_runs))
+        .routes(routes!(get_run, delete_run))
+        .routes(routes!(get_history))
+        .routes(routes!(list_requests, delete_requests))
+        .routes(routes!(reset))
 }
 
-#[derive(Debug, Deserialize)]
+/// The routes that answer when something happens: no request timeout applies to them.
+pub fn long_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(wait_for_run))
+        .routes(routes!(stream_events))
+}
+
+/// The longest a wait may be asked to take.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// How long a wait takes when no `timeout` is given.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListRunsQuery {
-    /// A comma-separated list of states.
+    /// A comma-separated list of states, e.g. `running,finished`.
     state: Option<String>,
+    /// `jobConfig.type`, e.g. `aggregation`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     job_type: Option<String>,
+    /// `jobConfig.id`.
+    #[param(rename = "jobConfigId")]
     job_config_id: Option<String>,
+    /// At most this many runs.
     limit: Option<usize>,
+    /// Skip this many runs.
     offset: Option<usize>,
 }
 
+/// The runs, in the order they first appeared, with their current status and bookkeeping.
+#[utoipa::path(
+    get,
+    path = "/_mock/runs",
+    tag = "mock",
+    params(ListRunsQuery),
+    responses(
+        (status = 200, description = "The matching runs", body = RunList),
+        (status = 400, description = "A filter or paging parameter cannot be read", body = ErrorBody),
+    )
+)]
 async fn list_runs(
     State(registry): State<Arc<Registry>>,
     Query(query): Query<ListRunsQuery>,
@@ -84,11 +129,25 @@ fn parse_states(list: &str) -> Result<Vec<JobState>, ApiError> {
     })
 }
 
+/// Forgets every run.
+#[utoipa::path(delete, path = "/_mock/runs", tag = "mock",
+    responses((status = 204, description = "Every run is forgotten")))]
 async fn delete_runs(State(registry): State<Arc<Registry>>) -> StatusCode {
     registry.clear();
     StatusCode::NO_CONTENT
 }
 
+/// One run.
+#[utoipa::path(
+    get,
+    path = "/_mock/runs/{jobId}",
+    tag = "mock",
+    params(("jobId" = String, Path, description = "The run's jobId")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
 async fn get_run(
     State(registry): State<Arc<Registry>>,
     Path(job_id): Path<String>,
@@ -100,6 +159,17 @@ async fn get_run(
         .ok_or_else(|| unknown_run(&job_id))
 }
 
+/// Forgets one run.
+#[utoipa::path(
+    delete,
+    path = "/_mock/runs/{jobId}",
+    tag = "mock",
+    params(("jobId" = String, Path, description = "The run's jobId")),
+    responses(
+        (status = 204, description = "The run is forgotten"),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
 async fn delete_run(
     State(registry): State<Arc<Registry>>,
     Path(job_id): Path<String>,
@@ -112,6 +182,17 @@ async fn delete_run(
     }
 }
 
+/// A run's updates, oldest first, each exactly as posted.
+#[utoipa::path(
+    get,
+    path = "/_mock/runs/{jobId}/history",
+    tag = "mock",
+    params(("jobId" = String, Path, description = "The run's jobId")),
+    responses(
+        (status = 200, description = "The run's history", body = HistoryView),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
 async fn get_history(
     State(registry): State<Arc<Registry>>,
     Path(job_id): Path<String>,
@@ -125,4 +206,241 @@ async fn get_history(
 
 fn unknown_run(job_id: &str) -> ApiError {
     ApiError::NotFound(format!("no run with jobId {job_id}"))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WaitQuery {
+    /// The state to wait for; without it, wait for the run to end (finished, cancelled,
+    /// error or skipped).
+    #[param(value_type = Option<JobState>)]
+    state: Option<String>,
+    /// How long to wait: `300ms`, `5s`, `2m` (at most `1h`; `30s` when not given).
+    #[param(example = "5s")]
+    timeout: Option<String>,
+}
+
+/// Answers as soon as the run is in `state` (or, without `state`, has ended), waiting
+/// for the run to appear if it does not exist yet; 408 at the timeout, with the run as
+/// it is then when it exists.
+#[utoipa::path(
+    get,
+    path = "/_mock/runs/{jobId}/wait",
+    tag = "mock",
+    params(("jobId" = String, Path, description = "The run's jobId"), WaitQuery),
+    responses(
+        (status = 200, description = "The run, in the state waited for", body = RunView),
+        (status = 400, description = "`state` or `timeout` cannot be read", body = ErrorBody),
+        (status = 408, description = "The timeout passed first; `run` is the run as it is, when it exists", body = ErrorBody),
+    )
+)]
+async fn wait_for_run(
+    State(registry): State<Arc<Registry>>,
+    State(stopping): State<Stopping>,
+    Path(job_id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Json<RunView>, ApiError> {
+    record_job_id(&job_id);
+    let until = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        None => Until::Ended,
+        Some(name) => JobState::from_name(name).map(Until::State).ok_or_else(|| {
+            let message = format!("\"{name}\" is not a state; use {}", JobState::NAMES);
+            bad_parameter("state", message)
+        })?,
+    };
+    let timeout = match query.timeout.as_deref().filter(|s| !s.is_empty()) {
+        None => DEFAULT_WAIT,
+        Some(text) => parse_timeout(text)?,
+    };
+    let outcome = tokio::select! {
+        outcome = registry.wait(&job_id, until, timeout) => outcome,
+        () = stopping.stopped() => Err(registry.run(&job_id)),
+    };
+    outcome.map(Json).map_err(|run| {
+        let awaited = match until {
+            Until::State(state) => format!("be {state}"),
+            Until::Ended => "end".to_owned(),
+        };
+        let now = match &run {
+            Some(RunView {
+                state: Some(state), ..
+            }) => format!("it is {state}"),
+            Some(_) => "it has no state".to_owned(),
+            None => "it does not exist".to_owned(),
+        };
+        ApiError::WaitTimedOut {
+            message: format!(
+                "run {job_id} did not {awaited} within {}; {now}",
+                humantime::format_duration(timeout)
+            ),
+            run: run.and_then(|run| serde_json::value::to_raw_value(&run).ok()),
+        }
+    })
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
+    let timeout = humantime::parse_duration(text).map_err(|e| {
+        bad_parameter(
+            "timeout",
+            format!("\"{text}\" is not a duration ({e}); write e.g. 300ms, 5s or 2m"),
+        )
+    })?;
+    if timeout > MAX_WAIT {
+        return Err(bad_parameter(
+            "timeout",
+            format!("{text} is longer than the longest wait, 1h"),
+        ));
+    }
+    Ok(timeout)
+}
+
+fn bad_parameter(field: &str, message: String) -> ApiError {
+    ApiError::BadRequest {
+        message: message.clone(),
+        violations: vec![Violation {
+            field: field.to_owned(),
+            message,
+        }],
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+struct RequestsQuery {
+    /// Only requests about this run.
+    #[param(rename = "jobId")]
+    job_id: Option<String>,
+    /// Only requests answered with this status.
+    status: Option<u16>,
+    /// Only requests refused with this error code.
+    code: Option<String>,
+    /// Only entries with a greater `seq`.
+    since: Option<u64>,
+}
+
+/// The journal: every request to the Fusion surface, accepted or refused, oldest first.
+#[utoipa::path(
+    get,
+    path = "/_mock/requests",
+    tag = "mock",
+    params(RequestsQuery),
+    responses(
+        (status = 200, description = "The matching entries, and how many were dropped", body = JournalView),
+        (status = 400, description = "A filter cannot be read", body = ErrorBody),
+    )
+)]
+async fn list_requests(
+    State(journal): State<Arc<Journal>>,
+    Query(query): Query<RequestsQuery>,
+) -> Json<JournalView> {
+    let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+    Json(journal.view(&JournalFilter {
+        job_id: given(query.job_id),
+        status: query.status,
+        code: given(query.code),
+        since: query.since,
+    }))
+}
+
+/// Empties the journal.
+#[utoipa::path(delete, path = "/_mock/requests", tag = "mock",
+    responses((status = 204, description = "The journal is empty")))]
+async fn delete_requests(State(journal): State<Arc<Journal>>) -> StatusCode {
+    journal.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// Forgets every run and empties the journal: a fresh mock for the next test.
+#[utoipa::path(post, path = "/_mock/reset", tag = "mock",
+    responses((status = 204, description = "Everything is forgotten")))]
+async fn reset(
+    State(registry): State<Arc<Registry>>,
+    State(journal): State<Arc<Journal>>,
+) -> StatusCode {
+    registry.clear();
+    journal.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// Accepted updates as they happen, as Server-Sent Events: each event's `id` is its
+/// `seq`, its data `{"jobId", "seq", "receivedAt", "update"}`. With `Last-Event-ID: N`,
+/// the updates after `N` still held in history come first, in order. A client that
+/// falls more than 1024 updates behind gets an event named `lagged` and the stream
+/// ends; it may resume with `Last-Event-ID`.
+#[utoipa::path(
+    get,
+    path = "/_mock/events",
+    tag = "mock",
+    params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq")),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Last-Event-ID is not a seq", body = ErrorBody),
+    )
+)]
+async fn stream_events(
+    State(registry): State<Arc<Registry>>,
+    State(stopping): State<Stopping>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => {
+            let seq = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            Some(seq.ok_or_else(|| {
+                bad_parameter(
+                    "Last-Event-ID",
+                    "Last-Event-ID must be the seq of an event, a whole number".to_owned(),
+                )
+            })?)
+        }
+    };
+    // Subscribe, then read what is already recorded: every seq up to `until` is in
+    // history now, and every later one will come through the subscription.
+    let receiver = registry.subscribe();
+    let until = registry.last_seq();
+    let backlog = match resume {
+        Some(after) => registry.updates_between(after, until),
+        None => Vec::new(),
+    };
+    let live = stream::unfold(
+        (receiver, stopping, until, false),
+        |(mut receiver, stopping, mut last, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let received = tokio::select! {
+                    received = receiver.recv() => received,
+                    () = stopping.stopped() => return None,
+                };
+                match received {
+                    Ok(event) if event.seq <= last => continue,
+                    Ok(event) => {
+                        last = event.seq;
+                        return Some((update_event(&event), (receiver, stopping, last, false)));
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        let data = format!("{{\"missed\":{missed},\"lastEventId\":{last}}}");
+                        let lagged = Event::default().event("lagged").data(data);
+                        return Some((lagged, (receiver, stopping, last, true)));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    let events = stream::iter(backlog)
+        .map(|event| update_event(&event))
+        .chain(live)
+        .map(Ok);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default().text("keep-alive")))
+}
+
+fn update_event(event: &UpdateEvent) -> Event {
+    let data = serde_json::to_string(event).unwrap_or_default();
+    Event::default().id(event.seq.to_string()).data(data)
 }

@@ -4,16 +4,20 @@
 pub mod extract;
 pub mod fusion;
 pub mod health;
+pub mod meta;
 pub mod mock;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use chrono::Utc;
+use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -21,17 +25,43 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnRequest, TraceLayer};
 use tracing::{Level, Span};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
-use crate::error::render_errors;
+use crate::error::{ErrorReport, render_errors};
+use crate::journal::{Journal, Record};
+use crate::metrics::Metrics;
+use crate::model::Warning;
 use crate::registry::{Limits, Registry};
 
 /// What handlers share: cheap handles, each asked for only where it is used.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub journal: Arc<Journal>,
+    pub metrics: Arc<Metrics>,
+    pub stopping: Stopping,
     pub body_limit: BodyLimit,
     pub request_timeout: RequestTimeout,
+}
+
+/// Set when the server begins to shut down, so that long-lived answers (waits, event
+/// streams) end instead of holding the drain open.
+#[derive(Clone, Default)]
+pub struct Stopping(Arc<watch::Sender<bool>>);
+
+impl Stopping {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once [`Stopping::stop`] has been called.
+    pub async fn stopped(&self) {
+        let mut receiver = self.0.subscribe();
+        // The sender lives in `self`, so this cannot fail.
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    }
 }
 
 /// `--max-body-bytes`, for the 413 message.
@@ -44,13 +74,18 @@ pub struct RequestTimeout(pub Duration);
 
 impl AppState {
     pub fn new(config: &Config) -> Self {
+        let registry = Arc::new(Registry::new(Limits {
+            max_runs: config.max_runs,
+            max_history: config.max_history,
+            max_status_bytes: config.max_body_bytes,
+            validation: config.validation,
+        }));
+        let journal = Arc::new(Journal::new(config.journal_size));
         AppState {
-            registry: Arc::new(Registry::new(Limits {
-                max_runs: config.max_runs,
-                max_history: config.max_history,
-                max_status_bytes: config.max_body_bytes,
-                validation: config.validation,
-            })),
+            metrics: Arc::new(Metrics::new(Arc::clone(&registry), Arc::clone(&journal))),
+            registry,
+            journal,
+            stopping: Stopping::default(),
             body_limit: BodyLimit(config.max_body_bytes.get()),
             request_timeout: RequestTimeout(*config.request_timeout),
         }
@@ -72,23 +107,50 @@ impl MakeRequestId for NextRequestId {
     }
 }
 
+/// Every route with its documentation. A route is added with `routes!` on a handler
+/// whose `#[utoipa::path]` names its method and path once, for the router and the
+/// document alike, so no route can be served undocumented.
+///
+/// `timeout` bounds the routes that answer at once; waits and event streams run as
+/// long as they were asked to.
+fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout);
+    let prompt = OpenApiRouter::new()
+        .merge(fusion::routes())
+        .merge(mock::routes())
+        .merge(health::routes())
+        .merge(meta::routes())
+        .layer(timeout);
+    OpenApiRouter::with_openapi(meta::document_base())
+        .merge(prompt)
+        .merge(mock::long_routes())
+}
+
+/// The OpenAPI document of every route, as `/openapi.json` serves it.
+pub fn openapi() -> OpenApi {
+    routes(Duration::ZERO).into_openapi()
+}
+
 /// The whole service as a router: the seam tests and `serve` use.
 pub fn app(state: AppState) -> Router {
     let BodyLimit(body_limit) = state.body_limit;
     let RequestTimeout(timeout) = state.request_timeout;
-    Router::new()
-        .merge(fusion::routes())
-        .merge(mock::routes())
-        .merge(health::routes())
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+    let (router, _) = routes(timeout)
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            time_requests,
         ))
+        .split_for_parts();
+    router
+        .with_state(state.clone())
+        .layer(DefaultBodyLimit::max(body_limit))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(render_errors))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.journal),
+            journal_requests,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
@@ -126,4 +188,72 @@ fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _span:
 /// Names the run a request is about on its log lines.
 pub fn record_job_id(job_id: &str) {
     Span::current().record("job_id", job_id);
+}
+
+/// Names the run a request was about on its answer, for the journal.
+#[derive(Debug, Clone)]
+pub struct JobIdNote(pub Arc<str>);
+
+/// The warnings an accepted update raised, on its answer, for the journal.
+#[derive(Debug, Clone)]
+pub struct WarningsNote(pub Vec<Warning>);
+
+/// The mock's own surface, which the journal leaves out: it records what the code under
+/// test asked of Fusion, not what the test asked of the mock.
+const UNJOURNALED: [&str; 4] = ["/_mock", "/metrics", "/openapi.json", "/actuator"];
+
+/// Middleware: records every request to the Fusion surface in the journal, with the
+/// answer's status and error code, once the error body is written.
+async fn journal_requests(
+    State(journal): State<Arc<Journal>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let own = UNJOURNALED.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if own {
+        return next.run(request).await;
+    }
+    let time = Utc::now();
+    let method = request.method().to_string();
+    let path = path.to_owned();
+    let response = next.run(request).await;
+    let extensions = response.extensions();
+    journal.record(Record {
+        time,
+        method,
+        path,
+        job_id: extensions
+            .get::<JobIdNote>()
+            .map(|note| Arc::clone(&note.0)),
+        status: response.status().as_u16(),
+        code: extensions.get::<ErrorReport>().map(|report| report.code),
+        warnings: extensions
+            .get::<WarningsNote>()
+            .map(|note| note.0.clone())
+            .unwrap_or_default(),
+    });
+    response
+}
+
+/// Route middleware: observes each request's latency under its route's path template.
+async fn time_requests(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    if let Some(route) = route {
+        metrics.observe(&route, method.as_str(), started.elapsed().as_secs_f64());
+    }
+    response
 }

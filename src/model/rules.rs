@@ -33,8 +33,9 @@ impl ProblemKind {
 }
 
 /// One problem as a client sees it; a warning has the same shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Violation {
+    /// The field, header or parameter at fault, e.g. `state` or `jobConfig.id`.
     pub field: String,
     pub message: String,
 }
@@ -221,13 +222,13 @@ fn check_consistency(job_id: &str, merged: &Facts, warnings: &mut Vec<Warning>) 
         ),
     ];
     for (field, theirs, other, ours) in pairs {
-        if let (Some(theirs), Some(ours)) = (theirs, ours) {
-            if theirs != ours {
-                warnings.push(Violation {
-                    field: field.to_owned(),
-                    message: format!("{field} \"{theirs}\" differs from {other} \"{ours}\""),
-                });
-            }
+        if let (Some(theirs), Some(ours)) = (theirs, ours)
+            && theirs != ours
+        {
+            warnings.push(Violation {
+                field: field.to_owned(),
+                message: format!("{field} \"{theirs}\" differs from {other} \"{ours}\""),
+            });
         }
     }
 }

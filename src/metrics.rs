@@ -1,0 +1,181 @@
+//! Prometheus metrics, in the OpenMetrics text format Prometheus scrapes.
+//!
+//! Counters and the latency histogram are kept as requests happen; what the registry
+//! and journal already know (runs by state, evictions, drops, waiters, subscribers) is
+//! read from them at each scrape rather than kept twice.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::error::ErrorCode;
+use crate::journal::Journal;
+use crate::registry::Registry;
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Latency buckets, in seconds: from a fast update (tens of microseconds) to a long wait.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    updates_accepted: Counter,
+    updates_refused: Family<CodeLabel, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    /// The route's path template, e.g. `/_mock/runs/{job_id}`, so runs do not each
+    /// make a series.
+    route: String,
+    method: String,
+}
+
+impl Metrics {
+    pub fn new(runs: Arc<Registry>, journal: Arc<Journal>) -> Self {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("jlm");
+        let updates_accepted = Counter::default();
+        registry.register(
+            "updates_accepted",
+            "Status updates accepted (answered 200), repeats included",
+            updates_accepted.clone(),
+        );
+        let updates_refused = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "updates_refused",
+            "Status updates refused, by error code",
+            updates_refused.clone(),
+        );
+        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to its answer's headers, by route and method",
+            latency.clone(),
+        );
+        registry.register_collector(Box::new(Live { runs, journal }));
+        Metrics {
+            registry,
+            updates_accepted,
+            updates_refused,
+            latency,
+        }
+    }
+
+    pub fn update_accepted(&self) {
+        self.updates_accepted.inc();
+    }
+
+    pub fn update_refused(&self, code: ErrorCode) {
+        let code = code.as_str();
+        self.updates_refused
+            .get_or_create(&CodeLabel { code })
+            .inc();
+    }
+
+    pub fn observe(&self, route: &str, method: &str, seconds: f64) {
+        let labels = RouteLabels {
+            route: route.to_owned(),
+            method: method.to_owned(),
+        };
+        self.latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Every metric as OpenMetrics text.
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// The metrics read from the registry and journal at each scrape.
+struct Live {
+    runs: Arc<Registry>,
+    journal: Arc<Journal>,
+}
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let counts = self.runs.count_by_state();
+        let gauge = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "runs",
+            "Runs held, by current state (none: no update has named one yet)",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (state, count) in counts {
+            let label = StateLabel {
+                state: state.map_or("none", |s| s.as_str()),
+            };
+            ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&label)?)?;
+        }
+        let counters = [
+            (
+                "runs_evicted",
+                "Ended runs evicted by --max-runs to make room",
+                self.runs.evicted_total(),
+            ),
+            (
+                "journal_dropped",
+                "Journal entries dropped by --journal-size",
+                self.journal.dropped_total(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "waiters",
+                "Requests waiting on /_mock/runs/{jobId}/wait",
+                *self.runs.waiters().borrow(),
+            ),
+            (
+                "event_subscribers",
+                "Clients subscribed to /_mock/events",
+                self.runs.subscribers(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
