@@ -1,7 +1,28 @@
 //! job-launcher-mock: a stand-in for Lucidworks Fusion's job-launcher API, for tests.
 //!
-//! [`app`] is the whole service as an axum `Router`; [`serve`] runs it on a listener
-//! until a shutdown future resolves.
+//! A Rust test suite starts one in its own process with [`MockServer`], points the code
+//! under test at [`MockServer::uri`], and waits for and reads what that code reported:
+//!
+//! ```
+//! use std::time::Duration;
+//! use job_launcher_mock::{JobState, MockServer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = MockServer::start().await;
+//! let url = format!("{}/job-launcher/launcher/status", server.uri());
+//! let update = serde_json::json!({"jobId": "hhzitrwancwv", "state": "finished"});
+//! reqwest::Client::new().post(&url).json(&update).send().await?;
+//! let run = server
+//!     .wait_for_state("hhzitrwancwv", JobState::Finished, Duration::from_secs(5))
+//!     .await?;
+//! assert_eq!(run["status"]["state"], "finished");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For everything else, [`app`] is the whole service as an axum `Router`, and [`serve`]
+//! runs it on a listener until a shutdown future resolves.
 
 pub mod api;
 pub mod config;
@@ -10,14 +31,18 @@ pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod server;
 pub mod telemetry;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
 
-pub use api::{AppState, app};
+pub use api::{AppState, app, openapi};
 pub use config::Config;
+pub use model::JobState;
+pub use registry::WaitTimedOut;
+pub use server::{MockServer, MockServerBuilder};
 
 /// Serves the app on an already bound listener until `shutdown` resolves, then lets
 /// in-flight requests finish.

@@ -10,6 +10,7 @@
 //! then run; nothing takes the map's lock while holding a run's.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -194,6 +195,47 @@ pub enum Until {
     /// The run has ended, whichever way.
     Ended,
 }
+
+impl fmt::Display for Until {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Until::State(state) => write!(f, "reach state {state}"),
+            Until::Ended => f.write_str("end"),
+        }
+    }
+}
+
+/// A wait that ran out: what was awaited, and the run as it was then.
+#[derive(Debug, Clone)]
+pub struct WaitTimedOut {
+    pub job_id: Arc<str>,
+    pub until: Until,
+    pub waited: Duration,
+    /// The run when the wait ran out; `None` when it did not exist.
+    pub run: Option<RunView>,
+}
+
+impl fmt::Display for WaitTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let WaitTimedOut {
+            job_id,
+            until,
+            waited,
+            run,
+        } = self;
+        let waited = humantime::format_duration(*waited);
+        write!(f, "run {job_id} did not {until} within {waited}; ")?;
+        match run {
+            Some(RunView {
+                state: Some(state), ..
+            }) => write!(f, "it is {state}"),
+            Some(_) => f.write_str("it has no state"),
+            None => f.write_str("it does not exist"),
+        }
+    }
+}
+
+impl std::error::Error for WaitTimedOut {}
 
 impl Until {
     fn is_met(self, state: Option<JobState>) -> bool {
@@ -441,7 +483,7 @@ impl Registry {
     }
 
     /// Waits until run `job_id` exists and meets `until`, and gives it; at the timeout,
-    /// gives what the run is like then (`None` when it does not exist) as the error.
+    /// the error says what the run is like then.
     ///
     /// The waiter is woken by the updates to its run, never by polling, and costs
     /// nothing while it waits; dropping the future (a client hanging up) frees it.
@@ -450,20 +492,26 @@ impl Registry {
         job_id: &str,
         until: Until,
         timeout: Duration,
-    ) -> Result<RunView, Option<RunView>> {
+    ) -> Result<RunView, WaitTimedOut> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Watch first, then look: an update between the two still wakes the waiter.
         let mut watch = self.watchers.watch(job_id);
         loop {
-            let run = self.run(job_id);
-            if run.as_ref().is_some_and(|run| until.is_met(run.state)) {
-                return run.ok_or(None);
+            if let Some(run) = self.run(job_id)
+                && until.is_met(run.state)
+            {
+                return Ok(run);
             }
             if tokio::time::timeout_at(deadline, watch.changed())
                 .await
                 .is_err()
             {
-                return Err(self.run(job_id));
+                return Err(WaitTimedOut {
+                    job_id: Arc::from(job_id),
+                    until,
+                    waited: timeout,
+                    run: self.run(job_id),
+                });
             }
         }
     }

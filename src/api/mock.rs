@@ -31,7 +31,9 @@ use super::{AppState, Stopping, record_job_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::journal::{Journal, JournalFilter, JournalView};
 use crate::model::{JobState, Violation};
-use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
+use crate::registry::{
+    HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent, WaitTimedOut,
+};
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -252,30 +254,24 @@ async fn wait_for_run(
         None => DEFAULT_WAIT,
         Some(text) => parse_timeout(text)?,
     };
+    let started = tokio::time::Instant::now();
     let outcome = tokio::select! {
         outcome = registry.wait(&job_id, until, timeout) => outcome,
-        () = stopping.stopped() => Err(registry.run(&job_id)),
+        () = stopping.stopped() => Err(WaitTimedOut {
+            job_id: Arc::from(job_id.as_str()),
+            until,
+            waited: started.elapsed(),
+            run: registry.run(&job_id),
+        }),
     };
-    outcome.map(Json).map_err(|run| {
-        let awaited = match until {
-            Until::State(state) => format!("be {state}"),
-            Until::Ended => "end".to_owned(),
-        };
-        let now = match &run {
-            Some(RunView {
-                state: Some(state), ..
-            }) => format!("it is {state}"),
-            Some(_) => "it has no state".to_owned(),
-            None => "it does not exist".to_owned(),
-        };
-        ApiError::WaitTimedOut {
-            message: format!(
-                "run {job_id} did not {awaited} within {}; {now}",
-                humantime::format_duration(timeout)
-            ),
-            run: run.and_then(|run| serde_json::value::to_raw_value(&run).ok()),
-        }
-    })
+    outcome
+        .map(Json)
+        .map_err(|timed_out| ApiError::WaitTimedOut {
+            message: timed_out.to_string(),
+            run: timed_out
+                .run
+                .and_then(|run| serde_json::value::to_raw_value(&run).ok()),
+        })
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, ApiError> {

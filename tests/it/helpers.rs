@@ -55,6 +55,8 @@ pub struct Answer {
 /// The app in-process: requests go straight to the router, no socket.
 pub struct TestApp {
     router: Router,
+    /// The app's state, for what a test must observe without HTTP (e.g. waiters).
+    pub state: AppState,
 }
 
 impl TestApp {
@@ -64,8 +66,10 @@ impl TestApp {
 
     pub fn with(config: Config) -> Self {
         init_logs();
+        let state = AppState::new(&config);
         TestApp {
-            router: app(AppState::new(&config)),
+            router: app(state.clone()),
+            state,
         }
     }
 

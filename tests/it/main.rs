@@ -5,8 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod errors;
+mod harness;
 mod helpers;
+mod in_process;
 mod mock_routes;
+mod openapi;
 mod process;
 mod properties;
 mod registry_bounds;

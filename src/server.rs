@@ -1,0 +1,297 @@
+//! [`MockServer`]: the mock in a Rust test's own process, on a free port.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use crate::config::{Config, Validation};
+use crate::journal::JournalFilter;
+use crate::model::JobState;
+use crate::registry::{Registry, Until, WaitTimedOut};
+use crate::{AppState, serve};
+
+/// A job-launcher-mock serving on `127.0.0.1` and a free port, in this process, until
+/// it is dropped.
+///
+/// Each server has a registry, journal and metrics of its own, so tests running in
+/// parallel never see each other's runs. What a test reads through it (`runs`,
+/// `history`, `wait_for_state`) comes straight from the registry, without HTTP.
+///
+/// ```
+/// use std::time::Duration;
+/// use job_launcher_mock::{JobState, MockServer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = MockServer::start().await; // a free port, strict validation
+/// let url = format!("{}/job-launcher/launcher/status", server.uri());
+///
+/// // The code under test reports a run's status...
+/// let client = reqwest::Client::new();
+/// for state in ["running", "finished"] {
+///     let update = serde_json::json!({"jobId": "hhzitrwancwv", "state": state});
+///     client.post(&url).json(&update).send().await?.error_for_status()?;
+/// }
+///
+/// // ...and the test waits for exactly what it expects, then looks at what was sent.
+/// let run = server
+///     .wait_for_state("hhzitrwancwv", JobState::Finished, Duration::from_secs(5))
+///     .await?;
+/// assert_eq!(run["state"], "finished");
+/// let updates = server.history("hhzitrwancwv").await;
+/// assert_eq!(updates[0]["state"], "running");
+/// assert_eq!(server.runs().await.len(), 1);
+///
+/// server.reset().await;
+/// assert!(server.runs().await.is_empty());
+/// drop(server); // stops serving
+/// # Ok(())
+/// # }
+/// ```
+pub struct MockServer {
+    address: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    /// Becomes `true` once the server has stopped serving.
+    done: watch::Receiver<bool>,
+}
+
+/// Settings for a [`MockServer`]; [`MockServer::builder`] makes one.
+#[derive(Debug, Clone)]
+pub struct MockServerBuilder {
+    config: Config,
+}
+
+impl MockServer {
+    /// Starts a server with the defaults: a free port, strict validation, the default
+    /// bounds.
+    ///
+    /// # Panics
+    ///
+    /// When no port on `127.0.0.1` can be bound: a test cannot go on without its mock.
+    pub async fn start() -> MockServer {
+        MockServer::builder().start().await
+    }
+
+    pub fn builder() -> MockServerBuilder {
+        MockServerBuilder {
+            config: Config {
+                bind: Ipv4Addr::LOCALHOST.into(),
+                port: 0,
+                ..Config::default()
+            },
+        }
+    }
+
+    /// The base URI, e.g. `http://127.0.0.1:41234`, to which Fusion's paths are added.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Waits until run `job_id` is in `state` (also when it does not exist yet), and
+    /// gives the run as `GET /_mock/runs/{jobId}` shows it: `jobId`, `state`, `status`,
+    /// `firstUpdateAt`, `lastUpdateAt`, `updateCount`, `warnings`.
+    ///
+    /// # Errors
+    ///
+    /// At the timeout: the error says what the run is like then.
+    pub async fn wait_for_state(
+        &self,
+        job_id: &str,
+        state: JobState,
+        timeout: Duration,
+    ) -> Result<Value, WaitTimedOut> {
+        self.wait(job_id, Until::State(state), timeout).await
+    }
+
+    /// Waits until run `job_id` has ended (finished, cancelled, error or skipped), and
+    /// gives it as [`MockServer::wait_for_state`] does.
+    ///
+    /// # Errors
+    ///
+    /// At the timeout: the error says what the run is like then.
+    pub async fn wait_for_end(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+    ) -> Result<Value, WaitTimedOut> {
+        self.wait(job_id, Until::Ended, timeout).await
+    }
+
+    async fn wait(
+        &self,
+        job_id: &str,
+        until: Until,
+        timeout: Duration,
+    ) -> Result<Value, WaitTimedOut> {
+        let run = self.registry().wait(job_id, until, timeout).await?;
+        Ok(to_value(&run))
+    }
+
+    /// The updates run `job_id` was sent, oldest first, each as it was posted; empty
+    /// when there is no such run. (`--max-history` may have dropped the oldest.)
+    pub async fn history(&self, job_id: &str) -> Vec<Value> {
+        let Some(history) = self.registry().history(job_id) else {
+            return Vec::new();
+        };
+        history
+            .updates
+            .iter()
+            .map(|entry| to_value(&entry.update))
+            .collect()
+    }
+
+    /// Every run's current status, in the order the runs first appeared: what Fusion's
+    /// `GET /job-launcher/launcher/status` answers.
+    pub async fn runs(&self) -> Vec<Value> {
+        self.registry().statuses().iter().map(to_value).collect()
+    }
+
+    /// One run as `GET /_mock/runs/{jobId}` shows it; `None` when there is no such run.
+    pub async fn run(&self, job_id: &str) -> Option<Value> {
+        self.registry().run(job_id).map(|run| to_value(&run))
+    }
+
+    /// Every request the journal holds, oldest first, as `GET /_mock/requests` lists
+    /// them: accepted and refused, with status, error code and warnings.
+    pub async fn requests(&self) -> Vec<Value> {
+        let view = self.state.journal.view(&JournalFilter::default());
+        view.entries.iter().map(to_value).collect()
+    }
+
+    /// Forgets every run and empties the journal, as `POST /_mock/reset` does.
+    pub async fn reset(&self) {
+        self.registry().clear();
+        self.state.journal.clear();
+    }
+
+    /// A future that resolves once the server has stopped serving (after it is dropped,
+    /// or [`MockServer::shutdown`]): its port is closed and its connections are done.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut done = self.done.clone();
+        async move {
+            // An error means the serving task is gone: stopped all the same.
+            let _ = done.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Stops serving and waits until it has: the listener is closed, open connections
+    /// have had their in-flight request answered, waits and event streams have ended.
+    pub async fn shutdown(self) {
+        let stopped = self.stopped();
+        drop(self);
+        stopped.await;
+    }
+
+    /// The server's state: its registry, journal and metrics, to observe directly.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    fn registry(&self) -> &Arc<Registry> {
+        &self.state.registry
+    }
+}
+
+impl Drop for MockServer {
+    /// Stops serving: the listener closes and open connections are closed once their
+    /// in-flight request is answered; waits and event streams end at once.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // An error means the server already stopped.
+            let _ = stop.send(());
+        }
+        self.state.stopping.stop();
+    }
+}
+
+impl MockServerBuilder {
+    /// Accept rule violations with recorded warnings instead of refusing them.
+    pub fn lenient(mut self) -> Self {
+        self.config.validation = Validation::Lenient;
+        self
+    }
+
+    /// Refuse rule violations (the default).
+    pub fn strict(mut self) -> Self {
+        self.config.validation = Validation::Strict;
+        self
+    }
+
+    /// `--max-runs`.
+    pub fn max_runs(mut self, max_runs: NonZeroUsize) -> Self {
+        self.config.max_runs = max_runs;
+        self
+    }
+
+    /// `--max-history`.
+    pub fn max_history(mut self, max_history: NonZeroUsize) -> Self {
+        self.config.max_history = max_history;
+        self
+    }
+
+    /// `--journal-size`.
+    pub fn journal_size(mut self, journal_size: NonZeroUsize) -> Self {
+        self.config.journal_size = journal_size;
+        self
+    }
+
+    /// `--max-body-bytes`.
+    pub fn max_body_bytes(mut self, max_body_bytes: NonZeroUsize) -> Self {
+        self.config.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    /// Starts the server on its own task of the current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When no port on `127.0.0.1` can be bound: a test cannot go on without its mock.
+    pub async fn start(self) -> MockServer {
+        let listener = match TcpListener::bind(self.config.addr()).await {
+            Ok(listener) => listener,
+            Err(e) => panic!(
+                "job-launcher-mock cannot listen on {}: {e}",
+                self.config.addr()
+            ),
+        };
+        let address = match listener.local_addr() {
+            Ok(address) => address,
+            Err(e) => panic!("job-launcher-mock cannot read its own address: {e}"),
+        };
+        let state = AppState::new(&self.config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            // Resolves when the server is dropped (the sender with it).
+            let _ = stopped.await;
+        };
+        let (finished, done) = watch::channel(false);
+        let served = serve(listener, state.clone(), shutdown);
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "job-launcher-mock stopped serving");
+            }
+            finished.send_replace(true);
+        });
+        MockServer {
+            address,
+            state,
+            stop: Some(stop),
+            done,
+        }
+    }
+}
+
+fn to_value<T: serde::Serialize + ?Sized>(value: &T) -> Value {
+    // Everything given here serializes: it was serialized from parsed JSON.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}

@@ -1,0 +1,130 @@
+//! The in-process Rust API, used exactly as the README shows it.
+
+use std::time::Duration;
+
+use job_launcher_mock::{JobState, MockServer};
+use serde_json::{Value, json};
+
+use crate::helpers::{SEED, STATUS};
+
+#[tokio::test]
+async fn the_in_process_api_as_documented() -> Result<(), Box<dyn std::error::Error>> {
+    let server = MockServer::start().await; // free port, strict validation
+    let lenient = MockServer::builder().lenient().start().await;
+    let url = format!("{}/job-launcher/launcher/status", server.uri());
+    // ... the code under test posts to url ...
+    let client = reqwest::Client::new();
+    let seed: Value = serde_json::from_str(SEED)?;
+    let first = json!({"jobId": "hhzitrwancwv", "state": "running"});
+    let waiting = server.wait_for_state("hhzitrwancwv", JobState::Finished, Duration::from_secs(5));
+    let posting = async {
+        for body in [&first, &seed] {
+            let answer = client.post(&url).json(body).send().await?;
+            assert_eq!(answer.status(), 200);
+        }
+        Ok::<_, reqwest::Error>(())
+    };
+    let (run, posted) = tokio::join!(waiting, posting);
+    posted?;
+    let run: serde_json::Value = run?; // Err on timeout
+    assert_eq!(run["jobId"], "hhzitrwancwv");
+    assert_eq!(run["state"], "finished");
+    assert_eq!(run["updateCount"], 2);
+    let updates: Vec<serde_json::Value> = server.history("hhzitrwancwv").await;
+    assert_eq!(updates, [first, seed.clone()]);
+    let runs: Vec<serde_json::Value> = server.runs().await; // current statuses
+    assert_eq!(runs, [seed]);
+    assert_eq!(server.requests().await.len(), 2);
+
+    // The lenient server is another mock: it saw nothing, and takes what strict refuses.
+    assert!(lenient.runs().await.is_empty());
+    let back = json!({"jobId": "hhzitrwancwv", "state": "running"});
+    let lenient_url = format!("{}{STATUS}", lenient.uri());
+    for _ in 0..2 {
+        client
+            .post(&lenient_url)
+            .json(&json!({"jobId": "hhzitrwancwv", "state": "finished"}))
+            .send()
+            .await?;
+    }
+    assert_eq!(
+        client.post(&lenient_url).json(&back).send().await?.status(),
+        200
+    );
+    assert_eq!(client.post(&url).json(&back).send().await?.status(), 409);
+
+    server.reset().await;
+    assert!(server.runs().await.is_empty());
+    assert!(server.requests().await.is_empty());
+    assert_eq!(lenient.runs().await.len(), 1);
+
+    let address = server.address();
+    let stopped = server.stopped();
+    drop(server); // stops serving
+    stopped.await;
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
+    let health = client
+        .get(format!("{}/actuator/health", lenient.uri()))
+        .send()
+        .await?;
+    assert_eq!(health.status(), 200, "the other server still serves");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wait_that_times_out_is_an_error_saying_what_the_run_is() {
+    let server = MockServer::start().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}{STATUS}", server.uri());
+    client
+        .post(&url)
+        .json(&json!({"jobId": "late", "state": "running"}))
+        .send()
+        .await
+        .unwrap();
+    let error = server
+        .wait_for_state("late", JobState::Finished, Duration::from_millis(20))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "run late did not reach state finished within 20ms; it is running"
+    );
+    assert_eq!(error.run.and_then(|run| run.state), Some(JobState::Running));
+    let error = server
+        .wait_for_end("absent", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "run absent did not end within 0s; it does not exist"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_waits_and_event_streams() {
+    let server = MockServer::start().await;
+    let client = reqwest::Client::new();
+    let events = client
+        .get(format!("{}/_mock/events", server.uri()))
+        .send()
+        .await
+        .unwrap();
+    let mut waiters = server.state().registry.waiters();
+    let wait = tokio::spawn(
+        client
+            .get(format!("{}/_mock/runs/never/wait?timeout=1h", server.uri()))
+            .send(),
+    );
+    let registered = waiters.wait_for(|n| *n == 1);
+    tokio::time::timeout(Duration::from_secs(5), registered)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown does not wait for an hour-long wait or an endless stream");
+    let wait = wait.await.unwrap().unwrap();
+    assert_eq!(wait.status(), 408);
+    assert!(events.bytes().await.is_ok(), "the stream ended cleanly");
+}

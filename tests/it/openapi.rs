@@ -1,0 +1,187 @@
+//! `/openapi.json` is true to the router: every route documented, every documented
+//! operation served, every schema reference resolved.
+
+use std::collections::BTreeSet;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Method, Request, StatusCode};
+use job_launcher_mock::{AppState, app};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::helpers::{TestApp, config};
+
+async fn document() -> Value {
+    let answer = TestApp::new().get("/openapi.json").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.content_type, "application/json");
+    answer.json
+}
+
+/// Every `(METHOD, path)` the document describes.
+fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+    let paths = doc["paths"].as_object().expect("paths");
+    paths
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = item.as_object().expect("a path item");
+            methods
+                .keys()
+                .filter(|m| !matches!(m.as_str(), "parameters" | "summary" | "description"))
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let doc = document().await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let router = app(AppState::new(&config()));
+    for (method, path) in operations(&doc) {
+        let mut uri = path.replace("{jobId}", "some-run");
+        if uri.ends_with("/wait") {
+            uri.push_str("?timeout=0s");
+        }
+        let request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(&uri)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if uri == "/_mock/events" {
+            continue; // a stream that does not end
+        }
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("no route for"),
+            "{method} {path} is documented but not routed: {text}"
+        );
+        // Each answer's status is one the document lists for the operation.
+        let documented = &doc["paths"][&path][method.to_lowercase()]["responses"];
+        assert!(
+            documented.get(status.as_str()).is_some(),
+            "{method} {path} answered {status}, which its documentation does not list"
+        );
+    }
+}
+
+/// Routes are only ever added through `routes!` on an annotated handler, which gives the
+/// router and the document the same method and path; this fails when one is added any
+/// other way, or when an annotated handler is left out of the router.
+#[test]
+fn every_route_is_added_with_its_documentation() {
+    let sources: Vec<(String, String)> = std::fs::read_dir("src/api")
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path.display().to_string(), text)
+        })
+        .collect();
+    for (file, text) in &sources {
+        let text = text.replace("OpenApiRouter::new()", "");
+        for bypass in [
+            ".route(",
+            ".route_service(",
+            ".nest(",
+            ".nest_service(",
+            "Router::new()",
+        ] {
+            assert!(
+                !text.contains(bypass),
+                "{file} adds a route with {bypass}, which the OpenAPI document cannot see; \
+                 use routes!(handler) on a #[utoipa::path] handler"
+            );
+        }
+    }
+    let annotated: usize = sources
+        .iter()
+        .map(|(_, text)| text.matches("#[utoipa::path(").count())
+        .sum();
+    let doc = serde_json::to_value(job_launcher_mock::openapi()).unwrap();
+    assert_eq!(
+        operations(&doc).len(),
+        annotated,
+        "every annotated handler, and only those, is in the document"
+    );
+}
+
+#[tokio::test]
+async fn the_answers_each_route_can_give_are_documented() {
+    let doc = document().await;
+    let codes = |method: &str, path: &str| -> BTreeSet<String> {
+        doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} has responses"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let expect = |method: &str, path: &str, want: &[&str]| {
+        let have = codes(method, path);
+        for code in want {
+            assert!(
+                have.contains(*code),
+                "{method} {path} lacks {code}: {have:?}"
+            );
+        }
+    };
+    expect(
+        "post",
+        "/job-launcher/launcher/status",
+        &["200", "400", "409", "413", "415", "422", "507"],
+    );
+    expect("get", "/job-launcher/launcher/status", &["200"]);
+    expect("get", "/_mock/runs/{jobId}", &["200", "404"]);
+    expect("delete", "/_mock/runs/{jobId}", &["204", "404"]);
+    expect("get", "/_mock/runs/{jobId}/wait", &["200", "400", "408"]);
+    expect("get", "/_mock/requests", &["200", "400"]);
+    expect("get", "/_mock/events", &["200", "400"]);
+    let events = &doc["paths"]["/_mock/events"]["get"]["responses"]["200"]["content"];
+    assert!(events.get("text/event-stream").is_some(), "{events}");
+}
+
+#[tokio::test]
+async fn every_schema_reference_resolves() {
+    let doc = document().await;
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 10, "{refs:?}");
+    for reference in refs {
+        let pointer = reference.strip_prefix('#').expect("a local reference");
+        assert!(
+            doc.pointer(pointer).is_some(),
+            "{reference} does not resolve"
+        );
+    }
+    let error = &doc["components"]["schemas"]["ErrorBody"]["properties"];
+    for field in [
+        "timestamp",
+        "status",
+        "error",
+        "message",
+        "path",
+        "code",
+        "violations",
+    ] {
+        assert!(error.get(field).is_some(), "ErrorBody lacks {field}");
+    }
+}
+
+fn collect_refs(value: &Value, refs: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                refs.push(r.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, refs));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
+    }
+}
