@@ -1,0 +1,60 @@
+"""A pytest fixture that runs job-launcher-mock for the tests that need it.
+
+Copy this file next to your tests. It starts the binary with `--port 0`, reads the
+port from the line it prints when it is ready (no sleeping, no guessing), resets it
+before each test, and stops it at the end of the session.
+
+The binary is found on $JLM_BIN, else on $PATH as `job-launcher-mock`.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def jlm_server():
+    binary = os.environ.get("JLM_BIN") or shutil.which("job-launcher-mock")
+    if not binary:
+        pytest.fail("set JLM_BIN to the job-launcher-mock binary, or put it on PATH")
+    process = subprocess.Popen(
+        [binary, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        # The one line it prints on stdout, once it is ready:
+        # "job-launcher-mock listening on http://127.0.0.1:PORT"
+        line = process.stdout.readline()
+        if "listening on " not in line:
+            pytest.fail(f"job-launcher-mock did not start: {line!r}")
+        yield line.split("listening on ", 1)[1].strip()
+    finally:
+        process.terminate()  # SIGTERM: it drains and exits 0
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def jlm(jlm_server):
+    """The mock's base URL, reset: no runs and an empty journal."""
+    call(jlm_server, "POST", "/_mock/reset")
+    return jlm_server
+
+
+def call(base, method, path, body=None):
+    """One request; returns (status, parsed JSON body or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request) as response:
+            status, text = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read()
+    return status, (json.loads(text) if text else None)
