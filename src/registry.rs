@@ -1,5 +1,5 @@
 //! The store of runs: each run's current status, its history, and the bounds on both.
-//! This is the only module that locks.
+//! This is the only module that locks runs.
 //!
 //! Runs live in a map behind a read-write lock; each run has a mutex of its own. An update
 //! to a known run takes the map's read lock just long enough to find the run, then does
