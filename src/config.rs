@@ -3,9 +3,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+pub use crate::clock::ClockMode;
 
 /// A stand-in for Lucidworks Fusion's job-launcher API, for tests.
 #[derive(Debug, Clone, Parser)]
@@ -38,6 +41,14 @@ pub struct Config {
     /// Largest request body accepted, in bytes; also bounds a run's merged status.
     #[arg(long, env = "JLM_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: NonZeroUsize,
+
+    /// system follows the wall clock; manual moves only by POST /_mock/clock/advance.
+    #[arg(long, env = "JLM_CLOCK", value_enum, default_value_t = ClockMode::System)]
+    pub clock: ClockMode,
+
+    /// A JSON file with an array of scenarios for simulated runs (see the README).
+    #[arg(long, env = "JLM_SCENARIOS")]
+    pub scenarios: Option<PathBuf>,
 
     /// Log line format.
     #[arg(long, env = "JLM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -100,6 +111,8 @@ impl Default for Config {
             max_history: DEFAULT_MAX_HISTORY,
             journal_size: DEFAULT_JOURNAL_SIZE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            clock: ClockMode::System,
+            scenarios: None,
             log_format: LogFormat::Pretty,
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
         }

@@ -7,15 +7,18 @@
 //! the timeout's 408, an extractor's plain-text rejection) into the same shape, so no
 //! error leaves the service in any other form.
 
+use std::sync::Arc;
+
 use axum::body::{Body, to_bytes};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::clock::Clock;
 use crate::model::{Problem, ProblemKind, Violation};
 
 /// Everything a request can run into.
@@ -79,6 +82,13 @@ pub enum ApiError {
          evicted for a new run"
     )]
     StorageFull { max_runs: usize },
+    /// A fault rule's status: `injected_fault`, with `Retry-After` when the rule says.
+    #[error("injected fault: rule {rule} answers {status} (see /_mock/faults)")]
+    InjectedFault {
+        rule: u64,
+        status: StatusCode,
+        retry_after: Option<std::time::Duration>,
+    },
     /// 500: a bug; the message says what.
     #[error("{0}")]
     Internal(String),
@@ -154,6 +164,7 @@ impl ApiError {
             ApiError::StorageFull { .. } => {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
             }
+            ApiError::InjectedFault { status, .. } => (*status, ErrorCode::InjectedFault),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
         }
     }
@@ -177,6 +188,7 @@ impl ApiError {
             | ApiError::MethodNotAllowed(_)
             | ApiError::Timeout(_)
             | ApiError::WaitTimedOut { .. }
+            | ApiError::InjectedFault { .. }
             | ApiError::Internal(_) => Vec::new(),
         }
     }
@@ -229,6 +241,16 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = self.status().into_response();
+        if let ApiError::InjectedFault {
+            retry_after: Some(retry_after),
+            ..
+        } = &self
+        {
+            let seconds = crate::faults::retry_after_seconds(*retry_after);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response.extensions_mut().insert(report);
         response
     }
@@ -316,7 +338,11 @@ impl ErrorCode {
 const FOREIGN_BODY_LIMIT: usize = 16 * 1024;
 
 /// Middleware: writes the JSON body of every error response (see the module docs).
-pub async fn render_errors(request: Request, next: Next) -> Response {
+pub async fn render_errors(
+    State(clock): State<Arc<Clock>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().clone();
     let uri = request.uri().clone();
     let response = next.run(request).await;
@@ -356,7 +382,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         "refused"
     );
     let body = ErrorBody {
-        timestamp: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        timestamp: clock.now().to_rfc3339_opts(SecondsFormat::Millis, true),
         status: status.as_u16(),
         error: status.canonical_reason().unwrap_or("Error").to_owned(),
         message: report.message.clone(),

@@ -41,10 +41,18 @@ pub struct JournalEntry {
     /// The run the request was about, when one could be read from it.
     #[schema(value_type = Option<String>)]
     pub job_id: Option<Arc<str>>,
-    pub status: u16,
-    /// The error `code` of a refusal; `null` for an answer that is not an error.
+    /// The answer's status; `null` when an injected fault dropped the connection.
+    pub status: Option<u16>,
+    /// The error `code` of a refusal, `injected_fault` for any request a fault rule hit;
+    /// `null` for an answer that is not an error.
     pub code: Option<ErrorCode>,
     pub warnings: Vec<Warning>,
+    /// Present and `true` for a step of a simulated run rather than a client's request.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
+    /// The id of the fault rule that hit the request, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<u64>,
 }
 
 /// What the journal is told of a request; it adds the `seq`.
@@ -54,9 +62,11 @@ pub struct Record {
     pub method: String,
     pub path: String,
     pub job_id: Option<Arc<str>>,
-    pub status: u16,
+    pub status: Option<u16>,
     pub code: Option<ErrorCode>,
     pub warnings: Vec<Warning>,
+    pub simulated: bool,
+    pub fault: Option<u64>,
 }
 
 /// Which entries a listing shows; `None` matches anything.
@@ -103,6 +113,8 @@ impl Journal {
             status: record.status,
             code: record.code,
             warnings: record.warnings,
+            simulated: record.simulated,
+            fault: record.fault,
         };
         if inner.entries.len() == self.capacity.get() {
             inner.entries.pop_front();
@@ -147,7 +159,9 @@ impl Journal {
 impl JournalFilter {
     fn matches(&self, entry: &JournalEntry) -> bool {
         self.since.is_none_or(|since| entry.seq > since)
-            && self.status.is_none_or(|status| entry.status == status)
+            && self
+                .status
+                .is_none_or(|status| entry.status == Some(status))
             && self
                 .job_id
                 .as_deref()
@@ -173,9 +187,11 @@ mod tests {
             method: "POST".to_owned(),
             path: "/job-launcher/launcher/status".to_owned(),
             job_id: job_id.map(Arc::from),
-            status,
+            status: Some(status),
             code: (status >= 400).then_some(ErrorCode::InvalidTransition),
             warnings: Vec::new(),
+            simulated: false,
+            fault: None,
         }
     }
 

@@ -25,8 +25,11 @@
 //! runs it on a listener until a shutdown future resolves.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod error;
+pub mod faults;
+pub mod jobs;
 pub mod journal;
 pub mod metrics;
 pub mod model;
@@ -36,7 +39,14 @@ pub mod telemetry;
 
 use std::future::Future;
 
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::api::DropConnection;
 
 pub use api::{AppState, app, openapi};
 pub use config::Config;
@@ -48,21 +58,64 @@ pub use server::{MockServer, MockServerBuilder};
 /// in-flight requests finish.
 ///
 /// Long-lived answers (waits, event streams) end when `shutdown` resolves, so they do
-/// not hold the drain open.
+/// not hold the drain open. The connections are served here rather than by
+/// `axum::serve` so that a `drop` fault can close one without an answer.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.jobs.start_driver();
     let stopping = state.stopping.clone();
-    let shutdown = async move {
-        shutdown.await;
-        stopping.stop();
-    };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = app(state);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small answers go out at once rather than waiting to fill a segment.
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = answer.await.unwrap_or_else(|never| match never {});
+                if response.extensions().get::<DropConnection>().is_some() {
+                    // An error from the service makes hyper close the connection unanswered.
+                    return Err(DroppedByFault);
+                }
+                Ok(response)
+            }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    stopping.stop();
+    graceful.shutdown().await;
+    Ok(())
 }
+
+/// The error a `drop` fault gives hyper, so that it closes the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by an injected fault")]
+struct DroppedByFault;
 
 /// A future that resolves at the first SIGTERM or Ctrl-C (SIGINT).
 ///

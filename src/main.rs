@@ -12,6 +12,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(config.log_format);
+    // Before binding: a scenarios file that cannot run stops the start with its reason.
+    let state = AppState::new(&config)?;
     let listener = TcpListener::bind(config.addr())
         .await
         .with_context(|| format!("cannot listen on {}", config.addr()))?;
@@ -19,8 +21,8 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
     // The readiness line tests and scripts wait for; stdout, so logs cannot bury it.
     println!("job-launcher-mock listening on http://{addr}");
-    tracing::info!(%addr, validation = ?config.validation, "ready");
-    serve(listener, AppState::new(&config), shutdown).await?;
+    tracing::info!(%addr, validation = ?config.validation, clock = ?config.clock, "ready");
+    serve(listener, state, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, watch};
 
+use crate::clock::Clock;
 use crate::config::Validation;
 use crate::error::ApiError;
 use crate::model::json::{self, Members, RawJson};
@@ -59,6 +60,7 @@ pub struct Registry {
     /// Runs evicted since the start, for the metrics, which never go down.
     evicted_total: AtomicU64,
     limits: Limits,
+    clock: Arc<Clock>,
 }
 
 /// A run and what the registry reads of it without taking its lock.
@@ -99,6 +101,12 @@ struct Entry {
     received_at: DateTime<Utc>,
     update: RawJson,
     warnings: Vec<Warning>,
+}
+
+/// Where an accepted update goes: its `seq`, and when it was received.
+struct Stamp {
+    seq: u64,
+    at: DateTime<Utc>,
 }
 
 /// The answer to an accepted update: which history entry holds it, and what it raised.
@@ -247,7 +255,7 @@ impl Until {
 }
 
 impl Registry {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: Limits, clock: Arc<Clock>) -> Self {
         Registry {
             runs: RwLock::new(HashMap::new()),
             sequencer: Mutex::new(0),
@@ -256,6 +264,7 @@ impl Registry {
             evicted: AtomicU64::new(0),
             evicted_total: AtomicU64::new(0),
             limits,
+            clock,
         }
     }
 
@@ -340,7 +349,7 @@ impl Registry {
         {
             return Some(Err(full));
         }
-        let mut run = Run::new(Arc::clone(job_id));
+        let mut run = Run::new(Arc::clone(job_id), self.clock.now());
         let (raw, members) = (update.raw.clone(), update.members.clone());
         let accepted = self.record(&mut run, raw, members, merged, warnings);
         let slot = Slot {
@@ -423,7 +432,15 @@ impl Registry {
         let mut last = lock(&self.sequencer);
         let seq = *last + 1;
         let update = raw.clone();
-        let accepted = run.record(raw, members, merged, seq, warnings, &self.limits);
+        let now = self.clock.now();
+        let accepted = run.record(
+            raw,
+            members,
+            merged,
+            Stamp { seq, at: now },
+            warnings,
+            &self.limits,
+        );
         *last = seq;
         if self.events.receiver_count() > 0 {
             let received_at = run
@@ -524,6 +541,50 @@ impl Registry {
     /// Runs evicted by `--max-runs` since the start, resets included.
     pub fn evicted_total(&self) -> u64 {
         self.evicted_total.load(Ordering::Relaxed)
+    }
+
+    /// The facts the rules know of run `job_id`, and its current `result` member.
+    pub fn facts(&self, job_id: &str) -> Option<(Facts, Option<RawJson>)> {
+        let slot = read(&self.runs).get(job_id).cloned()?;
+        let run = lock(&slot.run);
+        (!run.removed).then(|| (run.facts.clone(), run.status.get("result").cloned()))
+    }
+
+    /// The current status of run `job_id`: Fusion's JobStatus.
+    pub fn status(&self, job_id: &str) -> Option<Box<RawValue>> {
+        let slot = read(&self.runs).get(job_id).cloned()?;
+        let run = lock(&slot.run);
+        (!run.removed).then(|| json::raw_value(run.status_json()))
+    }
+
+    /// The jobId of the latest run of config `config_id`: the one that appeared last.
+    pub fn latest_run_of(&self, config_id: &str) -> Option<Arc<str>> {
+        self.slots().iter().rev().find_map(|slot| {
+            let run = lock(&slot.run);
+            (!run.removed && run.facts.config_id() == Some(config_id))
+                .then(|| Arc::clone(&run.job_id))
+        })
+    }
+
+    /// The latest run of every config, in the order each config's first run appeared:
+    /// `(config id, jobId)`.
+    pub fn latest_runs(&self) -> Vec<(String, Arc<str>)> {
+        let mut latest: IndexMap<String, Arc<str>> = IndexMap::new();
+        for slot in self.slots() {
+            let run = lock(&slot.run);
+            if run.removed {
+                continue;
+            }
+            if let Some(config_id) = run.facts.config_id() {
+                latest.insert(config_id.to_owned(), Arc::clone(&run.job_id));
+            }
+        }
+        latest.into_iter().collect()
+    }
+
+    /// Whether a run `job_id` is held.
+    pub fn contains(&self, job_id: &str) -> bool {
+        read(&self.runs).contains_key(job_id)
     }
 
     /// How many runs are in each state; `None` counts runs no update has given a state.
@@ -644,8 +705,7 @@ impl Registry {
 }
 
 impl Run {
-    fn new(job_id: Arc<str>) -> Self {
-        let now = Utc::now();
+    fn new(job_id: Arc<str>, now: DateTime<Utc>) -> Self {
         Run {
             job_id,
             removed: false,
@@ -708,7 +768,7 @@ impl Run {
         raw: RawJson,
         members: Members,
         merged: Facts,
-        seq: u64,
+        Stamp { seq, at: now }: Stamp,
         warnings: Vec<Warning>,
         limits: &Limits,
     ) -> Accepted {
@@ -729,7 +789,6 @@ impl Run {
         }
         self.facts = merged;
         self.last_update = members;
-        let now = Utc::now();
         if self.update_count == 0 {
             self.first_update_at = now;
         }

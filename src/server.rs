@@ -9,7 +9,11 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::config::{Config, Validation};
+use chrono::{DateTime, Utc};
+
+use crate::config::{ClockMode, Config, Validation};
+use crate::error::ApiError;
+use crate::jobs::Scenario;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
 use crate::registry::{Registry, Until, WaitTimedOut};
@@ -65,6 +69,7 @@ pub struct MockServer {
 #[derive(Debug, Clone)]
 pub struct MockServerBuilder {
     config: Config,
+    scenarios: Vec<Scenario>,
 }
 
 impl MockServer {
@@ -85,6 +90,7 @@ impl MockServer {
                 port: 0,
                 ..Config::default()
             },
+            scenarios: Vec::new(),
         }
     }
 
@@ -168,10 +174,75 @@ impl MockServer {
         view.entries.iter().map(to_value).collect()
     }
 
-    /// Forgets every run and empties the journal, as `POST /_mock/reset` does.
+    /// Forgets every run, the journal, configs, simulated runs and fault rules, as
+    /// `POST /_mock/reset` does; the scenarios are those the server started with again.
     pub async fn reset(&self) {
-        self.registry().clear();
-        self.state.journal.clear();
+        self.state.reset();
+    }
+
+    /// Launches a simulated run of `config` (`{"id", "type", ...}`), as
+    /// `POST /job-launcher/launcher` does, and gives its JobStatus (`starting`).
+    ///
+    /// # Errors
+    ///
+    /// The refusal the route would answer: a config without a valid `id` or `type`.
+    pub async fn launch(&self, config: &Value) -> Result<Value, ApiError> {
+        let body = config.to_string();
+        let (_, status) = self.state.jobs.launch_posted(body.as_bytes(), None)?;
+        Ok(to_value(&status))
+    }
+
+    /// Adds or replaces a scenario (`{"match", "steps", "progression"}`), as
+    /// `PUT /_mock/scenarios/{match}` does.
+    ///
+    /// # Errors
+    ///
+    /// A scenario that could not run, each problem named.
+    pub async fn put_scenario(&self, scenario: &Value) -> Result<(), ApiError> {
+        let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
+        self.state.jobs.put_scenario(pattern, scenario).map(|_| ())
+    }
+
+    /// Moves a manual clock forward by `by`, applying every simulated step due within
+    /// the span, in order, each at its own due time; gives the clock's new time.
+    ///
+    /// # Errors
+    ///
+    /// The clock is the system's: start the server with [`MockServerBuilder::manual_clock`].
+    pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, ApiError> {
+        self.state.jobs.advance(by).await
+    }
+
+    /// The mock's time: the manual clock's, or the system's.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.state.clock.now()
+    }
+
+    /// Adds a fault rule (`{"match", "action", "times", "probability", "seed", "ttl"}`),
+    /// as `POST /_mock/faults` does, and gives its id.
+    ///
+    /// # Errors
+    ///
+    /// A rule that is not valid, each problem named.
+    pub async fn add_fault(&self, rule: &Value) -> Result<u64, ApiError> {
+        let added = self.state.faults.add(rule, self.now());
+        added
+            .map(|rule| rule.id)
+            .map_err(|violations| ApiError::ValidationFailed {
+                message: "the fault rule is not valid".to_owned(),
+                violations,
+            })
+    }
+
+    /// Every fault rule, with `fired` and `active`, as `GET /_mock/faults` lists them.
+    pub async fn faults(&self) -> Vec<Value> {
+        let rules = self.state.faults.list(self.now());
+        rules.iter().map(to_value).collect()
+    }
+
+    /// Removes every fault rule.
+    pub async fn clear_faults(&self) {
+        self.state.faults.clear();
     }
 
     /// A future that resolves once the server has stopped serving (after it is dropped,
@@ -227,6 +298,27 @@ impl MockServerBuilder {
         self
     }
 
+    /// A manual clock: simulated runs move, and reported time passes, only by
+    /// [`MockServer::advance`].
+    pub fn manual_clock(mut self) -> Self {
+        self.config.clock = ClockMode::Manual;
+        self
+    }
+
+    /// A scenario (`{"match", "steps", "progression"}`) for simulated runs, as if it were
+    /// in the `--scenarios` file; a reset keeps it.
+    ///
+    /// # Panics
+    ///
+    /// When the scenario could not run: the message names each problem.
+    pub fn scenario(mut self, scenario: Value) -> Self {
+        match Scenario::parse(&scenario, None) {
+            Ok(scenario) => self.scenarios.push(scenario),
+            Err(problems) => panic!("this scenario cannot run: {problems:?}"),
+        }
+        self
+    }
+
     /// `--max-runs`.
     pub fn max_runs(mut self, max_runs: NonZeroUsize) -> Self {
         self.config.max_runs = max_runs;
@@ -268,7 +360,7 @@ impl MockServerBuilder {
             Ok(address) => address,
             Err(e) => panic!("job-launcher-mock cannot read its own address: {e}"),
         };
-        let state = AppState::new(&self.config);
+        let state = AppState::with_scenarios(&self.config, self.scenarios);
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             // Resolves when the server is dropped (the sender with it).

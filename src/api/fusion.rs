@@ -2,11 +2,13 @@
 //!
 //! - `POST /job-launcher/launcher/status`: a driver reports a run's status
 //! - `GET  /job-launcher/launcher/status`: every run's current status, a JSON array
+//! - `POST /job-launcher/launcher`: launch a simulated run of a job config
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::value::RawValue;
@@ -17,12 +19,17 @@ use utoipa_axum::routes;
 use super::extract::JsonBody;
 use super::{AppState, JobIdNote, WarningsNote, record_job_id};
 use crate::error::{ApiError, ErrorBody};
-use crate::metrics::Metrics;
-use crate::model::{JobState, StatusUpdate};
+use crate::jobs::{Jobs, Source};
+use crate::model::JobState;
 use crate::registry::{Accepted, Registry};
 
+pub const STATUS_PATH: &str = "/job-launcher/launcher/status";
+pub const LAUNCH_PATH: &str = "/job-launcher/launcher";
+
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(post_status, list_statuses))
+    OpenApiRouter::new()
+        .routes(routes!(post_status, list_statuses))
+        .routes(routes!(launch))
 }
 
 /// Fusion's JobStatus, as far as the mock reads it. Every other field is kept as sent.
@@ -48,6 +55,18 @@ pub struct JobStatus {
     duration: Option<u64>,
 }
 
+/// A job config as Fusion takes it: an `id`, a `type`, and type-specific fields.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only: configs are kept as posted
+pub struct JobConfig {
+    /// A letter, then letters, digits, `_` and `-`; at most 63 characters.
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
+    id: String,
+    /// e.g. `aggregation`, `sql_template`, `custom_python_job`.
+    #[schema(rename = "type", min_length = 1)]
+    job_type: String,
+}
+
 /// Update a job: applies one status update to its run.
 ///
 /// Answers 200 with where the update went in the run's history (Fusion documents only
@@ -67,23 +86,29 @@ pub struct JobStatus {
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     )
 )]
-async fn post_status(
-    State(registry): State<Arc<Registry>>,
-    State(metrics): State<Arc<Metrics>>,
-    body: Result<JsonBody, ApiError>,
-) -> Response {
-    let mut job_id = None;
-    let outcome = body.and_then(|body| update_status(&registry, &body, &mut job_id));
+async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiError>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(refusal) => {
+            jobs.count_refusal(&refusal);
+            return refusal.into_response();
+        }
+    };
+    let problems = body.media_type_problem().into_iter().collect();
+    let (job_id, outcome) = jobs.submit(&body.bytes, problems, Source::Request);
+    if let Some(job_id) = &job_id {
+        record_job_id(job_id);
+    }
     let mut response = match outcome {
         Ok(accepted) => {
-            metrics.update_accepted();
+            if !accepted.warnings.is_empty() {
+                let warnings = serde_json::to_string(&accepted.warnings).unwrap_or_default();
+                tracing::info!(%warnings, "accepted with warnings");
+            }
             let warnings = WarningsNote(accepted.warnings.clone());
-            (Extension(warnings), Json(accepted)).into_response()
+            (Extension(warnings), Json::<Accepted>(accepted)).into_response()
         }
-        Err(refusal) => {
-            metrics.update_refused(refusal.code());
-            refusal.into_response()
-        }
+        Err(refusal) => refusal.into_response(),
     };
     if let Some(job_id) = job_id {
         response.extensions_mut().insert(JobIdNote(job_id));
@@ -91,31 +116,9 @@ async fn post_status(
     response
 }
 
-fn update_status(
-    registry: &Registry,
-    body: &JsonBody,
-    job_id_seen: &mut Option<Arc<str>>,
-) -> Result<Accepted, ApiError> {
-    let (update, mut problems) = StatusUpdate::parse(&body.bytes)
-        .map_err(|malformed| ApiError::MalformedJson(malformed.0))?;
-    problems.extend(body.media_type_problem());
-    // Without a well-formed jobId there is no run to check the update against.
-    let Some(job_id) = update.job_id.clone() else {
-        return Err(ApiError::refusal(problems));
-    };
-    record_job_id(&job_id);
-    *job_id_seen = Some(Arc::clone(&job_id));
-    let accepted = registry.apply(job_id, update, problems)?;
-    if !accepted.warnings.is_empty() {
-        let warnings = serde_json::to_string(&accepted.warnings).unwrap_or_default();
-        tracing::info!(%warnings, "accepted with warnings");
-    }
-    Ok(accepted)
-}
-
 /// List all job statuses: the current status of every run, in the order they first
 /// appeared. The array has no room for it, so `X-Mock-Evicted` says how many runs
-/// `--max-runs` has evicted.
+/// `--max-runs` has evicted. It is a poll of every run in it.
 #[utoipa::path(
     get,
     path = "/job-launcher/launcher/status",
@@ -127,7 +130,9 @@ fn update_status(
 )]
 async fn list_statuses(
     State(registry): State<Arc<Registry>>,
+    State(jobs): State<Arc<Jobs>>,
 ) -> ([(&'static str, String); 1], Json<Vec<Box<RawValue>>>) {
+    jobs.poll_all();
     let evicted = registry.evicted();
     (
         [(EVICTED_HEADER, evicted.to_string())],
@@ -136,3 +141,31 @@ async fn list_statuses(
 }
 
 const EVICTED_HEADER: &str = "x-mock-evicted";
+
+/// Launch a job: starts a simulated run of the posted config, which then goes through
+/// its scenario's steps. Answers the run's JobStatus, `starting`.
+#[utoipa::path(
+    post,
+    path = "/job-launcher/launcher",
+    tag = "fusion",
+    request_body(content = JobConfig, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new run", content_type = "application/hal+json", body = JobStatus),
+        (status = 400, description = "The body is not one JSON object", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "The config's id or type is missing or malformed", body = ErrorBody),
+        (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
+    )
+)]
+async fn launch(State(jobs): State<Arc<Jobs>>, body: JsonBody) -> Result<Response, ApiError> {
+    let (job_id, status) = jobs.launch_posted(&body.bytes, body.media_type_problem())?;
+    record_job_id(&job_id);
+    let mut response = Json(status).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/hal+json"),
+    );
+    response.extensions_mut().insert(JobIdNote(job_id));
+    Ok(response)
+}

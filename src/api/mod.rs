@@ -1,22 +1,25 @@
 //! The HTTP surface: one module per group of routes, the shared state, and the layers
 //! every request passes through.
 
+pub mod control;
 pub mod extract;
 pub mod fusion;
 pub mod health;
+mod layers;
 pub mod meta;
 pub mod mock;
+pub mod spark;
+
+pub use layers::{DropConnection, JobIdNote, WarningsNote};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use chrono::Utc;
+use axum::middleware;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -28,11 +31,13 @@ use tracing::{Level, Span};
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::{ErrorReport, render_errors};
-use crate::journal::{Journal, Record};
+use crate::error::render_errors;
+use crate::faults::Faults;
+use crate::jobs::{Jobs, Scenario, scenario};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::model::Warning;
 use crate::registry::{Limits, Registry};
 
 /// What handlers share: cheap handles, each asked for only where it is used.
@@ -41,6 +46,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub journal: Arc<Journal>,
     pub metrics: Arc<Metrics>,
+    pub clock: Arc<Clock>,
+    pub jobs: Arc<Jobs>,
+    pub faults: Arc<Faults>,
     pub stopping: Stopping,
     pub body_limit: BodyLimit,
     pub request_timeout: RequestTimeout,
@@ -72,23 +80,67 @@ pub struct BodyLimit(pub usize);
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTimeout(pub Duration);
 
+/// A service that cannot start as configured, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
 impl AppState {
-    pub fn new(config: &Config) -> Self {
-        let registry = Arc::new(Registry::new(Limits {
+    /// The state of a service configured by `config`, with the scenarios of
+    /// `--scenarios` when it is given.
+    pub fn new(config: &Config) -> Result<Self, StartError> {
+        let scenarios = match &config.scenarios {
+            Some(path) => scenario::load_file(path).map_err(StartError)?,
+            None => Vec::new(),
+        };
+        Ok(AppState::with_scenarios(config, scenarios))
+    }
+
+    /// The state of a service configured by `config` (its `--scenarios` aside), with
+    /// these scenarios.
+    pub fn with_scenarios(config: &Config, scenarios: Vec<Scenario>) -> Self {
+        let clock = Arc::new(Clock::new(config.clock));
+        let limits = Limits {
             max_runs: config.max_runs,
             max_history: config.max_history,
             max_status_bytes: config.max_body_bytes,
             validation: config.validation,
-        }));
+        };
+        let registry = Arc::new(Registry::new(limits, Arc::clone(&clock)));
         let journal = Arc::new(Journal::new(config.journal_size));
+        let metrics = Arc::new(Metrics::new(Arc::clone(&registry), Arc::clone(&journal)));
+        let jobs = Arc::new(Jobs::new(
+            Arc::clone(&registry),
+            Arc::clone(&journal),
+            Arc::clone(&metrics),
+            Arc::clone(&clock),
+            scenarios,
+        ));
+        // Simulated steps due by the system clock need a task to apply them; outside a
+        // runtime, `serve` starts it.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            jobs.start_driver();
+        }
         AppState {
-            metrics: Arc::new(Metrics::new(Arc::clone(&registry), Arc::clone(&journal))),
             registry,
             journal,
+            metrics,
+            clock,
+            jobs,
+            faults: Arc::new(Faults::default()),
             stopping: Stopping::default(),
             body_limit: BodyLimit(config.max_body_bytes.get()),
             request_timeout: RequestTimeout(*config.request_timeout),
         }
+    }
+
+    /// Forgets every run, the journal, configs, simulated runs and fault rules; the
+    /// scenarios are those of the start again. The clock does not go back.
+    pub fn reset(&self) {
+        self.jobs.reset();
+        self.registry.clear();
+        self.journal.clear();
+        self.faults.clear();
     }
 }
 
@@ -117,7 +169,9 @@ fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout);
     let prompt = OpenApiRouter::new()
         .merge(fusion::routes())
+        .merge(spark::routes())
         .merge(mock::routes())
+        .merge(control::routes())
         .merge(health::routes())
         .merge(meta::routes())
         .layer(timeout);
@@ -128,7 +182,9 @@ fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route, as `/openapi.json` serves it.
 pub fn openapi() -> OpenApi {
-    routes(Duration::ZERO).into_openapi()
+    let mut document = routes(Duration::ZERO).into_openapi();
+    spark::document_app_routes(&mut document);
+    document
 }
 
 /// The whole service as a router: the seam tests and `serve` use.
@@ -138,7 +194,7 @@ pub fn app(state: AppState) -> Router {
     let (router, _) = routes(timeout)
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
-            time_requests,
+            layers::time_requests,
         ))
         .split_for_parts();
     router
@@ -146,10 +202,17 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.journal),
-            journal_requests,
+            state.clone(),
+            layers::inject_faults,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.clock),
+            render_errors,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            layers::journal_requests,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -188,72 +251,4 @@ fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _span:
 /// Names the run a request is about on its log lines.
 pub fn record_job_id(job_id: &str) {
     Span::current().record("job_id", job_id);
-}
-
-/// Names the run a request was about on its answer, for the journal.
-#[derive(Debug, Clone)]
-pub struct JobIdNote(pub Arc<str>);
-
-/// The warnings an accepted update raised, on its answer, for the journal.
-#[derive(Debug, Clone)]
-pub struct WarningsNote(pub Vec<Warning>);
-
-/// The mock's own surface, which the journal leaves out: it records what the code under
-/// test asked of Fusion, not what the test asked of the mock.
-const UNJOURNALED: [&str; 4] = ["/_mock", "/metrics", "/openapi.json", "/actuator"];
-
-/// Middleware: records every request to the Fusion surface in the journal, with the
-/// answer's status and error code, once the error body is written.
-async fn journal_requests(
-    State(journal): State<Arc<Journal>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path();
-    let own = UNJOURNALED.iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    });
-    if own {
-        return next.run(request).await;
-    }
-    let time = Utc::now();
-    let method = request.method().to_string();
-    let path = path.to_owned();
-    let response = next.run(request).await;
-    let extensions = response.extensions();
-    journal.record(Record {
-        time,
-        method,
-        path,
-        job_id: extensions
-            .get::<JobIdNote>()
-            .map(|note| Arc::clone(&note.0)),
-        status: response.status().as_u16(),
-        code: extensions.get::<ErrorReport>().map(|report| report.code),
-        warnings: extensions
-            .get::<WarningsNote>()
-            .map(|note| note.0.clone())
-            .unwrap_or_default(),
-    });
-    response
-}
-
-/// Route middleware: observes each request's latency under its route's path template.
-async fn time_requests(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    if let Some(route) = route {
-        metrics.observe(&route, method.as_str(), started.elapsed().as_secs_f64());
-    }
-    response
 }

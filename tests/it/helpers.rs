@@ -66,7 +66,7 @@ impl TestApp {
 
     pub fn with(config: Config) -> Self {
         init_logs();
-        let state = AppState::new(&config);
+        let state = AppState::new(&config).expect("the test's config is valid");
         TestApp {
             router: app(state.clone()),
             state,

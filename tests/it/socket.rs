@@ -25,7 +25,7 @@ async fn spawn_app() -> (Client, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let state = AppState::new(&config());
+    let state = AppState::new(&config()).expect("the test's config is valid");
     tokio::spawn(serve(listener, state, async {
         let _ = stopped.await;
     }));

@@ -1,0 +1,288 @@
+//! The mock's controls for simulated jobs: scenarios, the clock, injected faults.
+//!
+//! - `GET    /_mock/scenarios`: every scenario, in the order they are tried
+//! - `GET|PUT|DELETE /_mock/scenarios/{match}`: one scenario
+//! - `GET    /_mock/clock`, `POST /_mock/clock/advance`: the clock
+//! - `GET|POST|DELETE /_mock/faults`, `DELETE /_mock/faults/{id}`: fault rules
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::extract::JsonBody;
+use crate::clock::{Clock, ClockMode};
+use crate::error::{ApiError, ErrorBody};
+use crate::faults::{Faults, RuleView};
+use crate::jobs::{Jobs, ScenarioView};
+use crate::model::Violation;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_scenarios))
+        .routes(routes!(get_scenario, put_scenario, delete_scenario))
+        .routes(routes!(get_clock))
+        .routes(routes!(advance_clock))
+        .routes(routes!(list_faults, add_fault, delete_faults))
+        .routes(routes!(delete_fault))
+}
+
+#[derive(Debug, Deserialize)]
+struct MatchPath {
+    #[serde(rename = "match")]
+    pattern: String,
+}
+
+/// Every scenario, in the order they are tried (an exact id beats a wildcard).
+#[utoipa::path(get, path = "/_mock/scenarios", tag = "mock",
+    responses((status = 200, description = "Every scenario", body = Vec<ScenarioView>)))]
+async fn list_scenarios(State(jobs): State<Arc<Jobs>>) -> Json<Vec<ScenarioView>> {
+    Json(jobs.scenarios())
+}
+
+/// One scenario.
+#[utoipa::path(get, path = "/_mock/scenarios/{match}", tag = "mock",
+    params(("match" = String, Path, description = "The scenario's match: a config id, `*` a wildcard")),
+    responses(
+        (status = 200, description = "The scenario", body = ScenarioView),
+        (status = 404, description = "No such scenario", body = ErrorBody),
+    ))]
+async fn get_scenario(
+    State(jobs): State<Arc<Jobs>>,
+    Path(MatchPath { pattern }): Path<MatchPath>,
+) -> Result<Json<ScenarioView>, ApiError> {
+    jobs.scenario(&pattern)
+        .map(Json)
+        .ok_or_else(|| unknown_scenario(&pattern))
+}
+
+/// Adds or replaces a scenario. One that could not run is refused here, never at run
+/// time.
+#[utoipa::path(put, path = "/_mock/scenarios/{match}", tag = "mock",
+    params(("match" = String, Path, description = "The scenario's match: a config id, `*` a wildcard")),
+    request_body(content = ScenarioView, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Replaced", body = ScenarioView),
+        (status = 201, description = "Created", body = ScenarioView),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "The scenario could not run; each problem named", body = ErrorBody),
+    ))]
+async fn put_scenario(
+    State(jobs): State<Arc<Jobs>>,
+    Path(MatchPath { pattern }): Path<MatchPath>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let value = read_json(&body)?;
+    let (created, scenario) = jobs.put_scenario(&pattern, &value)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(scenario)).into_response())
+}
+
+/// Forgets a scenario; runs of its configs follow the next that fits.
+#[utoipa::path(delete, path = "/_mock/scenarios/{match}", tag = "mock",
+    params(("match" = String, Path, description = "The scenario's match")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 404, description = "No such scenario", body = ErrorBody),
+    ))]
+async fn delete_scenario(
+    State(jobs): State<Arc<Jobs>>,
+    Path(MatchPath { pattern }): Path<MatchPath>,
+) -> Result<StatusCode, ApiError> {
+    if jobs.delete_scenario(&pattern) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(unknown_scenario(&pattern))
+    }
+}
+
+fn unknown_scenario(pattern: &str) -> ApiError {
+    ApiError::NotFound(format!("no scenario with match {pattern}"))
+}
+
+/// Where the clock stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClockView {
+    pub mode: ClockMode,
+    /// The mock's time, RFC 3339.
+    #[schema(format = DateTime)]
+    pub now: String,
+}
+
+fn clock_view(clock: &Clock) -> ClockView {
+    ClockView {
+        mode: clock.mode(),
+        now: clock
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+/// The clock: `system` or `manual`, and its time.
+#[utoipa::path(get, path = "/_mock/clock", tag = "mock",
+    responses((status = 200, description = "The clock", body = ClockView)))]
+async fn get_clock(State(clock): State<Arc<Clock>>) -> Json<ClockView> {
+    Json(clock_view(&clock))
+}
+
+/// How far to move a manual clock.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documentation only: read by `advance_clock`
+pub struct Advance {
+    /// e.g. `10m`, `1h`, `250ms`.
+    #[schema(example = "10m")]
+    by: String,
+}
+
+/// Moves a manual clock forward; answers once every simulated step due within the span
+/// has been applied, in order, each at its own due time.
+#[utoipa::path(post, path = "/_mock/clock/advance", tag = "mock",
+    request_body(content = Advance, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The clock, moved", body = ClockView),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 409, description = "The clock is the system's (start with --clock manual)", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "`by` is missing or not a duration", body = ErrorBody),
+    ))]
+async fn advance_clock(
+    State(jobs): State<Arc<Jobs>>,
+    body: JsonBody,
+) -> Result<Json<ClockView>, ApiError> {
+    let value = read_json(&body)?;
+    let by = value
+        .get("by")
+        .and_then(Value::as_str)
+        .and_then(|by| humantime::parse_duration(by).ok())
+        .ok_or_else(|| ApiError::ValidationFailed {
+            message: "advance takes {\"by\": D}, D a duration such as \"10m\"".to_owned(),
+            violations: vec![Violation {
+                field: "by".to_owned(),
+                message: "missing or not a duration such as \"10m\", \"1h\", \"250ms\"".to_owned(),
+            }],
+        })?;
+    jobs.advance(by).await?;
+    Ok(Json(clock_view(jobs.clock())))
+}
+
+/// Every fault rule, spent and expired ones too, with how often each hit.
+#[utoipa::path(get, path = "/_mock/faults", tag = "mock",
+    responses((status = 200, description = "Every rule", body = Vec<RuleView>)))]
+async fn list_faults(
+    State(faults): State<Arc<Faults>>,
+    State(clock): State<Arc<Clock>>,
+) -> Json<Vec<RuleView>> {
+    Json(faults.list(clock.now()))
+}
+
+/// A fault rule as it is given.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documentation only: read by `Faults::add`
+pub struct FaultSpec {
+    /// Any of `method`, `path` (exact, or a prefix ending in `*`), `jobId`,
+    /// `jobConfigId`; every field given must fit.
+    #[serde(rename = "match")]
+    #[schema(value_type = Option<Object>)]
+    matcher: Option<Value>,
+    /// `{"status": N, "retryAfter": D}`, `{"delay": D}` or `{"drop": true}`.
+    #[schema(value_type = Object)]
+    action: Value,
+    /// How many requests it hits before it is spent.
+    #[schema(minimum = 1)]
+    times: Option<u64>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    probability: Option<f64>,
+    seed: Option<u64>,
+    /// It expires by itself after this long, by the mock's clock.
+    ttl: Option<String>,
+}
+
+/// Adds a fault rule; it applies to the Fusion routes, never to `/_mock`, `/metrics`,
+/// `/openapi.json` or `/actuator`.
+#[utoipa::path(post, path = "/_mock/faults", tag = "mock",
+    request_body(content = FaultSpec, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Added, with its id", body = RuleView),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "The rule is not valid; each problem named", body = ErrorBody),
+    ))]
+async fn add_fault(
+    State(faults): State<Arc<Faults>>,
+    State(clock): State<Arc<Clock>>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let value = read_json(&body)?;
+    let rule = faults.add(&value, clock.now()).map_err(|violations| {
+        let first = violations
+            .first()
+            .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
+        ApiError::ValidationFailed {
+            message: format!("the fault rule is not valid: {first}"),
+            violations,
+        }
+    })?;
+    Ok((StatusCode::CREATED, Json(rule)).into_response())
+}
+
+/// Removes every fault rule.
+#[utoipa::path(delete, path = "/_mock/faults", tag = "mock",
+    responses((status = 204, description = "Every rule removed")))]
+async fn delete_faults(State(faults): State<Arc<Faults>>) -> StatusCode {
+    faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+struct RulePath {
+    id: String,
+}
+
+/// Removes one fault rule.
+#[utoipa::path(delete, path = "/_mock/faults/{id}", tag = "mock",
+    params(("id" = u64, Path, description = "The rule's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such rule", body = ErrorBody),
+    ))]
+async fn delete_fault(
+    State(faults): State<Arc<Faults>>,
+    Path(RulePath { id }): Path<RulePath>,
+) -> Result<StatusCode, ApiError> {
+    let removed = id.parse::<u64>().is_ok_and(|id| faults.remove(id));
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no fault rule with id {id}")))
+    }
+}
+
+/// A body that must be JSON, declared as JSON: 400 before 415, as for updates.
+fn read_json(body: &JsonBody) -> Result<Value, ApiError> {
+    let bytes = body
+        .bytes
+        .strip_prefix("\u{feff}".as_bytes())
+        .unwrap_or(&body.bytes);
+    let value = serde_json::from_slice::<Value>(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))?;
+    if let Some(problem) = body.media_type_problem() {
+        return Err(ApiError::refusal(vec![problem]));
+    }
+    Ok(value)
+}

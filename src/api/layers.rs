@@ -1,0 +1,258 @@
+//! The middleware of the Fusion surface: the journal, injected faults, and timing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::AppState;
+use crate::error::{ApiError, ErrorCode, ErrorReport};
+use crate::faults::{self, Action};
+use crate::journal::Record;
+use crate::metrics::Metrics;
+use crate::model::Warning;
+
+/// Names the run a request was about on its answer, for the journal.
+#[derive(Debug, Clone)]
+pub struct JobIdNote(pub Arc<str>);
+
+/// The warnings an accepted update raised, on its answer, for the journal.
+#[derive(Debug, Clone)]
+pub struct WarningsNote(pub Vec<Warning>);
+
+/// The fault rule that hit a request, on its answer, for the journal.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultNote(pub u64);
+
+/// On an answer: close the connection instead of sending it (a `drop` fault).
+#[derive(Debug, Clone, Copy)]
+pub struct DropConnection;
+
+/// The mock's own surface: never journaled, never faulted. The journal records what the
+/// code under test asked of Fusion, not what the test asked of the mock.
+const OWN_SURFACE: [&str; 4] = ["/_mock", "/metrics", "/openapi.json", "/actuator"];
+
+pub fn is_own_surface(path: &str) -> bool {
+    OWN_SURFACE.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Middleware: records every request to the Fusion surface in the journal, with the
+/// answer's status and error code, once the error body is written.
+pub async fn journal_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if is_own_surface(path) {
+        return next.run(request).await;
+    }
+    let time = state.clock.now();
+    let method = request.method().to_string();
+    let path = path.to_owned();
+    let response = next.run(request).await;
+    let extensions = response.extensions();
+    let fault = extensions.get::<FaultNote>().map(|note| note.0);
+    let dropped = extensions.get::<DropConnection>().is_some();
+    let code = match fault {
+        Some(_) => Some(ErrorCode::InjectedFault),
+        None => extensions.get::<ErrorReport>().map(|report| report.code),
+    };
+    state.journal.record(Record {
+        time,
+        method,
+        path,
+        job_id: extensions
+            .get::<JobIdNote>()
+            .map(|note| Arc::clone(&note.0)),
+        status: (!dropped).then(|| response.status().as_u16()),
+        code,
+        warnings: extensions
+            .get::<WarningsNote>()
+            .map(|note| note.0.clone())
+            .unwrap_or_default(),
+        simulated: false,
+        fault,
+    });
+    response
+}
+
+/// Middleware: applies the first fault rule that hits a request to the Fusion surface.
+pub async fn inject_faults(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if state.faults.is_empty() || is_own_surface(&path) {
+        return next.run(request).await;
+    }
+    let now = state.clock.now();
+    let method = request.method().clone();
+    let mut ids = Ids::from_path(&path);
+    let mut request = request;
+    let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    if has_body && state.faults.needs_ids(method.as_str(), &path, now) {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = to_bytes(body, state.body_limit.0).await else {
+            return ApiError::PayloadTooLarge(format!(
+                "the body is larger than the limit of {} bytes (--max-body-bytes)",
+                state.body_limit.0
+            ))
+            .into_response();
+        };
+        ids.read_body(&bytes, &path);
+        request = Request::from_parts(parts, Body::from(bytes));
+    }
+    let seen = faults::Request {
+        method: method.as_str(),
+        path: &path,
+        job_id: ids.job_id.as_deref(),
+        job_config_id: ids.job_config_id.as_deref(),
+    };
+    let Some(hit) = state.faults.check(&seen, now) else {
+        return next.run(request).await;
+    };
+    tracing::info!(rule = hit.rule, action = ?hit.action, "injected fault");
+    let mut response = match hit.action {
+        Action::Status {
+            status,
+            retry_after,
+        } => ApiError::InjectedFault {
+            rule: hit.rule,
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            retry_after,
+        }
+        .into_response(),
+        Action::Delay(delay) => {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = state.stopping.stopped() => {}
+            }
+            next.run(request).await
+        }
+        Action::Drop => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            response.extensions_mut().insert(DropConnection);
+            response
+        }
+    };
+    let extensions = response.extensions_mut();
+    extensions.insert(FaultNote(hit.rule));
+    if let (None, Some(job_id)) = (extensions.get::<JobIdNote>(), ids.job_id) {
+        extensions.insert(JobIdNote(Arc::from(job_id)));
+    }
+    response
+}
+
+/// The ids a fault rule may match on.
+#[derive(Debug, Default)]
+struct Ids {
+    job_id: Option<String>,
+    job_config_id: Option<String>,
+}
+
+impl Ids {
+    /// The config id of a Spark route: `[/api|/api/apps/{app}]/spark/{jobs|configurations}/{id}`.
+    fn from_path(path: &str) -> Ids {
+        let rest = path.strip_prefix("/api").unwrap_or("");
+        let rest = match rest.strip_prefix("/apps/") {
+            Some(app_and_rest) => app_and_rest.split_once('/').map_or("", |(_, rest)| rest),
+            None => rest.strip_prefix('/').unwrap_or(""),
+        };
+        let id = ["spark/jobs/", "spark/configurations/"]
+            .iter()
+            .find_map(|prefix| rest.strip_prefix(prefix))
+            .filter(|id| !id.is_empty() && !id.contains('/'));
+        Ids {
+            job_id: None,
+            job_config_id: id.map(str::to_owned),
+        }
+    }
+
+    /// The ids in a body: a status update's `jobId` and `jobConfig.id`, a launched
+    /// config's `id`.
+    fn read_body(&mut self, bytes: &[u8], path: &str) {
+        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
+            return;
+        };
+        let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+        if path == super::fusion::LAUNCH_PATH {
+            self.job_config_id = self.job_config_id.take().or_else(|| text(body.get("id")));
+        } else {
+            self.job_id = text(body.get("jobId"));
+            let config_id = body.get("jobConfig").and_then(|c| c.get("id"));
+            self.job_config_id = self.job_config_id.take().or_else(|| text(config_id));
+        }
+    }
+}
+
+/// Route middleware: observes each request's latency under its route's path template.
+pub async fn time_requests(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    if let Some(route) = route {
+        metrics.observe(&route, method.as_str(), started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spark_paths_name_their_config() {
+        for (path, id) in [
+            ("/api/spark/jobs/nightly", Some("nightly")),
+            (
+                "/api/apps/shop/spark/configurations/nightly",
+                Some("nightly"),
+            ),
+            ("/api/spark/jobs", None),
+            ("/api/spark/jobs/", None),
+            ("/job-launcher/launcher/status", None),
+            ("/api/apps/shop", None),
+        ] {
+            assert_eq!(Ids::from_path(path).job_config_id.as_deref(), id, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_own_surface_is_only_the_mocks() {
+        for own in [
+            "/_mock",
+            "/_mock/runs",
+            "/metrics",
+            "/openapi.json",
+            "/actuator/health",
+        ] {
+            assert!(is_own_surface(own), "{own}");
+        }
+        for fusion in [
+            "/job-launcher/launcher/status",
+            "/_mockery",
+            "/metricsx",
+            "/api/spark/jobs",
+        ] {
+            assert!(!is_own_surface(fusion), "{fusion}");
+        }
+    }
+}

@@ -1,0 +1,767 @@
+//! Jobs: the one path every status update takes into the registry, posted or simulated,
+//! and the simulation of launched runs: configs, scenarios, steps due by the clock or
+//! by polls, cancels.
+//!
+//! A simulated step is an update like any other: it is parsed, judged and recorded by
+//! the registry, journaled, counted and published, so a waiter or a subscriber cannot
+//! tell it from a driver's report (its journal entry says `simulated`).
+//!
+//! Steps due by time sit in one queue ordered by due time. With the system clock a
+//! driver task sleeps until the next is due; with a manual clock nothing moves until
+//! [`Jobs::advance`], which sets the clock to each due time in turn and applies the step.
+
+pub mod scenario;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use indexmap::IndexMap;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+
+use crate::clock::{Clock, ClockMode, later};
+use crate::error::ApiError;
+use crate::journal::{Journal, Record};
+use crate::metrics::Metrics;
+use crate::model::json::{self, RawJson};
+use crate::model::time::ATTOS_PER_MILLI;
+use crate::model::{JobState, Problem, StatusUpdate, Timestamp, Violation};
+use crate::registry::{Accepted, Registry};
+pub use scenario::{Progression, Scenario, ScenarioView, Step};
+
+/// A launched run: its jobId and JobStatus.
+pub type Launched = (Arc<str>, Box<RawValue>);
+
+/// How long a cancelled run stays `cancelling` before it is `cancelled`.
+const CANCEL_TAKES: Duration = Duration::from_millis(100);
+
+/// Where an update came from, for the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A client's request, journaled by the HTTP layer.
+    Request,
+    /// A simulated step, journaled here.
+    Simulation,
+}
+
+pub struct Jobs {
+    registry: Arc<Registry>,
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+    clock: Arc<Clock>,
+    /// Job configs by id, in the order they became known.
+    configs: Mutex<IndexMap<String, RawJson>>,
+    scenarios: RwLock<Vec<Arc<Scenario>>>,
+    /// The scenarios of `--scenarios`, which a reset brings back.
+    initial_scenarios: Vec<Arc<Scenario>>,
+    sims: Mutex<Sims>,
+    /// Wakes the driver when a step is scheduled.
+    wake: Arc<Notify>,
+    driver_started: AtomicBool,
+    /// One advance at a time, so steps are applied in due order.
+    advancing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Sims {
+    runs: HashMap<Arc<str>, Sim>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    scheduled: u64,
+}
+
+/// A simulated run's steps still to come.
+struct Sim {
+    pending: VecDeque<Step>,
+    progression: Progression,
+    /// Bumped when the plan changes (a cancel), so that older timers are ignored.
+    generation: u64,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    due: DateTime<Utc>,
+    /// Timers due at the same instant go in the order they were set.
+    order: u64,
+    job_id: Arc<str>,
+    generation: u64,
+}
+
+impl Jobs {
+    pub fn new(
+        registry: Arc<Registry>,
+        journal: Arc<Journal>,
+        metrics: Arc<Metrics>,
+        clock: Arc<Clock>,
+        scenarios: Vec<Scenario>,
+    ) -> Self {
+        let scenarios: Vec<Arc<Scenario>> = scenarios.into_iter().map(Arc::new).collect();
+        Jobs {
+            registry,
+            journal,
+            metrics,
+            clock,
+            configs: Mutex::new(IndexMap::new()),
+            scenarios: RwLock::new(scenarios.clone()),
+            initial_scenarios: scenarios,
+            sims: Mutex::new(Sims::default()),
+            wake: Arc::new(Notify::new()),
+            driver_started: AtomicBool::new(false),
+            advancing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Parses, judges and applies one status update: the path of every update. Gives the
+    /// jobId when one could be read, and the outcome.
+    pub fn submit(
+        &self,
+        body: &[u8],
+        mut problems: Vec<Problem>,
+        source: Source,
+    ) -> (Option<Arc<str>>, Result<Accepted, ApiError>) {
+        let time = self.clock.now();
+        let (job_id, outcome) = match StatusUpdate::parse(body) {
+            Err(malformed) => (None, Err(ApiError::MalformedJson(malformed.0))),
+            Ok((update, form)) => {
+                problems.extend(form);
+                match update.job_id.clone() {
+                    // Without a well-formed jobId there is no run to check the update against.
+                    None => (None, Err(ApiError::refusal(problems))),
+                    Some(job_id) => {
+                        let config = update
+                            .facts
+                            .config_id()
+                            .map(str::to_owned)
+                            .zip(update.members.get("jobConfig").cloned());
+                        let outcome = self.registry.apply(Arc::clone(&job_id), update, problems);
+                        if let (Ok(_), Some((id, config))) = (&outcome, config) {
+                            self.remember_config(id, &config);
+                        }
+                        (Some(job_id), outcome)
+                    }
+                }
+            }
+        };
+        match &outcome {
+            Ok(_) => self.metrics.update_accepted(),
+            Err(refusal) => self.metrics.update_refused(refusal.code()),
+        }
+        if source == Source::Simulation {
+            self.journal.record(Record {
+                time,
+                method: "POST".to_owned(),
+                path: crate::api::fusion::STATUS_PATH.to_owned(),
+                job_id: job_id.clone(),
+                status: Some(
+                    outcome
+                        .as_ref()
+                        .map_or_else(|e| e.status().as_u16(), |_| 200),
+                ),
+                code: outcome.as_ref().err().map(ApiError::code),
+                warnings: outcome
+                    .as_ref()
+                    .map(|a| a.warnings.clone())
+                    .unwrap_or_default(),
+                simulated: true,
+                fault: None,
+            });
+        }
+        (job_id, outcome)
+    }
+
+    /// Counts an update refused before it could be read (a body too large to read).
+    pub fn count_refusal(&self, refusal: &ApiError) {
+        self.metrics.update_refused(refusal.code());
+    }
+
+    /// Keeps a config seen in a run, unless it is already known as it is.
+    fn remember_config(&self, id: String, config: &RawJson) {
+        let mut configs = lock(&self.configs);
+        if configs
+            .get(&id)
+            .is_some_and(|known| known.as_str() == config.as_str())
+        {
+            return;
+        }
+        configs.insert(id, config.detached());
+    }
+
+    // --- Configs -------------------------------------------------------------------
+
+    /// Creates or replaces config `id`; `true` when it created it. The body's `id`, when
+    /// given, must be `id`; it is added when missing.
+    pub fn put_config(
+        &self,
+        id: &str,
+        body: &[u8],
+        media_type: Option<Problem>,
+    ) -> Result<(bool, Box<RawValue>), ApiError> {
+        let config = read_object(body)?;
+        if let Some(problem) = media_type {
+            return Err(ApiError::refusal(vec![problem]));
+        }
+        let mut violations = check_config_id(id, "id");
+        match config.get("id") {
+            None => {}
+            Some(Value::String(given)) if given == id => {}
+            Some(given) => violations.push(Violation {
+                field: "id".to_owned(),
+                message: format!("the body's id {given} differs from the path's \"{id}\""),
+            }),
+        }
+        violations.extend(check_config_type(&config));
+        if !violations.is_empty() {
+            return Err(invalid_config(violations));
+        }
+        let mut config = config;
+        config.entry("id").or_insert_with(|| Value::from(id));
+        let text = Value::Object(config).to_string();
+        let raw = RawJson::whole(Arc::from(text.as_str()));
+        let created = lock(&self.configs).insert(id.to_owned(), raw).is_none();
+        Ok((created, json::raw_value(text)))
+    }
+
+    pub fn config(&self, id: &str) -> Option<Box<RawValue>> {
+        lock(&self.configs).get(id).map(RawJson::to_raw_value)
+    }
+
+    pub fn configs(&self) -> Vec<Box<RawValue>> {
+        lock(&self.configs)
+            .values()
+            .map(RawJson::to_raw_value)
+            .collect()
+    }
+
+    pub fn delete_config(&self, id: &str) -> bool {
+        lock(&self.configs).shift_remove(id).is_some()
+    }
+
+    // --- Scenarios -----------------------------------------------------------------
+
+    pub fn scenarios(&self) -> Vec<ScenarioView> {
+        read(&self.scenarios).iter().map(|s| s.view()).collect()
+    }
+
+    pub fn scenario(&self, pattern: &str) -> Option<ScenarioView> {
+        read(&self.scenarios)
+            .iter()
+            .find(|s| s.pattern == pattern)
+            .map(|s| s.view())
+    }
+
+    /// Adds or replaces the scenario for `pattern` (in place, keeping its turn); `true`
+    /// when it added it.
+    pub fn put_scenario(
+        &self,
+        pattern: &str,
+        body: &Value,
+    ) -> Result<(bool, ScenarioView), ApiError> {
+        let scenario = Scenario::parse(body, Some(pattern)).map_err(invalid_scenario)?;
+        let view = scenario.view();
+        let mut scenarios = write(&self.scenarios);
+        match scenarios.iter_mut().find(|s| s.pattern == pattern) {
+            Some(existing) => {
+                *existing = Arc::new(scenario);
+                Ok((false, view))
+            }
+            None => {
+                scenarios.push(Arc::new(scenario));
+                Ok((true, view))
+            }
+        }
+    }
+
+    pub fn delete_scenario(&self, pattern: &str) -> bool {
+        let mut scenarios = write(&self.scenarios);
+        let before = scenarios.len();
+        scenarios.retain(|s| s.pattern != pattern);
+        scenarios.len() < before
+    }
+
+    /// The scenario a run of config `id` goes through: an exact match, else the first
+    /// wildcard that fits, in the order they were added, else the default.
+    fn scenario_for(&self, id: &str) -> Arc<Scenario> {
+        let scenarios = read(&self.scenarios);
+        let exact = scenarios.iter().find(|s| s.is_exact() && s.pattern == id);
+        let found = exact.or_else(|| scenarios.iter().find(|s| !s.is_exact() && s.fits(id)));
+        found
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Scenario::default_for_all()))
+    }
+
+    // --- Runs ----------------------------------------------------------------------
+
+    /// Launches a run of a config given as a JSON body: `POST /job-launcher/launcher`.
+    pub fn launch_posted(
+        &self,
+        body: &[u8],
+        media_type: Option<Problem>,
+    ) -> Result<Launched, ApiError> {
+        let config = read_object(body)?;
+        if let Some(problem) = media_type {
+            return Err(ApiError::refusal(vec![problem]));
+        }
+        let mut violations = match config.get("id") {
+            Some(Value::String(id)) => check_config_id(id, "id"),
+            Some(_) => vec![violation("id", "must be a string: the config's name")],
+            None => vec![violation("id", "missing: the config's name")],
+        };
+        violations.extend(check_config_type(&config));
+        if !violations.is_empty() {
+            return Err(invalid_config(violations));
+        }
+        let text = std::str::from_utf8(body).unwrap_or_default();
+        self.launch(&RawJson::whole(Arc::from(
+            text.trim_start_matches('\u{feff}'),
+        )))
+    }
+
+    /// Launches a run of a known config: `POST /api/spark/jobs/{id}`.
+    pub fn launch_known(&self, id: &str) -> Option<Result<Launched, ApiError>> {
+        let config = lock(&self.configs).get(id).cloned()?;
+        Some(self.launch(&config))
+    }
+
+    fn launch(&self, config: &RawJson) -> Result<Launched, ApiError> {
+        let config_id = json::object_members(config.as_str())
+            .ok()
+            .and_then(|members| {
+                members
+                    .iter()
+                    .rev()
+                    .find(|(name, _)| name == "id")
+                    .and_then(|(_, v)| json::as_string(v.get()).map(|s| s.into_owned()))
+            })
+            .unwrap_or_default();
+        let job_id = self.fresh_job_id();
+        let mut body = String::with_capacity(config.as_str().len() + 200);
+        let _ = write!(
+            body,
+            "{{\"state\":\"{}\",\"jobId\":\"{job_id}\",\"jobConfig\":{},\"hostname\":\"driver-{job_id}\",\
+             \"result\":{{\"jobConfigId\":{},\"jobRunId\":\"{job_id}\"}}}}",
+            scenario::LAUNCH_STATE,
+            config.as_str(),
+            Value::from(config_id.as_str()),
+        );
+        let (_, outcome) = self.submit(body.as_bytes(), Vec::new(), Source::Request);
+        outcome?;
+        let scenario = self.scenario_for(&config_id);
+        let launched_at = self.clock.now();
+        self.plan(
+            &job_id,
+            scenario.steps.iter().cloned().collect(),
+            scenario.progression,
+            launched_at,
+        );
+        let status = self
+            .registry
+            .status(&job_id)
+            .ok_or_else(|| ApiError::Internal(format!("run {job_id} was launched but is gone")))?;
+        Ok((job_id, status))
+    }
+
+    /// Twelve lowercase letters no run has, as Fusion makes them.
+    fn fresh_job_id(&self) -> Arc<str> {
+        loop {
+            let id: String = std::iter::repeat_with(fastrand::lowercase)
+                .take(12)
+                .collect();
+            if !self.registry.contains(&id) {
+                return Arc::from(id);
+            }
+        }
+    }
+
+    /// Replaces run `job_id`'s steps to come, scheduling the first by time if need be.
+    fn plan(
+        &self,
+        job_id: &Arc<str>,
+        pending: VecDeque<Step>,
+        progression: Progression,
+        from: DateTime<Utc>,
+    ) {
+        let mut sims = lock(&self.sims);
+        let generation = sims.runs.get(job_id).map_or(0, |sim| sim.generation + 1);
+        let first_after = pending.front().map(|step| step.after);
+        sims.runs.insert(
+            Arc::clone(job_id),
+            Sim {
+                pending,
+                progression,
+                generation,
+            },
+        );
+        if let (Progression::Time, Some(after)) = (progression, first_after) {
+            sims.schedule(later(from, after), job_id, generation);
+            drop(sims);
+            self.wake_driver();
+        }
+    }
+
+    /// Applies run `job_id`'s next step at `at`, and schedules the one after.
+    fn step(&self, job_id: &Arc<str>, at: DateTime<Utc>) {
+        let (step, progression, generation) = {
+            let mut sims = lock(&self.sims);
+            let Some(sim) = sims.runs.get_mut(job_id) else {
+                return;
+            };
+            let Some(step) = sim.pending.pop_front() else {
+                sims.runs.remove(job_id);
+                return;
+            };
+            (step, sim.progression, sim.generation)
+        };
+        let Some(body) = self.step_body(job_id, &step, at) else {
+            lock(&self.sims).runs.remove(job_id);
+            return;
+        };
+        let (_, outcome) = self.submit(body.as_bytes(), Vec::new(), Source::Simulation);
+        let mut sims = lock(&self.sims);
+        let Some(sim) = sims.runs.get(job_id) else {
+            return;
+        };
+        if sim.generation != generation {
+            return; // re-planned meanwhile (a cancel): its own timer is set
+        }
+        let next_after = sim.pending.front().map(|s| s.after);
+        match (outcome, next_after) {
+            (Err(refusal), _) => {
+                tracing::warn!(job_id = %job_id, reason = %refusal, "a simulated step was refused; the simulation of this run stops");
+                sims.runs.remove(job_id);
+            }
+            (Ok(_), None) => {
+                sims.runs.remove(job_id);
+            }
+            (Ok(_), Some(after)) => {
+                if progression == Progression::Time {
+                    sims.schedule(later(at, after), job_id, generation);
+                }
+            }
+        }
+    }
+
+    /// The update a step posts: its state, its result merged into the run's, and the
+    /// times a run of that state has. `None` when the run is gone or has ended.
+    fn step_body(&self, job_id: &str, step: &Step, at: DateTime<Utc>) -> Option<String> {
+        let (facts, result) = self.registry.facts(job_id)?;
+        if facts.state.is_some_and(JobState::is_ended) {
+            return None;
+        }
+        let at_text = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut body = format!(
+            "{{\"jobId\":{},\"state\":\"{}\"",
+            Value::from(job_id),
+            step.state
+        );
+        if let Some(step_result) = &step.result {
+            let merged = scenario::merged_result(result.as_ref().map(RawJson::as_str), step_result);
+            let _ = write!(body, ",\"result\":{merged}");
+        }
+        let start = facts.start_time.clone();
+        let reaches_running = step.state == JobState::Running || step.state.is_ended();
+        if start.is_none() && reaches_running {
+            let _ = write!(body, ",\"startTime\":\"{at_text}\"");
+        }
+        if step.state.is_ended() {
+            let end = Timestamp::parse(&at_text)?;
+            let start_attos = start.map_or(end.attos(), |s| s.attos());
+            let duration = (end.attos() - start_attos).max(0) / ATTOS_PER_MILLI;
+            let _ = write!(body, ",\"endTime\":\"{at_text}\",\"duration\":{duration}");
+        }
+        body.push('}');
+        Some(body)
+    }
+
+    /// A poll of these runs: each simulated run that moves by polls takes its next step.
+    pub fn poll<'a>(&self, job_ids: impl IntoIterator<Item = &'a str>) {
+        let polled: Vec<Arc<str>> = {
+            let sims = lock(&self.sims);
+            if !sims
+                .runs
+                .values()
+                .any(|sim| sim.progression == Progression::Polls)
+            {
+                return;
+            }
+            job_ids
+                .into_iter()
+                .filter_map(|id| sims.runs.get_key_value(id))
+                .filter(|(_, sim)| sim.progression == Progression::Polls)
+                .map(|(id, _)| Arc::clone(id))
+                .collect()
+        };
+        let now = self.clock.now();
+        for job_id in polled {
+            self.step(&job_id, now);
+        }
+    }
+
+    /// A poll of every run.
+    pub fn poll_all(&self) {
+        let polled: Vec<Arc<str>> = {
+            let sims = lock(&self.sims);
+            sims.runs
+                .iter()
+                .filter(|(_, sim)| sim.progression == Progression::Polls)
+                .map(|(id, _)| Arc::clone(id))
+                .collect()
+        };
+        let now = self.clock.now();
+        for job_id in polled {
+            self.step(&job_id, now);
+        }
+    }
+
+    /// Cancels run `job_id`: `cancelling` now, `cancelled` 100 ms of the clock later.
+    /// Gives its status; `None` when there is no such run.
+    pub fn cancel(&self, job_id: &Arc<str>) -> Option<Result<Box<RawValue>, ApiError>> {
+        let (facts, _) = self.registry.facts(job_id)?;
+        match facts.state {
+            Some(state) if state.is_ended() => {
+                return Some(Err(ApiError::Conflict {
+                    message: format!("run {job_id} is {state}; an ended run cannot be cancelled"),
+                    violations: vec![violation("state", &format!("{state} has ended"))],
+                }));
+            }
+            Some(JobState::Cancelling) => {}
+            _ => {
+                let body = format!(
+                    "{{\"jobId\":{},\"state\":\"cancelling\"}}",
+                    Value::from(job_id.as_ref())
+                );
+                if let (_, Err(refusal)) = self.submit(body.as_bytes(), Vec::new(), Source::Request)
+                {
+                    return Some(Err(refusal));
+                }
+                let cancelled = Step {
+                    state: JobState::Cancelled,
+                    after: CANCEL_TAKES,
+                    result: None,
+                };
+                self.plan(
+                    job_id,
+                    VecDeque::from([cancelled]),
+                    Progression::Time,
+                    self.clock.now(),
+                );
+            }
+        }
+        self.registry.status(job_id).map(Ok)
+    }
+
+    // --- The clock -----------------------------------------------------------------
+
+    /// Moves a manual clock forward by `by`, applying in order every step due within the
+    /// span, each at its own due time. Gives the clock's new time.
+    pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, ApiError> {
+        if self.clock.mode() != ClockMode::Manual {
+            return Err(ApiError::Conflict {
+                message: "the clock is the system's; start with --clock manual to advance it"
+                    .to_owned(),
+                violations: vec![violation("clock", "system")],
+            });
+        }
+        let _one_at_a_time = self.advancing.lock().await;
+        let target = later(self.clock.now(), by);
+        while let Some(timer) = self.pop_due(target) {
+            self.clock.set(timer.due);
+            self.step(&timer.job_id, timer.due);
+        }
+        self.clock.set(target);
+        Ok(self.clock.now())
+    }
+
+    /// The earliest timer due by `until` that is still current.
+    fn pop_due(&self, until: DateTime<Utc>) -> Option<Timer> {
+        let mut sims = lock(&self.sims);
+        while let Some(Reverse(timer)) = sims.timers.peek() {
+            if timer.due > until {
+                return None;
+            }
+            let Reverse(timer) = sims.timers.pop()?;
+            let current = sims
+                .runs
+                .get(&timer.job_id)
+                .is_some_and(|sim| sim.generation == timer.generation);
+            if current {
+                return Some(timer);
+            }
+        }
+        None
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        lock(&self.sims)
+            .timers
+            .peek()
+            .map(|Reverse(timer)| timer.due)
+    }
+
+    /// Starts the driver of a system clock, once, on the current runtime.
+    fn wake_driver(&self) {
+        if self.clock.mode() == ClockMode::System {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Runs the steps of a system clock as they fall due, until `jobs` is gone.
+    pub fn start_driver(self: &Arc<Self>) {
+        if self.clock.mode() != ClockMode::System
+            || self.driver_started.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let wake = Arc::clone(&self.wake);
+        tokio::spawn(drive(weak, wake));
+    }
+
+    /// Forgets every config and simulated run; the scenarios are those of the start again.
+    pub fn reset(&self) {
+        lock(&self.configs).clear();
+        *write(&self.scenarios) = self.initial_scenarios.clone();
+        let mut sims = lock(&self.sims);
+        sims.runs.clear();
+        sims.timers.clear();
+    }
+}
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        // Lets the driver see that it has nothing left to drive.
+        self.wake.notify_one();
+    }
+}
+
+async fn drive(jobs: Weak<Jobs>, wake: Arc<Notify>) {
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let next = {
+            let Some(jobs) = jobs.upgrade() else {
+                return;
+            };
+            let now = jobs.clock.now();
+            while let Some(timer) = jobs.pop_due(now) {
+                jobs.step(&timer.job_id, timer.due);
+            }
+            jobs.next_due()
+        };
+        match next {
+            Some(due) => {
+                let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = &mut notified => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+impl Sims {
+    fn schedule(&mut self, due: DateTime<Utc>, job_id: &Arc<str>, generation: u64) {
+        self.scheduled += 1;
+        self.timers.push(Reverse(Timer {
+            due,
+            order: self.scheduled,
+            job_id: Arc::clone(job_id),
+            generation,
+        }));
+    }
+}
+
+/// Fusion's rule for a config id: a letter, then letters, digits, `_` and `-`, at most
+/// 63 characters in all.
+fn check_config_id(id: &str, field: &str) -> Vec<Violation> {
+    let mut chars = id.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && id.len() <= 63;
+    if well_formed {
+        Vec::new()
+    } else {
+        vec![violation(
+            field,
+            &format!(
+                "{} is not a config id: a letter, then letters, digits, _ and -, at most 63 in all",
+                Value::from(id)
+            ),
+        )]
+    }
+}
+
+fn check_config_type(config: &serde_json::Map<String, Value>) -> Vec<Violation> {
+    match config.get("type") {
+        Some(Value::String(t)) if !t.is_empty() => Vec::new(),
+        Some(_) => vec![violation(
+            "type",
+            "must be a non-empty string, e.g. \"custom_python_job\"",
+        )],
+        None => vec![violation(
+            "type",
+            "missing: the job type, e.g. \"custom_python_job\"",
+        )],
+    }
+}
+
+/// A body that must be one JSON object.
+fn read_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::MalformedJson(
+            "the body must be one JSON object".to_owned(),
+        )),
+        Err(e) => Err(ApiError::MalformedJson(format!(
+            "the body is not JSON: {e}"
+        ))),
+    }
+}
+
+fn violation(field: &str, message: &str) -> Violation {
+    Violation {
+        field: field.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn invalid_config(violations: Vec<Violation>) -> ApiError {
+    ApiError::ValidationFailed {
+        message: format!("the job config is not valid: {}", violations[0].message),
+        violations,
+    }
+}
+
+fn invalid_scenario(violations: Vec<Violation>) -> ApiError {
+    let first = violations
+        .first()
+        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
+    ApiError::ValidationFailed {
+        message: format!("the scenario cannot run: {first}"),
+        violations,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,502 @@
+//! Scenarios: the steps a simulated run of a matching config goes through.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::{JobState, Violation};
+
+/// What a simulated run goes through after it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// A config id, where `*` stands for any run of characters.
+    pub pattern: String,
+    pub steps: Vec<Step>,
+    pub progression: Progression,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub state: JobState,
+    /// The wait since the previous step (for the first, since the launch).
+    pub after: Duration,
+    /// Merged into the run's `result`.
+    pub result: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Progression {
+    /// Each step comes `after` the one before, by the clock.
+    Time,
+    /// Each poll of the run applies its next step.
+    Polls,
+}
+
+/// A scenario as the API shows it; also the shape it is given in.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScenarioView {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub steps: Vec<StepView>,
+    pub progression: Progression,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StepView {
+    pub state: JobState,
+    /// e.g. `200ms`, `2s`.
+    pub after: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Map<String, Value>>,
+}
+
+/// The state a launched run starts in, before its scenario's first step.
+pub const LAUNCH_STATE: JobState = JobState::Starting;
+
+impl Scenario {
+    /// Section 7's default: `starting`, `running` after 100 ms, `finishing` after 1 s,
+    /// `finished` after 100 ms.
+    pub fn default_for_all() -> Scenario {
+        let step = |state, millis| Step {
+            state,
+            after: Duration::from_millis(millis),
+            result: None,
+        };
+        Scenario {
+            pattern: "*".to_owned(),
+            steps: vec![
+                step(JobState::Running, 100),
+                step(JobState::Finishing, 1000),
+                step(JobState::Finished, 100),
+            ],
+            progression: Progression::Time,
+        }
+    }
+
+    /// Reads and checks a scenario; every problem is listed, each naming its field.
+    /// `pattern` is the `match` the path gives, which a body's `match` must equal.
+    pub fn parse(value: &Value, pattern: Option<&str>) -> Result<Scenario, Vec<Violation>> {
+        let mut problems = Problems::default();
+        let Some(object) = value.as_object() else {
+            problems.add(
+                "body",
+                "a scenario is a JSON object: {\"match\", \"steps\", \"progression\"}",
+            );
+            return Err(problems.0);
+        };
+        for key in object.keys() {
+            if !matches!(key.as_str(), "match" | "steps" | "progression") {
+                problems.add(
+                    key,
+                    format!("\"{key}\" is not a scenario field; use match, steps, progression"),
+                );
+            }
+        }
+        let pattern = match (object.get("match"), pattern) {
+            (None, Some(path)) => path.to_owned(),
+            (Some(Value::String(given)), Some(path)) if given != path => {
+                problems.add(
+                    "match",
+                    format!("\"{given}\" differs from the path's \"{path}\""),
+                );
+                path.to_owned()
+            }
+            (Some(Value::String(given)), _) if !given.is_empty() => given.clone(),
+            (None, None) => {
+                problems.add(
+                    "match",
+                    "missing: a config id, * standing for any characters",
+                );
+                String::new()
+            }
+            _ => {
+                problems.add(
+                    "match",
+                    "must be a non-empty string: a config id, * standing for any characters",
+                );
+                String::new()
+            }
+        };
+        let progression = match object.get("progression") {
+            None => Progression::Time,
+            Some(Value::String(p)) if p == "time" => Progression::Time,
+            Some(Value::String(p)) if p == "polls" => Progression::Polls,
+            Some(_) => {
+                problems.add("progression", "must be \"time\" or \"polls\"");
+                Progression::Time
+            }
+        };
+        let steps = match object.get("steps") {
+            Some(Value::Array(steps)) if !steps.is_empty() => steps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, step)| parse_step(i, step, &mut problems))
+                .collect(),
+            Some(Value::Array(_)) | None => {
+                problems.add(
+                    "steps",
+                    "a scenario needs at least one step; the last must end the run",
+                );
+                Vec::new()
+            }
+            Some(_) => {
+                problems.add(
+                    "steps",
+                    "must be an array of {\"state\", \"after\", \"result\"}",
+                );
+                Vec::new()
+            }
+        };
+        check_sequence(&steps, &mut problems);
+        if problems.0.is_empty() {
+            Ok(Scenario {
+                pattern,
+                steps: steps.into_iter().map(|(_, step)| step).collect(),
+                progression,
+            })
+        } else {
+            Err(problems.0)
+        }
+    }
+
+    /// Whether this scenario's `match` fits config `id`.
+    pub fn fits(&self, id: &str) -> bool {
+        glob_match(&self.pattern, id)
+    }
+
+    pub fn is_exact(&self) -> bool {
+        !self.pattern.contains('*')
+    }
+
+    pub fn view(&self) -> ScenarioView {
+        ScenarioView {
+            pattern: self.pattern.clone(),
+            steps: self
+                .steps
+                .iter()
+                .map(|step| StepView {
+                    state: step.state,
+                    after: humantime::format_duration(step.after).to_string(),
+                    result: step.result.clone(),
+                })
+                .collect(),
+            progression: self.progression,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Violation>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(Violation {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// One step, or `None` (with its problems noted) when it cannot be read.
+fn parse_step(i: usize, value: &Value, problems: &mut Problems) -> Option<(usize, Step)> {
+    let field = |name: &str| format!("steps[{i}].{name}");
+    let Some(object) = value.as_object() else {
+        problems.add(
+            &format!("steps[{i}]"),
+            "a step is {\"state\", \"after\", \"result\"}",
+        );
+        return None;
+    };
+    let before = problems.0.len();
+    for key in object.keys() {
+        if !matches!(key.as_str(), "state" | "after" | "result") {
+            problems.add(
+                &field(key),
+                format!("\"{key}\" is not a step field; use state, after, result"),
+            );
+        }
+    }
+    let state = match object.get("state") {
+        Some(Value::String(name)) => JobState::from_name(name).or_else(|| {
+            problems.add(
+                &field("state"),
+                format!("\"{name}\" is not a state; use {}", JobState::NAMES),
+            );
+            None
+        }),
+        _ => {
+            problems.add(
+                &field("state"),
+                format!("missing or not a string; use {}", JobState::NAMES),
+            );
+            None
+        }
+    };
+    let after = match object.get("after") {
+        None => Some(Duration::ZERO),
+        Some(Value::String(text)) => humantime::parse_duration(text).ok().or_else(|| {
+            problems.add(
+                &field("after"),
+                format!("\"{text}\" is not a duration; write e.g. 200ms, 2s, 10m"),
+            );
+            None
+        }),
+        Some(_) => {
+            problems.add(
+                &field("after"),
+                "must be a duration such as \"200ms\" or \"2s\"",
+            );
+            None
+        }
+    };
+    let result = match object.get("result") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Object(result)) => Some(Some(result.clone())),
+        Some(_) => {
+            problems.add(
+                &field("result"),
+                "must be an object, merged into the run's result",
+            );
+            None
+        }
+    };
+    if problems.0.len() > before {
+        return None;
+    }
+    Some((
+        i,
+        Step {
+            state: state?,
+            after: after?,
+            result: result?,
+        },
+    ))
+}
+
+/// The steps, from a launched run's first state, must follow the transition table, and
+/// the last must end the run.
+fn check_sequence(steps: &[(usize, Step)], problems: &mut Problems) {
+    let mut previous = LAUNCH_STATE;
+    for (i, step) in steps {
+        if !previous.may_go_to(step.state) {
+            problems.add(
+                &format!("steps[{i}].state"),
+                format!(
+                    "{previous} -> {} is not allowed by the transition table",
+                    step.state
+                ),
+            );
+        }
+        previous = step.state;
+    }
+    if let Some((i, last)) = steps.last()
+        && !last.state.is_ended()
+    {
+        problems.add(
+            &format!("steps[{i}].state"),
+            format!(
+                "the last step must end the run (finished, cancelled, error or skipped), not {}",
+                last.state
+            ),
+        );
+    }
+}
+
+/// Reads `--scenarios FILE`: a JSON array of scenarios, each checked as if it were PUT.
+pub fn load_file(path: &std::path::Path) -> Result<Vec<Scenario>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the scenarios file {}: {e}", path.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("the scenarios file {} is not JSON: {e}", path.display()))?;
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "the scenarios file {} must hold a JSON array of scenarios",
+            path.display()
+        ));
+    };
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let scenario = Scenario::parse(item, None).map_err(|problems| {
+            let listed: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect();
+            format!(
+                "scenario {i} of {} cannot run: {}",
+                path.display(),
+                listed.join("; ")
+            )
+        })?;
+        match scenarios.iter_mut().find(|s| s.pattern == scenario.pattern) {
+            // As a PUT of the same match would: it replaces the earlier one, in its turn.
+            Some(earlier) => *earlier = scenario,
+            None => scenarios.push(scenario),
+        }
+    }
+    Ok(scenarios)
+}
+
+/// `pattern` fits `text`, `*` standing for any run of characters.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A `result` object with `step`'s members merged in: the current members as they are,
+/// those of the step replacing any of the same name.
+pub fn merged_result(current: Option<&str>, step: &Map<String, Value>) -> String {
+    let mut out = String::from("{");
+    let members = current
+        .and_then(|raw| crate::model::json::object_members(raw).ok())
+        .unwrap_or_default();
+    for (name, value) in members
+        .iter()
+        .filter(|(name, _)| !step.contains_key(name.as_ref()))
+    {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}:{}", Value::from(name.as_ref()), value.get());
+    }
+    for (name, value) in step {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}:{}", Value::from(name.as_str()), value);
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields(value: Value) -> Vec<String> {
+        match Scenario::parse(&value, None) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.into_iter().map(|p| p.field).collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_scenario_reads() {
+        let scenario = Scenario::parse(
+            &json!({"match": "nightly-*", "progression": "polls", "steps": [
+                {"state": "running", "after": "200ms"},
+                {"state": "error", "after": "2s", "result": {"exception": {"message": "lost"}}}
+            ]}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(scenario.steps.len(), 2);
+        assert_eq!(scenario.steps[1].after, Duration::from_secs(2));
+        assert_eq!(scenario.progression, Progression::Polls);
+        assert!(scenario.fits("nightly-aggregation") && !scenario.fits("daily"));
+    }
+
+    #[test]
+    fn each_way_a_scenario_can_be_wrong_is_named() {
+        assert_eq!(fields(json!([])), ["body"]);
+        assert_eq!(fields(json!({"steps": [{"state": "finished"}]})), ["match"]);
+        assert_eq!(fields(json!({"match": "a", "steps": []})), ["steps"]);
+        assert_eq!(fields(json!({"match": "a"})), ["steps"]);
+        assert_eq!(fields(json!({"match": "a", "steps": {}})), ["steps"]);
+        assert_eq!(
+            fields(json!({"match": "a", "steps": [{"state": "done"}]})),
+            ["steps[0].state"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "steps": [{"state": "running"}]})),
+            ["steps[0].state"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "steps": [{"state": "finished"}, {"state": "running"}]})),
+            ["steps[1].state", "steps[1].state"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "steps": [{"state": "idle"}, {"state": "finished"}]})),
+            ["steps[0].state"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "steps": [{"state": "finished", "after": "soon"}]})),
+            ["steps[0].after"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "steps": [{"state": "finished", "result": 3}]})),
+            ["steps[0].result"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "steps": [{"state": "finished", "wait": "1s"}]})),
+            ["steps[0].wait"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "progression": "fast", "steps": [{"state": "finished"}]})),
+            ["progression"]
+        );
+        assert_eq!(
+            fields(json!({"match": "a", "extra": 1, "steps": [{"state": "skipped"}]})),
+            ["extra"]
+        );
+        let mismatch = Scenario::parse(
+            &json!({"match": "a", "steps": [{"state": "finished"}]}),
+            Some("b"),
+        );
+        assert_eq!(mismatch.unwrap_err()[0].field, "match");
+    }
+
+    #[test]
+    fn globs_match_as_written() {
+        for (pattern, text, fits) in [
+            ("*", "anything", true),
+            ("a*", "abc", true),
+            ("*c", "abc", true),
+            ("a*c", "abc", true),
+            ("a*c", "ab", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "acb", false),
+            ("abc", "abc", true),
+            ("abc", "abcd", false),
+            ("ab*ba", "aba", false),
+        ] {
+            assert_eq!(glob_match(pattern, text), fits, "{pattern} {text}");
+        }
+    }
+
+    #[test]
+    fn results_merge_member_by_member() {
+        let step = json!({"docsWritten": 5, "jobRunId": "x"});
+        let merged = merged_result(
+            Some(r#"{"jobRunId":"a","big":123456789012345678901234}"#),
+            step.as_object().unwrap(),
+        );
+        assert_eq!(
+            merged,
+            r#"{"big":123456789012345678901234,"docsWritten":5,"jobRunId":"x"}"#
+        );
+        assert_eq!(
+            merged_result(None, step.as_object().unwrap()),
+            r#"{"docsWritten":5,"jobRunId":"x"}"#
+        );
+    }
+}
