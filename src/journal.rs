@@ -101,7 +101,8 @@ impl Journal {
         }
     }
 
-    pub fn record(&self, record: Record) {
+    /// Adds an entry; gives its `seq`.
+    pub fn record(&self, record: Record) -> u64 {
         let mut inner = self.lock();
         inner.last_seq += 1;
         let entry = JournalEntry {
@@ -122,6 +123,17 @@ impl Journal {
             self.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
         inner.entries.push_back(entry);
+        inner.last_seq
+    }
+
+    /// Marks entry `seq` as hit by fault rule `rule`, if it is still held.
+    pub fn mark_fault(&self, seq: u64, rule: u64) {
+        let mut inner = self.lock();
+        let at = inner.entries.partition_point(|e| e.seq < seq);
+        if let Some(entry) = inner.entries.get_mut(at).filter(|e| e.seq == seq) {
+            entry.code = Some(ErrorCode::InjectedFault);
+            entry.fault = Some(rule);
+        }
     }
 
     /// The entries matching `filter`, oldest first.

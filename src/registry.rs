@@ -9,7 +9,7 @@
 //! update is judged before it, as its rules need no registry). Lock order is always map,
 //! then run; nothing takes the map's lock while holding a run's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,13 +101,14 @@ struct Entry {
     received_at: DateTime<Utc>,
     update: RawJson,
     warnings: Vec<Warning>,
+    /// The run's state once the update was merged: what a waiter looks for, so that a
+    /// state the run only passed through still counts.
+    state: Option<JobState>,
 }
 
-/// Where an accepted update goes: its `seq`, and when it was received.
-struct Stamp {
-    seq: u64,
-    at: DateTime<Utc>,
-}
+/// Called with each accepted update once it is in history, before anyone hears of it
+/// (waiters, subscribers): what must be written by then, such as its journal entry.
+pub type Witness<'a> = &'a dyn Fn(&Accepted);
 
 /// The answer to an accepted update: which history entry holds it, and what it raised.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -195,6 +196,29 @@ pub struct UpdateEvent {
     pub update: RawJson,
 }
 
+/// An event ordered by its `seq` alone.
+struct BySeq(UpdateEvent);
+
+impl PartialEq for BySeq {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.seq == other.0.seq
+    }
+}
+
+impl Eq for BySeq {}
+
+impl PartialOrd for BySeq {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for BySeq {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.seq.cmp(&other.0.seq)
+    }
+}
+
 /// What a waiter waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -279,15 +303,27 @@ impl Registry {
         update: StatusUpdate,
         problems: Vec<Problem>,
     ) -> Result<Accepted, ApiError> {
+        self.apply_witnessed(job_id, update, problems, &|_| {})
+    }
+
+    /// [`Registry::apply`], calling `witness` with the update once it is in history and
+    /// before it is published. A repeat, which adds no history entry, is not witnessed.
+    pub fn apply_witnessed(
+        &self,
+        job_id: Arc<str>,
+        update: StatusUpdate,
+        problems: Vec<Problem>,
+        witness: Witness<'_>,
+    ) -> Result<Accepted, ApiError> {
         loop {
             let slot = read(&self.runs).get(&job_id).cloned();
             if let Some(slot) = slot {
                 let mut run = lock(&slot.run);
                 // A run forgotten since the lookup: look again.
                 if !run.removed {
-                    return self.apply_to_known(&slot, &mut run, update, &problems);
+                    return self.apply_to_known(&slot, &mut run, update, &problems, witness);
                 }
-            } else if let Some(outcome) = self.apply_to_new(&job_id, &update, &problems) {
+            } else if let Some(outcome) = self.apply_to_new(&job_id, &update, &problems, witness) {
                 return outcome;
             }
         }
@@ -300,6 +336,7 @@ impl Registry {
         run: &mut Run,
         update: StatusUpdate,
         problems: &[Problem],
+        witness: Witness<'_>,
     ) -> Result<Accepted, ApiError> {
         if problems.is_empty() && run.is_repeat(&update) {
             return Ok(run.repeated());
@@ -320,7 +357,7 @@ impl Registry {
             )));
         }
         let (merged, warnings) = self.judge(&run.job_id, Some(&run.facts), facts, problems)?;
-        let accepted = self.record(run, raw, members, merged, warnings);
+        let accepted = self.record(run, raw, members, merged, warnings, witness);
         slot.ended_at
             .store(run.ended_at(accepted.seq), Ordering::Relaxed);
         self.watchers.notify(&accepted.job_id);
@@ -335,6 +372,7 @@ impl Registry {
         job_id: &Arc<str>,
         update: &StatusUpdate,
         problems: &[Problem],
+        witness: Witness<'_>,
     ) -> Option<Result<Accepted, ApiError>> {
         let (merged, warnings) = match self.judge(job_id, None, update.facts.clone(), problems) {
             Ok(judged) => judged,
@@ -351,7 +389,7 @@ impl Registry {
         }
         let mut run = Run::new(Arc::clone(job_id), self.clock.now());
         let (raw, members) = (update.raw.clone(), update.members.clone());
-        let accepted = self.record(&mut run, raw, members, merged, warnings);
+        let accepted = self.record(&mut run, raw, members, merged, warnings, witness);
         let slot = Slot {
             order: accepted.seq,
             ended_at: AtomicU64::new(run.ended_at(accepted.seq)),
@@ -420,7 +458,9 @@ impl Registry {
         }
     }
 
-    /// Records an accepted update in its run under the next `seq`, and publishes it.
+    /// Records an accepted update in its run under the next `seq`, has it witnessed, and
+    /// publishes it. The status is merged first; only the history entry is written under
+    /// the sequencer, so runs wait on one another no longer than that.
     fn record(
         &self,
         run: &mut Run,
@@ -428,32 +468,31 @@ impl Registry {
         members: Members,
         merged: Facts,
         warnings: Vec<Warning>,
+        witness: Witness<'_>,
     ) -> Accepted {
-        let mut last = lock(&self.sequencer);
-        let seq = *last + 1;
-        let update = raw.clone();
         let now = self.clock.now();
-        let accepted = run.record(
-            raw,
-            members,
-            merged,
-            Stamp { seq, at: now },
+        run.merge(members, merged, &warnings, now);
+        let mut entry = Entry {
+            seq: 0,
+            received_at: now,
+            update: raw,
             warnings,
-            &self.limits,
-        );
-        *last = seq;
-        if self.events.receiver_count() > 0 {
-            let received_at = run
-                .history
-                .back()
-                .map_or(run.last_update_at, |e| e.received_at);
+            state: run.facts.state,
+        };
+        let mut last = lock(&self.sequencer);
+        entry.seq = *last + 1;
+        *last = entry.seq;
+        let event = (self.events.receiver_count() > 0).then(|| UpdateEvent {
+            job_id: Arc::clone(&run.job_id),
+            seq: entry.seq,
+            received_at: timestamp(now),
+            update: entry.update.clone(),
+        });
+        let accepted = run.log(entry, &self.limits);
+        witness(&accepted);
+        if let Some(event) = event {
             // An error means every subscriber left meanwhile: no one to tell.
-            let _ = self.events.send(Arc::new(UpdateEvent {
-                job_id: Arc::clone(&run.job_id),
-                seq,
-                received_at: timestamp(received_at),
-                update,
-            }));
+            let _ = self.events.send(Arc::new(event));
         }
         accepted
     }
@@ -473,30 +512,42 @@ impl Registry {
         self.events.receiver_count()
     }
 
-    /// The updates still in history whose `seq` is in `after < seq <= until`, in `seq`
-    /// order: what a resuming event-stream client missed. Every `seq` up to
-    /// [`Registry::last_seq`] is already recorded, so none in the range is missing
-    /// unless `--max-history` dropped it or its run was forgotten.
-    pub fn updates_between(&self, after: u64, until: u64) -> Vec<UpdateEvent> {
-        let mut events = Vec::new();
+    /// The first `limit` updates still in history whose `seq` is in `after < seq <=
+    /// until`, in `seq` order: a page of what a resuming event-stream client missed.
+    /// Every `seq` up to [`Registry::last_seq`] is already recorded, so none in the range
+    /// is missing unless `--max-history` dropped it or its run was forgotten.
+    pub fn updates_between(&self, after: u64, until: u64, limit: usize) -> Vec<UpdateEvent> {
+        // The `limit` smallest seqs, kept in a max-heap: each run's history is in seq
+        // order, so its scan stops at the first seq past the largest kept.
+        let mut page: BinaryHeap<BySeq> = BinaryHeap::new();
         for slot in self.slots() {
             let run = lock(&slot.run);
             if run.removed {
                 continue;
             }
-            let missed = run
-                .history
-                .iter()
-                .filter(|e| e.seq > after && e.seq <= until);
-            events.extend(missed.map(|entry| UpdateEvent {
-                job_id: Arc::clone(&run.job_id),
-                seq: entry.seq,
-                received_at: timestamp(entry.received_at),
-                update: entry.update.clone(),
-            }));
+            let start = run.history.partition_point(|e| e.seq <= after);
+            for entry in run.history.range(start..) {
+                let full = page.len() >= limit;
+                if entry.seq > until
+                    || (full && page.peek().is_some_and(|top| entry.seq > top.0.seq))
+                {
+                    break;
+                }
+                page.push(BySeq(UpdateEvent {
+                    job_id: Arc::clone(&run.job_id),
+                    seq: entry.seq,
+                    received_at: timestamp(entry.received_at),
+                    update: entry.update.clone(),
+                }));
+                if page.len() > limit {
+                    page.pop();
+                }
+            }
         }
-        events.sort_by_key(|event| event.seq);
-        events
+        page.into_sorted_vec()
+            .into_iter()
+            .map(|BySeq(event)| event)
+            .collect()
     }
 
     /// Waits until run `job_id` exists and meets `until`, and gives it; at the timeout,
@@ -513,10 +564,9 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + timeout;
         // Watch first, then look: an update between the two still wakes the waiter.
         let mut watch = self.watchers.watch(job_id);
+        let since = self.last_seq();
         loop {
-            if let Some(run) = self.run(job_id)
-                && until.is_met(run.state)
-            {
+            if let Some(run) = self.reached(job_id, until, since) {
                 return Ok(run);
             }
             if tokio::time::timeout_at(deadline, watch.changed())
@@ -531,6 +581,22 @@ impl Registry {
                 });
             }
         }
+    }
+
+    /// Run `job_id`, when it meets `until` now or met it with an update after `since`:
+    /// a run that went through the awaited state between two looks still counts.
+    fn reached(&self, job_id: &str, until: Until, since: u64) -> Option<RunView> {
+        let slot = read(&self.runs).get(job_id).cloned()?;
+        let run = lock(&slot.run);
+        if run.removed {
+            return None;
+        }
+        let now = until.is_met(run.facts.state);
+        let passed = || {
+            let start = run.history.partition_point(|e| e.seq <= since);
+            run.history.range(start..).any(|e| until.is_met(e.state))
+        };
+        (now || passed()).then(|| run.view())
     }
 
     /// How many waiters are waiting, and a way to see that number change.
@@ -763,15 +829,8 @@ impl Run {
         })
     }
 
-    fn record(
-        &mut self,
-        raw: RawJson,
-        members: Members,
-        merged: Facts,
-        Stamp { seq, at: now }: Stamp,
-        warnings: Vec<Warning>,
-        limits: &Limits,
-    ) -> Accepted {
+    /// Merges an accepted update into the run: its status, facts, times and warnings.
+    fn merge(&mut self, members: Members, merged: Facts, warnings: &[Warning], now: DateTime<Utc>) {
         // A null counts as absent: it neither adds a member nor erases one.
         for (name, value) in members.iter().filter(|(_, value)| !value.is_null()) {
             let value = value.detached();
@@ -794,7 +853,7 @@ impl Run {
         }
         self.last_update_at = now;
         self.update_count += 1;
-        for warning in &warnings {
+        for warning in warnings {
             if !self.warnings.contains(warning) {
                 if self.warnings.len() == MAX_RUN_WARNINGS {
                     self.warnings.remove(0);
@@ -802,12 +861,12 @@ impl Run {
                 self.warnings.push(warning.clone());
             }
         }
-        self.history.push_back(Entry {
-            seq,
-            received_at: now,
-            update: raw,
-            warnings: warnings.clone(),
-        });
+    }
+
+    /// Adds an accepted update's entry to the history, within `--max-history`.
+    fn log(&mut self, entry: Entry, limits: &Limits) -> Accepted {
+        let (seq, warnings) = (entry.seq, entry.warnings.clone());
+        self.history.push_back(entry);
         while self.history.len() > limits.max_history.get() {
             self.history.pop_front();
             self.dropped += 1;

@@ -7,19 +7,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::JsonBody;
-use super::{AppState, JobIdNote, WarningsNote, record_job_id};
+use super::{AppState, JobIdNote, Journaled, record_job_id};
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::{Jobs, Source};
+use crate::jobs::{Jobs, Source, Submitted};
 use crate::model::JobState;
 use crate::registry::{Accepted, Registry};
 
@@ -95,7 +95,11 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
         }
     };
     let problems = body.media_type_problem().into_iter().collect();
-    let (job_id, outcome) = jobs.submit(&body.bytes, problems, Source::Request);
+    let Submitted {
+        job_id,
+        outcome,
+        journal_seq,
+    } = jobs.submit(&body.bytes, problems, Source::Request);
     if let Some(job_id) = &job_id {
         record_job_id(job_id);
     }
@@ -105,14 +109,14 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
                 let warnings = serde_json::to_string(&accepted.warnings).unwrap_or_default();
                 tracing::info!(%warnings, "accepted with warnings");
             }
-            let warnings = WarningsNote(accepted.warnings.clone());
-            (Extension(warnings), Json::<Accepted>(accepted)).into_response()
+            Json::<Accepted>(accepted).into_response()
         }
         Err(refusal) => refusal.into_response(),
     };
     if let Some(job_id) = job_id {
         response.extensions_mut().insert(JobIdNote(job_id));
     }
+    response.extensions_mut().insert(Journaled(journal_seq));
     response
 }
 

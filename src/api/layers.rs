@@ -15,15 +15,15 @@ use crate::error::{ApiError, ErrorCode, ErrorReport};
 use crate::faults::{self, Action};
 use crate::journal::Record;
 use crate::metrics::Metrics;
-use crate::model::Warning;
 
 /// Names the run a request was about on its answer, for the journal.
 #[derive(Debug, Clone)]
 pub struct JobIdNote(pub Arc<str>);
 
-/// The warnings an accepted update raised, on its answer, for the journal.
-#[derive(Debug, Clone)]
-pub struct WarningsNote(pub Vec<Warning>);
+/// On an answer: its request is already in the journal, as entry `seq` (a status
+/// update, journaled before anyone could hear of it).
+#[derive(Debug, Clone, Copy)]
+pub struct Journaled(pub u64);
 
 /// The fault rule that hit a request, on its answer, for the journal.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +61,12 @@ pub async fn journal_requests(
     let response = next.run(request).await;
     let extensions = response.extensions();
     let fault = extensions.get::<FaultNote>().map(|note| note.0);
+    if let Some(Journaled(seq)) = extensions.get::<Journaled>() {
+        if let Some(rule) = fault {
+            state.journal.mark_fault(*seq, rule);
+        }
+        return response;
+    }
     let dropped = extensions.get::<DropConnection>().is_some();
     let code = match fault {
         Some(_) => Some(ErrorCode::InjectedFault),
@@ -75,10 +81,7 @@ pub async fn journal_requests(
             .map(|note| Arc::clone(&note.0)),
         status: (!dropped).then(|| response.status().as_u16()),
         code,
-        warnings: extensions
-            .get::<WarningsNote>()
-            .map(|note| note.0.clone())
-            .unwrap_or_default(),
+        warnings: Vec::new(),
         simulated: false,
         fault,
     });
@@ -206,10 +209,20 @@ pub async fn time_requests(
         .extensions()
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned());
-    let method = request.method().clone();
+    // Any method can be sent to a route; only the standard ones get series of their own.
+    let method = match *request.method() {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::HEAD
+        | Method::OPTIONS => request.method().as_str().to_owned(),
+        _ => "other".to_owned(),
+    };
     let response = next.run(request).await;
     if let Some(route) = route {
-        metrics.observe(&route, method.as_str(), started.elapsed().as_secs_f64());
+        metrics.observe(&route, &method, started.elapsed().as_secs_f64());
     }
     response
 }

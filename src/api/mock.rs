@@ -11,6 +11,7 @@
 //! - `GET    /_mock/events`: accepted updates as Server-Sent Events
 //! - `POST   /_mock/reset`: forget every run and empty the journal
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, Stream};
 use serde::Deserialize;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,10 +32,9 @@ use super::extract::Query;
 use super::{AppState, Stopping, record_job_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::journal::{Journal, JournalFilter, JournalView};
+use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
-use crate::registry::{
-    HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent, WaitTimedOut,
-};
+use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -144,7 +145,7 @@ async fn delete_runs(State(registry): State<Arc<Registry>>) -> StatusCode {
     get,
     path = "/_mock/runs/{jobId}",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId")),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")),
     responses(
         (status = 200, description = "The run", body = RunView),
         (status = 404, description = "No such run", body = ErrorBody),
@@ -166,7 +167,7 @@ async fn get_run(
     delete,
     path = "/_mock/runs/{jobId}",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId")),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")),
     responses(
         (status = 204, description = "The run is forgotten"),
         (status = 404, description = "No such run", body = ErrorBody),
@@ -189,7 +190,7 @@ async fn delete_run(
     get,
     path = "/_mock/runs/{jobId}/history",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId")),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")),
     responses(
         (status = 200, description = "The run's history", body = HistoryView),
         (status = 404, description = "No such run", body = ErrorBody),
@@ -218,7 +219,7 @@ struct WaitQuery {
     #[param(value_type = Option<JobState>)]
     state: Option<String>,
     /// How long to wait: `300ms`, `5s`, `2m` (at most `1h`; `30s` when not given).
-    #[param(example = "5s")]
+    #[param(example = "5s", pattern = "^[0-9]+(ms|s|m|h)$")]
     timeout: Option<String>,
 }
 
@@ -229,7 +230,7 @@ struct WaitQuery {
     get,
     path = "/_mock/runs/{jobId}/wait",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId"), WaitQuery),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$"), WaitQuery),
     responses(
         (status = 200, description = "The run, in the state waited for", body = RunView),
         (status = 400, description = "`state` or `timeout` cannot be read", body = ErrorBody),
@@ -243,35 +244,37 @@ async fn wait_for_run(
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<RunView>, ApiError> {
     record_job_id(&job_id);
-    let until = match query.state.as_deref().filter(|s| !s.is_empty()) {
+    if !is_valid_job_id(&job_id) {
+        let message =
+            format!("\"{job_id}\" is not a jobId: 1 to 128 of A-Z a-z 0-9 . _ -, not . or ..");
+        return Err(bad_parameter("jobId", message));
+    }
+    let until = match query.state.as_deref() {
         None => Until::Ended,
         Some(name) => JobState::from_name(name).map(Until::State).ok_or_else(|| {
             let message = format!("\"{name}\" is not a state; use {}", JobState::NAMES);
             bad_parameter("state", message)
         })?,
     };
-    let timeout = match query.timeout.as_deref().filter(|s| !s.is_empty()) {
+    let timeout = match query.timeout.as_deref() {
         None => DEFAULT_WAIT,
         Some(text) => parse_timeout(text)?,
     };
-    let started = tokio::time::Instant::now();
-    let outcome = tokio::select! {
-        outcome = registry.wait(&job_id, until, timeout) => outcome,
-        () = stopping.stopped() => Err(WaitTimedOut {
-            job_id: Arc::from(job_id.as_str()),
-            until,
-            waited: started.elapsed(),
-            run: registry.run(&job_id),
-        }),
+    let (message, run) = tokio::select! {
+        outcome = registry.wait(&job_id, until, timeout) => match outcome {
+            Ok(run) => return Ok(Json(run)),
+            Err(timed_out) => (timed_out.to_string(), timed_out.run),
+        },
+        () = stopping.stopped() => {
+            let run = registry.run(&job_id);
+            let message = format!("stopped waiting for run {job_id} to {until}: the server is shutting down");
+            (message, run)
+        }
     };
-    outcome
-        .map(Json)
-        .map_err(|timed_out| ApiError::WaitTimedOut {
-            message: timed_out.to_string(),
-            run: timed_out
-                .run
-                .and_then(|run| serde_json::value::to_raw_value(&run).ok()),
-        })
+    Err(ApiError::WaitTimedOut {
+        message,
+        run: run.and_then(|run| serde_json::value::to_raw_value(&run).ok()),
+    })
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
@@ -396,44 +399,76 @@ async fn stream_events(
     };
     // Subscribe, then read what is already recorded: every seq up to `until` is in
     // history now, and every later one will come through the subscription.
-    let receiver = registry.subscribe();
-    let until = registry.last_seq();
-    let backlog = match resume {
-        Some(after) => registry.updates_between(after, until),
-        None => Vec::new(),
+    let feed = Feed {
+        receiver: registry.subscribe(),
+        until: registry.last_seq(),
+        backlog_after: resume,
+        page: VecDeque::new(),
+        registry,
+        stopping,
+        done: false,
     };
-    let live = stream::unfold(
-        (receiver, stopping, until, false),
-        |(mut receiver, stopping, mut last, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let received = tokio::select! {
-                    received = receiver.recv() => received,
-                    () = stopping.stopped() => return None,
-                };
-                match received {
-                    Ok(event) if event.seq <= last => continue,
-                    Ok(event) => {
-                        last = event.seq;
-                        return Some((update_event(&event), (receiver, stopping, last, false)));
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        let data = format!("{{\"missed\":{missed},\"lastEventId\":{last}}}");
-                        let lagged = Event::default().event("lagged").data(data);
-                        return Some((lagged, (receiver, stopping, last, true)));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        },
-    );
-    let events = stream::iter(backlog)
-        .map(|event| update_event(&event))
-        .chain(live)
-        .map(Ok);
+    let events = stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok(event), feed))
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::default().text("keep-alive")))
+}
+
+/// How many missed updates are read from history at a time for a resuming client.
+const BACKLOG_PAGE: usize = 256;
+
+/// One subscriber's events: the missed updates still in history, page by page, then
+/// the live ones.
+struct Feed {
+    registry: Arc<Registry>,
+    receiver: broadcast::Receiver<Arc<UpdateEvent>>,
+    stopping: Stopping,
+    /// The last seq recorded when the client connected: the backlog ends there, the
+    /// live events begin after it.
+    until: u64,
+    /// While the backlog is being sent: the seq it has been sent up to.
+    backlog_after: Option<u64>,
+    page: VecDeque<UpdateEvent>,
+    done: bool,
+}
+
+impl Feed {
+    async fn next(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if let Some(event) = self.page.pop_front() {
+                return Some(update_event(&event));
+            }
+            if let Some(after) = self.backlog_after {
+                let page = self
+                    .registry
+                    .updates_between(after, self.until, BACKLOG_PAGE);
+                self.backlog_after = page.last().map(|event| event.seq);
+                self.page.extend(page);
+                continue;
+            }
+            let received = tokio::select! {
+                received = self.receiver.recv() => received,
+                () = self.stopping.stopped() => return None,
+            };
+            match received {
+                Ok(event) if event.seq <= self.until => continue,
+                Ok(event) => {
+                    self.until = event.seq;
+                    return Some(update_event(&event));
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    self.done = true;
+                    let data = format!("{{\"missed\":{missed},\"lastEventId\":{}}}", self.until);
+                    return Some(Event::default().event("lagged").data(data));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
 }
 
 fn update_event(event: &UpdateEvent) -> Event {

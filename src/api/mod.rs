@@ -10,7 +10,7 @@ pub mod meta;
 pub mod mock;
 pub mod spark;
 
-pub use layers::{DropConnection, JobIdNote, WarningsNote};
+pub use layers::{DropConnection, JobIdNote, Journaled};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

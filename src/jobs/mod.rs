@@ -41,12 +41,22 @@ pub type Launched = (Arc<str>, Box<RawValue>);
 /// How long a cancelled run stays `cancelling` before it is `cancelled`.
 const CANCEL_TAKES: Duration = Duration::from_millis(100);
 
+/// What became of a submitted update.
+#[derive(Debug)]
+pub struct Submitted {
+    /// Its jobId, when it names one (even one that is not well-formed).
+    pub job_id: Option<Arc<str>>,
+    pub outcome: Result<Accepted, ApiError>,
+    /// The `seq` of its journal entry.
+    pub journal_seq: u64,
+}
+
 /// Where an update came from, for the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// A client's request, journaled by the HTTP layer.
+    /// A client's post to the status route.
     Request,
-    /// A simulated step, journaled here.
+    /// A simulated step: a launch, a scenario's step, a cancel; journaled `simulated`.
     Simulation,
 }
 
@@ -122,60 +132,87 @@ impl Jobs {
 
     /// Parses, judges and applies one status update: the path of every update. Gives the
     /// jobId when one could be read, and the outcome.
-    pub fn submit(
-        &self,
-        body: &[u8],
-        mut problems: Vec<Problem>,
-        source: Source,
-    ) -> (Option<Arc<str>>, Result<Accepted, ApiError>) {
+    ///
+    /// The update is journaled (as a POST of the status route) and counted here, an
+    /// accepted one before a waiter or a subscriber can hear of it: a test that has
+    /// seen a run change always finds the request that changed it in the journal.
+    pub fn submit(&self, body: &[u8], mut problems: Vec<Problem>, source: Source) -> Submitted {
         let time = self.clock.now();
-        let (job_id, outcome) = match StatusUpdate::parse(body) {
-            Err(malformed) => (None, Err(ApiError::MalformedJson(malformed.0))),
-            Ok((update, form)) => {
-                problems.extend(form);
-                match update.job_id.clone() {
-                    // Without a well-formed jobId there is no run to check the update against.
-                    None => (None, Err(ApiError::refusal(problems))),
-                    Some(job_id) => {
-                        let config = update
-                            .facts
-                            .config_id()
-                            .map(str::to_owned)
-                            .zip(update.members.get("jobConfig").cloned());
-                        let outcome = self.registry.apply(Arc::clone(&job_id), update, problems);
-                        if let (Ok(_), Some((id, config))) = (&outcome, config) {
-                            self.remember_config(id, &config);
-                        }
-                        (Some(job_id), outcome)
-                    }
-                }
+        let journaled = std::cell::Cell::new(0);
+        let journal = |job_id: Option<&Arc<str>>, outcome: Result<&Accepted, &ApiError>| {
+            match outcome {
+                Ok(_) => self.metrics.update_accepted(),
+                Err(refusal) => self.metrics.update_refused(refusal.code()),
             }
-        };
-        match &outcome {
-            Ok(_) => self.metrics.update_accepted(),
-            Err(refusal) => self.metrics.update_refused(refusal.code()),
-        }
-        if source == Source::Simulation {
-            self.journal.record(Record {
+            let seq = self.journal.record(Record {
                 time,
                 method: "POST".to_owned(),
                 path: crate::api::fusion::STATUS_PATH.to_owned(),
-                job_id: job_id.clone(),
-                status: Some(
-                    outcome
-                        .as_ref()
-                        .map_or_else(|e| e.status().as_u16(), |_| 200),
-                ),
-                code: outcome.as_ref().err().map(ApiError::code),
-                warnings: outcome
-                    .as_ref()
-                    .map(|a| a.warnings.clone())
-                    .unwrap_or_default(),
-                simulated: true,
+                job_id: job_id.cloned(),
+                status: Some(outcome.map_or_else(|e| e.status().as_u16(), |_| 200)),
+                code: outcome.err().map(ApiError::code),
+                warnings: outcome.map(|a| a.warnings.clone()).unwrap_or_default(),
+                simulated: source == Source::Simulation,
                 fault: None,
             });
+            journaled.set(seq);
+        };
+        let update = match StatusUpdate::parse(body) {
+            Ok((update, form)) => {
+                problems.extend(form);
+                update
+            }
+            Err(malformed) => {
+                let refusal = ApiError::MalformedJson(malformed.0);
+                journal(None, Err(&refusal));
+                return Submitted {
+                    job_id: None,
+                    outcome: Err(refusal),
+                    journal_seq: journaled.get(),
+                };
+            }
+        };
+        let Some(job_id) = update.job_id.clone() else {
+            // Without a well-formed jobId there is no run to check the update against;
+            // the journal still names the one it has, if it is a string.
+            let named = update
+                .members
+                .get("jobId")
+                .and_then(|raw| json::as_string(raw.as_str()))
+                .map(|id| Arc::from(id.as_ref()));
+            let refusal = ApiError::refusal(problems);
+            journal(named.as_ref(), Err(&refusal));
+            return Submitted {
+                job_id: named,
+                outcome: Err(refusal),
+                journal_seq: journaled.get(),
+            };
+        };
+        let config = update
+            .facts
+            .config_id()
+            .map(str::to_owned)
+            .zip(update.members.get("jobConfig").cloned());
+        let witnessed = std::cell::Cell::new(false);
+        let witness = |accepted: &Accepted| {
+            journal(Some(&job_id), Ok(accepted));
+            witnessed.set(true);
+        };
+        let outcome =
+            self.registry
+                .apply_witnessed(Arc::clone(&job_id), update, problems, &witness);
+        // A refusal, or a repeat (which adds no history entry), was not witnessed.
+        if !witnessed.get() {
+            journal(Some(&job_id), outcome.as_ref());
         }
-        (job_id, outcome)
+        if let (Ok(_), Some((id, config))) = (&outcome, config) {
+            self.remember_config(id, &config);
+        }
+        Submitted {
+            job_id: Some(job_id),
+            outcome,
+            journal_seq: journaled.get(),
+        }
     }
 
     /// Counts an update refused before it could be read (a body too large to read).
@@ -352,8 +389,8 @@ impl Jobs {
             config.as_str(),
             Value::from(config_id.as_str()),
         );
-        let (_, outcome) = self.submit(body.as_bytes(), Vec::new(), Source::Request);
-        outcome?;
+        self.submit(body.as_bytes(), Vec::new(), Source::Simulation)
+            .outcome?;
         let scenario = self.scenario_for(&config_id);
         let launched_at = self.clock.now();
         self.plan(
@@ -424,7 +461,9 @@ impl Jobs {
             lock(&self.sims).runs.remove(job_id);
             return;
         };
-        let (_, outcome) = self.submit(body.as_bytes(), Vec::new(), Source::Simulation);
+        let outcome = self
+            .submit(body.as_bytes(), Vec::new(), Source::Simulation)
+            .outcome;
         let mut sims = lock(&self.sims);
         let Some(sim) = sims.runs.get(job_id) else {
             return;
@@ -538,7 +577,9 @@ impl Jobs {
                     "{{\"jobId\":{},\"state\":\"cancelling\"}}",
                     Value::from(job_id.as_ref())
                 );
-                if let (_, Err(refusal)) = self.submit(body.as_bytes(), Vec::new(), Source::Request)
+                if let Err(refusal) = self
+                    .submit(body.as_bytes(), Vec::new(), Source::Simulation)
+                    .outcome
                 {
                     return Some(Err(refusal));
                 }

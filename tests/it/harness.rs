@@ -489,3 +489,96 @@ async fn metrics_count_updates_runs_waiters_and_latency() {
     }
     assert!(text.ends_with("# EOF\n"));
 }
+
+#[tokio::test]
+async fn a_wait_counts_a_state_the_run_only_passed_through() {
+    let app = TestApp::new();
+    app.post_ok(update("quick", "starting")).await;
+    let mut waiters = app.state.registry.waiters();
+    let wait = app.get("/_mock/runs/quick/wait?state=running&timeout=10s");
+    let post = async {
+        until_waiters(&mut waiters, 1).await;
+        // Two updates applied back to back, before the waiter can look in between.
+        let registry = &app.state.registry;
+        for state in ["running", "finished"] {
+            let body = update("quick", state).to_string();
+            let (parsed, problems) =
+                job_launcher_mock::model::StatusUpdate::parse(body.as_bytes()).unwrap();
+            registry.apply("quick".into(), parsed, problems).unwrap();
+        }
+    };
+    let (answer, ()) = tokio::join!(wait, post);
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["state"], "finished", "the run as it is now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_has_an_update_by_the_time_a_waiter_sees_it() {
+    let server = MockServer::start().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}{STATUS}", server.uri());
+    for i in 0..100 {
+        let job_id = format!("seen{i}");
+        let waiting = server.wait_for_state(
+            &job_id,
+            job_launcher_mock::JobState::Running,
+            Duration::from_secs(5),
+        );
+        let posting = client.post(&url).json(&update(&job_id, "running")).send();
+        let (run, posted) = tokio::join!(waiting, posting);
+        run.unwrap();
+        let requests = server.requests().await;
+        assert!(
+            requests.iter().any(|e| e["jobId"] == job_id.as_str()),
+            "no journal entry for {job_id} though its waiter saw it"
+        );
+        assert_eq!(posted.unwrap().status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn the_journal_names_a_jobid_that_is_not_well_formed() {
+    let app = TestApp::new();
+    let answer = app.post(update("j4 bad", "running")).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let journal = app.get("/_mock/requests?jobId=j4%20bad").await.json;
+    assert_eq!(
+        journal["entries"][0]["code"], "validation_failed",
+        "{journal}"
+    );
+}
+
+#[tokio::test]
+async fn odd_methods_share_one_latency_series() {
+    let app = TestApp::new();
+    for method in ["XA", "XB", "XC"] {
+        let method = axum::http::Method::from_bytes(method.as_bytes()).unwrap();
+        app.request(method, STATUS).await;
+    }
+    let text = app.get("/metrics").await.text;
+    assert!(!text.contains("method=\"XA\""), "{text}");
+    assert!(
+        text.contains("jlm_http_request_duration_seconds_count{route=\"/job-launcher/launcher/status\",method=\"other\"} 3"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_resuming_subscriber_gets_a_long_backlog_page_by_page() {
+    let server = MockServer::start().await;
+    let registry = &server.state().registry;
+    for i in 0..700 {
+        let state = if i < 7 { "starting" } else { "running" };
+        let body = json!({"jobId": format!("page{}", i % 7), "state": state, "n": i}).to_string();
+        let (parsed, problems) =
+            job_launcher_mock::model::StatusUpdate::parse(body.as_bytes()).unwrap();
+        let job_id = parsed.job_id.clone().unwrap();
+        registry.apply(job_id, parsed, problems).unwrap();
+    }
+    let mut resumed = EventReader::open(&server, Some(3)).await;
+    let mut expected = 4;
+    while expected <= 700 {
+        assert_eq!(resumed.next_update().await["seq"], expected);
+        expected += 1;
+    }
+}
