@@ -9,7 +9,7 @@
 //! - `GET    /_mock/runs/{jobId}/wait`: answers once the run is in a state, or has ended
 //! - `GET    /_mock/requests`: the journal; `DELETE` empties it
 //! - `GET    /_mock/events`: accepted updates as Server-Sent Events
-//! - `POST   /_mock/reset`: forget every run and empty the journal
+//! - `POST   /_mock/reset`: back to the start: no runs, journal, configs or faults
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -350,15 +350,13 @@ async fn delete_requests(State(journal): State<Arc<Journal>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Forgets every run and empties the journal: a fresh mock for the next test.
+/// Forgets every run, the journal, job configs, simulated runs and fault rules; the
+/// scenarios are those of `--scenarios` again; the clock stays where it is. A fresh
+/// mock for the next test.
 #[utoipa::path(post, path = "/_mock/reset", tag = "mock",
     responses((status = 204, description = "Everything is forgotten")))]
-async fn reset(
-    State(registry): State<Arc<Registry>>,
-    State(journal): State<Arc<Journal>>,
-) -> StatusCode {
-    registry.clear();
-    journal.clear();
+async fn reset(State(state): State<AppState>) -> StatusCode {
+    state.reset();
     StatusCode::NO_CONTENT
 }
 

@@ -30,6 +30,14 @@ pub fn config() -> Config {
     }
 }
 
+/// A config with a manual clock: simulated runs move only when the test advances it.
+pub fn manual() -> Config {
+    Config {
+        clock: job_launcher_mock::config::ClockMode::Manual,
+        ..config()
+    }
+}
+
 pub fn lenient() -> Config {
     Config {
         validation: Validation::Lenient,
@@ -117,6 +125,17 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str) -> Answer {
         self.request(Method::DELETE, path).await
+    }
+
+    /// Sends a JSON body with any method to any path.
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("a valid request");
+        self.send(request).await
     }
 
     /// Posts raw bytes to the status endpoint with the given `Content-Type`.

@@ -128,3 +128,71 @@ async fn shutdown_ends_open_waits_and_event_streams() {
     assert_eq!(wait.status(), 408);
     assert!(events.bytes().await.is_ok(), "the stream ended cleanly");
 }
+
+#[tokio::test]
+async fn simulated_jobs_scenarios_the_clock_and_faults_from_rust()
+-> Result<(), Box<dyn std::error::Error>> {
+    let failing = json!({"match": "nightly-*", "steps": [
+        {"state": "running", "after": "10m"},
+        {"state": "error", "after": "50m", "result": {"exception": {"message": "executor lost"}}}
+    ]});
+    let server = MockServer::builder()
+        .manual_clock()
+        .scenario(failing)
+        .start()
+        .await;
+    let started = server.now();
+    let launched = server
+        .launch(&json!({"id": "nightly-aggregation", "type": "aggregation"}))
+        .await?;
+    let job_id = launched["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(launched["state"], "starting");
+
+    let now = server.advance(Duration::from_secs(3600)).await?; // an hour, in no time
+    assert_eq!(now - started, chrono::TimeDelta::hours(1));
+    let run = server.wait_for_end(&job_id, Duration::ZERO).await?;
+    assert_eq!(run["state"], "error");
+    assert_eq!(run["status"]["duration"], 50 * 60 * 1000);
+    let states: Vec<Value> = server
+        .history(&job_id)
+        .await
+        .iter()
+        .map(|u| u["state"].clone())
+        .collect();
+    assert_eq!(states, ["starting", "running", "error"]);
+
+    server
+        .put_scenario(&json!({"match": "quick", "steps": [{"state": "finished", "after": "1s"}]}))
+        .await?;
+    let bad = server
+        .put_scenario(&json!({"match": "bad", "steps": []}))
+        .await;
+    assert_eq!(bad.unwrap_err().code().as_str(), "validation_failed");
+
+    let fault = json!({"match": {"method": "POST"}, "action": {"status": 503}, "times": 2});
+    server.add_fault(&fault).await?;
+    let url = format!("{}{STATUS}", server.uri());
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let answer = client
+            .post(&url)
+            .json(&json!({"jobId": "retry", "state": "running"}))
+            .send()
+            .await?;
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [503, 503, 200],
+        "a client that retries twice gets through"
+    );
+    assert_eq!(server.faults().await[0]["fired"], 2);
+
+    let system = MockServer::start().await;
+    assert!(
+        system.advance(Duration::from_secs(1)).await.is_err(),
+        "the system clock is not a test's to move"
+    );
+    Ok(())
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod errors;
+mod faults;
 mod harness;
 mod helpers;
 mod in_process;
@@ -13,5 +14,6 @@ mod openapi;
 mod process;
 mod properties;
 mod registry_bounds;
+mod simulation;
 mod socket;
 mod status;

@@ -188,3 +188,114 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     assert!(answer.contains(r#""jobId":"drain""#), "{answer}");
     assert_eq!(child.wait().expect("the process ends").code(), Some(0));
 }
+
+/// A file in the test's own temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn with(name: &str, text: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("jlm-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("the file is written");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn scenarios_come_from_the_file_and_a_reset_brings_them_back() {
+    let file = TempFile::with(
+        "scenarios.json",
+        &json!([
+            {"match": "nightly-*", "steps": [{"state": "running", "after": "1m"},
+                                             {"state": "error", "after": "1m"}]},
+            {"match": "exact", "progression": "polls", "steps": [{"state": "skipped"}]}
+        ])
+        .to_string(),
+    );
+    let (mut child, base) = start(
+        &[
+            "--port",
+            "0",
+            "--clock",
+            "manual",
+            "--scenarios",
+            file.path(),
+        ],
+        &[],
+    );
+    let client = reqwest::Client::new();
+    let scenarios: serde_json::Value = client
+        .get(format!("{base}/_mock/scenarios"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let matches: Vec<&str> = scenarios
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["match"].as_str().unwrap())
+        .collect();
+    assert_eq!(matches, ["nightly-*", "exact"]);
+    client
+        .delete(format!("{base}/_mock/scenarios/exact"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(format!("{base}/_mock/reset"))
+        .send()
+        .await
+        .unwrap();
+    let after_reset: serde_json::Value = client
+        .get(format!("{base}/_mock/scenarios"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after_reset, scenarios);
+    signal(&child, Signal::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_scenarios_file_that_cannot_run_stops_the_start_with_its_reason() {
+    let file = TempFile::with(
+        "bad-scenarios.json",
+        &json!([{"match": "ok", "steps": [{"state": "finished"}]},
+                {"match": "bad", "steps": [{"state": "running"}]}])
+        .to_string(),
+    );
+    for (args, needle) in [
+        (vec!["--scenarios", file.path()], "scenario 1 of"),
+        (
+            vec!["--scenarios", "/nonexistent/scenarios.json"],
+            "cannot read the scenarios file",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
+            .args(["--port", "0"])
+            .args(&args)
+            .output()
+            .expect("the binary runs");
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(output.stdout.is_empty(), "it never said it was listening");
+    }
+}
