@@ -236,7 +236,7 @@ async fn one_advance_moves_several_runs_through_several_steps_in_due_order() {
         })
         .collect();
     let mut sorted = simulated.clone();
-    sorted.sort();
+    sorted.sort_by(|x, y| x.0.cmp(&y.0)); // stable: equal times keep their order
     assert_eq!(simulated, sorted, "journaled in due order");
     let order: Vec<&str> = simulated.iter().map(|(_, id)| id.as_str()).collect();
     // c's steps at +1m +100ms, +1m 1.1s, +1m 1.2s; b's at +6m, +16m; a's at +10m, +30m.
