@@ -71,6 +71,8 @@ pub struct Jobs {
     /// The scenarios of `--scenarios`, which a reset brings back.
     initial_scenarios: Vec<Arc<Scenario>>,
     sims: Mutex<Sims>,
+    /// How many runs of each config have been launched, for scenarios given per run.
+    launches: Mutex<HashMap<String, u64>>,
     /// Wakes the driver when a step is scheduled.
     wake: Arc<Notify>,
     driver_started: AtomicBool,
@@ -120,6 +122,7 @@ impl Jobs {
             scenarios: RwLock::new(scenarios.clone()),
             initial_scenarios: scenarios,
             sims: Mutex::new(Sims::default()),
+            launches: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             driver_started: AtomicBool::new(false),
             advancing: tokio::sync::Mutex::new(()),
@@ -392,10 +395,16 @@ impl Jobs {
         self.submit(body.as_bytes(), Vec::new(), Source::Simulation)
             .outcome?;
         let scenario = self.scenario_for(&config_id);
+        let nth = {
+            let mut launches = lock(&self.launches);
+            let count = launches.entry(config_id.clone()).or_insert(0);
+            *count += 1;
+            *count
+        };
         let launched_at = self.clock.now();
         self.plan(
             &job_id,
-            scenario.steps.iter().cloned().collect(),
+            scenario.steps_for(nth).iter().cloned().collect(),
             scenario.progression,
             launched_at,
         );
@@ -669,6 +678,7 @@ impl Jobs {
     /// Forgets every config and simulated run; the scenarios are those of the start again.
     pub fn reset(&self) {
         lock(&self.configs).clear();
+        lock(&self.launches).clear();
         *write(&self.scenarios) = self.initial_scenarios.clone();
         let mut sims = lock(&self.sims);
         sims.runs.clear();

@@ -1,4 +1,8 @@
 //! Scenarios: the steps a simulated run of a matching config goes through.
+//!
+//! A scenario gives one list of `steps` for every run, or, with `runs`, a list per run:
+//! the first run of a config follows the first, the second run the second, and every
+//! run past the end the last (say, a nightly job that fails on its second night).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -13,7 +17,10 @@ use crate::model::{JobState, Violation};
 pub struct Scenario {
     /// A config id, where `*` stands for any run of characters.
     pub pattern: String,
-    pub steps: Vec<Step>,
+    /// The steps of the first run, the second, ...; never empty. `steps` is one list.
+    pub runs: Vec<Vec<Step>>,
+    /// Whether it was given as `runs` (else as `steps`), to show it as it was given.
+    pub per_run: bool,
     pub progression: Progression,
 }
 
@@ -40,8 +47,19 @@ pub enum Progression {
 pub struct ScenarioView {
     #[serde(rename = "match")]
     pub pattern: String,
-    pub steps: Vec<StepView>,
+    /// The steps of every run; absent when `runs` is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepView>>,
+    /// The steps of the first run, the second, ...; runs past the end follow the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<RunPlanView>>,
     pub progression: Progression,
+}
+
+/// The steps of one run of a `runs` scenario.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunPlanView {
+    pub steps: Vec<StepView>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -68,11 +86,12 @@ impl Scenario {
         };
         Scenario {
             pattern: "*".to_owned(),
-            steps: vec![
+            runs: vec![vec![
                 step(JobState::Running, 100),
                 step(JobState::Finishing, 1000),
                 step(JobState::Finished, 100),
-            ],
+            ]],
+            per_run: false,
             progression: Progression::Time,
         }
     }
@@ -89,10 +108,12 @@ impl Scenario {
             return Err(problems.0);
         };
         for key in object.keys() {
-            if !matches!(key.as_str(), "match" | "steps" | "progression") {
+            if !matches!(key.as_str(), "match" | "steps" | "runs" | "progression") {
                 problems.add(
                     key,
-                    format!("\"{key}\" is not a scenario field; use match, steps, progression"),
+                    format!(
+                        "\"{key}\" is not a scenario field; use match, steps (or runs), progression"
+                    ),
                 );
             }
         }
@@ -130,37 +151,75 @@ impl Scenario {
                 Progression::Time
             }
         };
-        let steps = match object.get("steps") {
-            Some(Value::Array(steps)) if !steps.is_empty() => steps
-                .iter()
-                .enumerate()
-                .filter_map(|(i, step)| parse_step(i, step, &mut problems))
-                .collect(),
-            Some(Value::Array(_)) | None => {
+        let (runs, per_run) = match (object.get("steps"), object.get("runs")) {
+            (Some(steps), None) => (
+                vec![parse_steps("steps", Some(steps), &mut problems)],
+                false,
+            ),
+            (None, Some(Value::Array(runs))) if !runs.is_empty() => {
+                let runs = runs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, run)| {
+                        let field = format!("runs[{i}].steps");
+                        match run {
+                            Value::Object(run) => {
+                                for key in run.keys().filter(|k| *k != "steps") {
+                                    problems.add(
+                                        &format!("runs[{i}].{key}"),
+                                        format!("\"{key}\" is not a field of a run; use steps"),
+                                    );
+                                }
+                                parse_steps(&field, run.get("steps"), &mut problems)
+                            }
+                            _ => {
+                                problems.add(&format!("runs[{i}]"), "a run is {\"steps\": [...]}");
+                                Vec::new()
+                            }
+                        }
+                    })
+                    .collect();
+                (runs, true)
+            }
+            (None, Some(_)) => {
+                problems.add(
+                    "runs",
+                    "must be a non-empty array of {\"steps\": [...]}, one per run",
+                );
+                (Vec::new(), true)
+            }
+            (Some(_), Some(_)) => {
+                problems.add(
+                    "runs",
+                    "give steps (the same for every run) or runs (per run), not both",
+                );
+                (Vec::new(), true)
+            }
+            (None, None) => {
                 problems.add(
                     "steps",
                     "a scenario needs at least one step; the last must end the run",
                 );
-                Vec::new()
-            }
-            Some(_) => {
-                problems.add(
-                    "steps",
-                    "must be an array of {\"state\", \"after\", \"result\"}",
-                );
-                Vec::new()
+                (Vec::new(), false)
             }
         };
-        check_sequence(&steps, &mut problems);
         if problems.0.is_empty() {
             Ok(Scenario {
                 pattern,
-                steps: steps.into_iter().map(|(_, step)| step).collect(),
+                runs,
+                per_run,
                 progression,
             })
         } else {
             Err(problems.0)
         }
+    }
+
+    /// The steps of the `nth` run (from 1) of a matching config.
+    pub fn steps_for(&self, nth: u64) -> &[Step] {
+        let index = usize::try_from(nth.saturating_sub(1)).unwrap_or(usize::MAX);
+        let last = self.runs.len().saturating_sub(1);
+        self.runs.get(index.min(last)).map_or(&[], Vec::as_slice)
     }
 
     /// Whether this scenario's `match` fits config `id`.
@@ -173,17 +232,29 @@ impl Scenario {
     }
 
     pub fn view(&self) -> ScenarioView {
-        ScenarioView {
-            pattern: self.pattern.clone(),
-            steps: self
-                .steps
+        let view = |steps: &Vec<Step>| -> Vec<StepView> {
+            steps
                 .iter()
                 .map(|step| StepView {
                     state: step.state,
                     after: humantime::format_duration(step.after).to_string(),
                     result: step.result.clone(),
                 })
-                .collect(),
+                .collect()
+        };
+        let (steps, runs) = if self.per_run {
+            let runs = self
+                .runs
+                .iter()
+                .map(|steps| RunPlanView { steps: view(steps) });
+            (None, Some(runs.collect()))
+        } else {
+            (self.runs.first().map(view), None)
+        };
+        ScenarioView {
+            pattern: self.pattern.clone(),
+            steps,
+            runs,
             progression: self.progression,
         }
     }
@@ -201,12 +272,41 @@ impl Problems {
     }
 }
 
+/// The list of steps at `field`, checked as a whole; empty when it cannot be read.
+fn parse_steps(field: &str, value: Option<&Value>, problems: &mut Problems) -> Vec<Step> {
+    let steps = match value {
+        Some(Value::Array(steps)) if !steps.is_empty() => steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| parse_step(field, i, step, problems))
+            .collect(),
+        Some(Value::Array(_)) | None => {
+            problems.add(field, "needs at least one step; the last must end the run");
+            Vec::new()
+        }
+        Some(_) => {
+            problems.add(
+                field,
+                "must be an array of {\"state\", \"after\", \"result\"}",
+            );
+            Vec::new()
+        }
+    };
+    check_sequence(field, &steps, problems);
+    steps.into_iter().map(|(_, step)| step).collect()
+}
+
 /// One step, or `None` (with its problems noted) when it cannot be read.
-fn parse_step(i: usize, value: &Value, problems: &mut Problems) -> Option<(usize, Step)> {
-    let field = |name: &str| format!("steps[{i}].{name}");
+fn parse_step(
+    list: &str,
+    i: usize,
+    value: &Value,
+    problems: &mut Problems,
+) -> Option<(usize, Step)> {
+    let field = |name: &str| format!("{list}[{i}].{name}");
     let Some(object) = value.as_object() else {
         problems.add(
-            &format!("steps[{i}]"),
+            &format!("{list}[{i}]"),
             "a step is {\"state\", \"after\", \"result\"}",
         );
         return None;
@@ -279,12 +379,12 @@ fn parse_step(i: usize, value: &Value, problems: &mut Problems) -> Option<(usize
 
 /// The steps, from a launched run's first state, must follow the transition table, and
 /// the last must end the run.
-fn check_sequence(steps: &[(usize, Step)], problems: &mut Problems) {
+fn check_sequence(list: &str, steps: &[(usize, Step)], problems: &mut Problems) {
     let mut previous = LAUNCH_STATE;
     for (i, step) in steps {
         if !previous.may_go_to(step.state) {
             problems.add(
-                &format!("steps[{i}].state"),
+                &format!("{list}[{i}].state"),
                 format!(
                     "{previous} -> {} is not allowed by the transition table",
                     step.state
@@ -297,7 +397,7 @@ fn check_sequence(steps: &[(usize, Step)], problems: &mut Problems) {
         && !last.state.is_ended()
     {
         problems.add(
-            &format!("steps[{i}].state"),
+            &format!("{list}[{i}].state"),
             format!(
                 "the last step must end the run (finished, cancelled, error or skipped), not {}",
                 last.state
@@ -310,13 +410,15 @@ fn check_sequence(steps: &[(usize, Step)], problems: &mut Problems) {
 pub fn load_file(path: &std::path::Path) -> Result<Vec<Scenario>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the scenarios file {}: {e}", path.display()))?;
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("the scenarios file {} is not JSON: {e}", path.display()))?;
+    parse_list(&text).map_err(|e| format!("the scenarios file {}: {e}", path.display()))
+}
+
+/// Reads a JSON array of scenarios, each checked as if it were PUT; a later scenario
+/// with the same `match` replaces an earlier one, in its turn.
+pub fn parse_list(text: &str) -> Result<Vec<Scenario>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Array(items) = value else {
-        return Err(format!(
-            "the scenarios file {} must hold a JSON array of scenarios",
-            path.display()
-        ));
+        return Err("must hold a JSON array of scenarios".to_owned());
     };
     let mut scenarios: Vec<Scenario> = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -325,14 +427,9 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<Scenario>, String> {
                 .iter()
                 .map(|p| format!("{}: {}", p.field, p.message))
                 .collect();
-            format!(
-                "scenario {i} of {} cannot run: {}",
-                path.display(),
-                listed.join("; ")
-            )
+            format!("scenario {i} cannot run: {}", listed.join("; "))
         })?;
         match scenarios.iter_mut().find(|s| s.pattern == scenario.pattern) {
-            // As a PUT of the same match would: it replaces the earlier one, in its turn.
             Some(earlier) => *earlier = scenario,
             None => scenarios.push(scenario),
         }
@@ -409,8 +506,8 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(scenario.steps.len(), 2);
-        assert_eq!(scenario.steps[1].after, Duration::from_secs(2));
+        assert_eq!(scenario.steps_for(1).len(), 2);
+        assert_eq!(scenario.steps_for(9)[1].after, Duration::from_secs(2));
         assert_eq!(scenario.progression, Progression::Polls);
         assert!(scenario.fits("nightly-aggregation") && !scenario.fits("daily"));
     }
@@ -419,6 +516,29 @@ mod tests {
     fn each_way_a_scenario_can_be_wrong_is_named() {
         assert_eq!(fields(json!([])), ["body"]);
         assert_eq!(fields(json!({"steps": [{"state": "finished"}]})), ["match"]);
+        assert_eq!(fields(json!({"match": "a", "runs": []})), ["runs"]);
+        assert_eq!(
+            fields(json!({"match": "a", "runs": [{"steps": []}]})),
+            ["runs[0].steps"]
+        );
+        assert_eq!(
+            fields(
+                json!({"match": "a", "runs": [{"steps": [{"state": "finished"}]}, {"steps": [{"state": "running"}]}]})
+            ),
+            ["runs[1].steps[0].state"]
+        );
+        assert_eq!(
+            fields(
+                json!({"match": "a", "runs": [{"steps": [{"state": "finished"}], "after": "1s"}]})
+            ),
+            ["runs[0].after"]
+        );
+        assert_eq!(
+            fields(
+                json!({"match": "a", "steps": [{"state": "finished"}], "runs": [{"steps": [{"state": "finished"}]}]})
+            ),
+            ["runs"]
+        );
         assert_eq!(fields(json!({"match": "a", "steps": []})), ["steps"]);
         assert_eq!(fields(json!({"match": "a"})), ["steps"]);
         assert_eq!(fields(json!({"match": "a", "steps": {}})), ["steps"]);
@@ -463,6 +583,27 @@ mod tests {
             Some("b"),
         );
         assert_eq!(mismatch.unwrap_err()[0].field, "match");
+    }
+
+    #[test]
+    fn each_run_follows_its_own_steps_and_later_runs_the_last() {
+        let scenario = Scenario::parse(
+            &json!({"match": "nightly", "runs": [
+                {"steps": [{"state": "finished"}]},
+                {"steps": [{"state": "running"}, {"state": "error"}]},
+                {"steps": [{"state": "skipped"}]}
+            ]}),
+            None,
+        )
+        .unwrap();
+        let last_state = |nth| scenario.steps_for(nth).last().map(|s| s.state);
+        assert_eq!(last_state(1), Some(JobState::Finished));
+        assert_eq!(last_state(2), Some(JobState::Error));
+        assert_eq!(last_state(3), Some(JobState::Skipped));
+        assert_eq!(last_state(30), Some(JobState::Skipped));
+        let view = serde_json::to_value(scenario.view()).unwrap();
+        assert!(view.get("steps").is_none());
+        assert_eq!(view["runs"][1]["steps"][1]["state"], "error");
     }
 
     #[test]

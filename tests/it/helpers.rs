@@ -73,8 +73,11 @@ impl TestApp {
     }
 
     pub fn with(config: Config) -> Self {
+        Self::with_state(AppState::new(&config).expect("the test's config is valid"))
+    }
+
+    pub fn with_state(state: AppState) -> Self {
         init_logs();
-        let state = AppState::new(&config).expect("the test's config is valid");
         TestApp {
             router: app(state.clone()),
             state,

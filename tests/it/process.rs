@@ -282,7 +282,7 @@ fn a_scenarios_file_that_cannot_run_stops_the_start_with_its_reason() {
         .to_string(),
     );
     for (args, needle) in [
-        (vec!["--scenarios", file.path()], "scenario 1 of"),
+        (vec!["--scenarios", file.path()], "scenario 1 cannot run"),
         (
             vec!["--scenarios", "/nonexistent/scenarios.json"],
             "cannot read the scenarios file",

@@ -577,3 +577,55 @@ async fn reset_forgets_runs_configs_and_simulations_but_keeps_the_clock() {
     assert_eq!(app.get("/_mock/scenarios").await.json, json!([]));
     assert_eq!(app.get("/_mock/clock").await.json["now"], now);
 }
+
+/// The README's scenario file, as a user would load it with `--scenarios`.
+const NIGHTLY: &str = include_str!("../../examples/scenarios/nightly.json");
+
+#[tokio::test]
+async fn the_readme_nightly_aggregation_fails_on_its_second_run() {
+    let scenarios = job_launcher_mock::jobs::scenario::parse_list(NIGHTLY).unwrap();
+    let config = job_launcher_mock::Config {
+        clock: job_launcher_mock::config::ClockMode::Manual,
+        ..crate::helpers::config()
+    };
+    let app = TestApp::with_state(job_launcher_mock::AppState::with_scenarios(
+        &config, scenarios,
+    ));
+    let mut ended = Vec::new();
+    for _ in 0..3 {
+        let started = app
+            .request(Method::POST, "/api/spark/jobs/nightly-aggregation")
+            .await;
+        if started.status == StatusCode::NOT_FOUND {
+            app.send_json(
+                Method::PUT,
+                "/api/spark/configurations/nightly-aggregation",
+                &json!({"type": "aggregation"}),
+            )
+            .await;
+            continue;
+        }
+        let job_id = started.json["jobId"].as_str().unwrap().to_owned();
+        advance(&app, "1h").await;
+        let status = app.run(&job_id).await["status"].clone();
+        ended.push((status["state"].clone(), status["duration"].clone()));
+    }
+    // The first POST met an unknown config; the runs: ok, failed.
+    assert_eq!(
+        ended,
+        [
+            (json!("finished"), json!(45 * 60_000)),
+            (json!("error"), json!(12 * 60_000))
+        ]
+    );
+    let third = app
+        .request(Method::POST, "/api/spark/jobs/nightly-aggregation")
+        .await;
+    let job_id = third.json["jobId"].as_str().unwrap().to_owned();
+    advance(&app, "1h").await;
+    assert_eq!(
+        app.run(&job_id).await["state"],
+        "finished",
+        "the third night is fine again"
+    );
+}
