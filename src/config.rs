@@ -14,12 +14,15 @@ pub use crate::clock::ClockMode;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "job-launcher-mock", version, about)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
-    #[arg(long, env = "JLM_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    #[arg(long, env = "JLM_BIND", global = true, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
 
     /// Port to listen on (Fusion's job-launcher uses 8083); 0 picks a free one.
-    #[arg(long, env = "JLM_PORT", default_value_t = DEFAULT_PORT)]
+    #[arg(long, env = "JLM_PORT", global = true, default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
     /// strict refuses rule violations; lenient accepts them with recorded warnings.
@@ -50,6 +53,20 @@ pub struct Config {
     #[arg(long, env = "JLM_SCENARIOS")]
     pub scenarios: Option<PathBuf>,
 
+    /// Require `Authorization: Basic` with these credentials on the Fusion routes
+    /// (`/job-launcher/*`, `/api/*`); with --api-key too, either one is enough.
+    #[arg(long, env = "JLM_BASIC_AUTH", value_name = "USER:PASS", value_parser = Credentials::parse)]
+    pub basic_auth: Option<Credentials>,
+
+    /// Require this key in `x-api-key` on the Fusion routes.
+    #[arg(long, env = "JLM_API_KEY", value_name = "KEY", value_parser = Secret::parse)]
+    pub api_key: Option<Secret>,
+
+    /// Require `Authorization: Bearer TOKEN` on every /_mock route (the dashboard and the
+    /// event stream also take `?access_token=TOKEN`).
+    #[arg(long, env = "JLM_ADMIN_TOKEN", value_name = "TOKEN", value_parser = Secret::parse)]
+    pub admin_token: Option<Secret>,
+
     /// Log line format.
     #[arg(long, env = "JLM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -78,6 +95,14 @@ const fn nonzero(n: usize) -> NonZeroUsize {
     }
 }
 
+/// What to do instead of serving.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 if the service on --port (of this host) answers /actuator/health with
+    /// 200, else 1: a container's HEALTHCHECK, with no curl in the image.
+    Healthcheck,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Validation {
     /// Rule violations are refused (409/422).
@@ -94,6 +119,52 @@ pub enum LogFormat {
     Json,
 }
 
+/// A secret from the command line: never shown by `Debug`, so it cannot reach a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    fn parse(text: &str) -> Result<Secret, String> {
+        if text.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        Ok(Secret(text.to_owned()))
+    }
+
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `USER:PASS` for HTTP basic authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+impl Credentials {
+    fn parse(text: &str) -> Result<Credentials, String> {
+        match text.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Credentials {
+                user: user.to_owned(),
+                password: Secret(password.to_owned()),
+            }),
+            _ => Err("must be USER:PASS, both non-empty".to_owned()),
+        }
+    }
+}
+
 impl Config {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
@@ -104,6 +175,7 @@ impl Default for Config {
     /// The defaults of every flag, as if none were given (environment ignored).
     fn default() -> Self {
         Config {
+            command: None,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: DEFAULT_PORT,
             validation: Validation::Strict,
@@ -113,6 +185,9 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             clock: ClockMode::System,
             scenarios: None,
+            basic_auth: None,
+            api_key: None,
+            admin_token: None,
             log_format: LogFormat::Pretty,
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
         }

@@ -89,6 +89,12 @@ pub enum ApiError {
         status: StatusCode,
         retry_after: Option<std::time::Duration>,
     },
+    /// 401: the route needs credentials the request lacks.
+    #[error("{message}")]
+    Unauthorized {
+        message: String,
+        challenge: Challenge,
+    },
     /// 500: a bug; the message says what.
     #[error("{0}")]
     Internal(String),
@@ -165,6 +171,7 @@ impl ApiError {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
             }
             ApiError::InjectedFault { status, .. } => (*status, ErrorCode::InjectedFault),
+            ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
         }
     }
@@ -189,6 +196,7 @@ impl ApiError {
             | ApiError::Timeout(_)
             | ApiError::WaitTimedOut { .. }
             | ApiError::InjectedFault { .. }
+            | ApiError::Unauthorized { .. }
             | ApiError::Internal(_) => Vec::new(),
         }
     }
@@ -217,6 +225,13 @@ impl ApiError {
             _ => ApiError::Internal(text),
         }
     }
+}
+
+/// How a 401 asks for credentials (`WWW-Authenticate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer,
 }
 
 /// What an [`ApiError`] leaves on its response for [`render_errors`] to write out.
@@ -250,6 +265,16 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let ApiError::Unauthorized { challenge, .. } = &self {
+            let challenge = match challenge {
+                Challenge::Basic => "Basic realm=\"job-launcher-mock\", charset=\"UTF-8\"",
+                Challenge::Bearer => "Bearer realm=\"job-launcher-mock\"",
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response.extensions_mut().insert(report);
         response

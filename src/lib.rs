@@ -29,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod healthcheck;
 pub mod jobs;
 pub mod journal;
 pub mod metrics;

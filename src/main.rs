@@ -1,6 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
-use job_launcher_mock::{AppState, Config, serve, shutdown_signal, telemetry};
+use job_launcher_mock::config::Command;
+use job_launcher_mock::{AppState, Config, healthcheck, serve, shutdown_signal, telemetry};
 use tokio::net::TcpListener;
 
 // The registry keeps and drops many body-sized buffers; glibc's allocator spends much of
@@ -8,9 +9,22 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Some(Command::Healthcheck) = config.command {
+        match healthcheck::check(config.bind, config.port) {
+            Ok(()) => std::process::exit(0),
+            Err(reason) => {
+                eprintln!("unhealthy: {reason}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     // Before binding: a scenarios file that cannot run stops the start with its reason.
     let state = AppState::new(&config)?;

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per group of routes, the shared state, and the layers
 //! every request passes through.
 
+pub mod auth;
 pub mod control;
 pub mod extract;
 pub mod fusion;
@@ -9,6 +10,7 @@ mod layers;
 pub mod meta;
 pub mod mock;
 pub mod spark;
+pub mod ui;
 
 pub use layers::{DropConnection, JobIdNote, Journaled};
 
@@ -49,6 +51,7 @@ pub struct AppState {
     pub clock: Arc<Clock>,
     pub jobs: Arc<Jobs>,
     pub faults: Arc<Faults>,
+    pub access: Arc<auth::Access>,
     pub stopping: Stopping,
     pub body_limit: BodyLimit,
     pub request_timeout: RequestTimeout,
@@ -128,6 +131,7 @@ impl AppState {
             clock,
             jobs,
             faults: Arc::new(Faults::default()),
+            access: Arc::new(auth::Access::new(config)),
             stopping: Stopping::default(),
             body_limit: BodyLimit(config.max_body_bytes.get()),
             request_timeout: RequestTimeout(*config.request_timeout),
@@ -174,6 +178,7 @@ fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(control::routes())
         .merge(health::routes())
         .merge(meta::routes())
+        .merge(ui::routes())
         .layer(timeout);
     OpenApiRouter::with_openapi(meta::document_base())
         .merge(prompt)
@@ -205,6 +210,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             layers::inject_faults,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.access),
+            auth::authorize,
         ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state.clock),

@@ -245,26 +245,24 @@ impl Jobs {
         body: &[u8],
         media_type: Option<Problem>,
     ) -> Result<(bool, Box<RawValue>), ApiError> {
-        let config = read_object(body)?;
+        let config = ConfigBody::read(body)?;
         if let Some(problem) = media_type {
             return Err(ApiError::refusal(vec![problem]));
         }
         let mut violations = check_config_id(id, "id");
-        match config.get("id") {
+        match config.member("id") {
             None => {}
-            Some(Value::String(given)) if given == id => {}
+            Some(given) if json::as_string(given).is_some_and(|given| given == id) => {}
             Some(given) => violations.push(Violation {
                 field: "id".to_owned(),
                 message: format!("the body's id {given} differs from the path's \"{id}\""),
             }),
         }
-        violations.extend(check_config_type(&config));
+        violations.extend(config.check_type());
         if !violations.is_empty() {
             return Err(invalid_config(violations));
         }
-        let mut config = config;
-        config.entry("id").or_insert_with(|| Value::from(id));
-        let text = Value::Object(config).to_string();
+        let text = config.with_id(id);
         let raw = RawJson::whole(Arc::from(text.as_str()));
         let created = lock(&self.configs).insert(id.to_owned(), raw).is_none();
         Ok((created, json::raw_value(text)))
@@ -346,23 +344,20 @@ impl Jobs {
         body: &[u8],
         media_type: Option<Problem>,
     ) -> Result<Launched, ApiError> {
-        let config = read_object(body)?;
+        let config = ConfigBody::read(body)?;
         if let Some(problem) = media_type {
             return Err(ApiError::refusal(vec![problem]));
         }
-        let mut violations = match config.get("id") {
-            Some(Value::String(id)) => check_config_id(id, "id"),
-            Some(_) => vec![violation("id", "must be a string: the config's name")],
+        let mut violations = match config.member("id").map(json::as_string) {
+            Some(Some(id)) => check_config_id(&id, "id"),
+            Some(None) => vec![violation("id", "must be a string: the config's name")],
             None => vec![violation("id", "missing: the config's name")],
         };
-        violations.extend(check_config_type(&config));
+        violations.extend(config.check_type());
         if !violations.is_empty() {
             return Err(invalid_config(violations));
         }
-        let text = std::str::from_utf8(body).unwrap_or_default();
-        self.launch(&RawJson::whole(Arc::from(
-            text.trim_start_matches('\u{feff}'),
-        )))
+        self.launch(&RawJson::whole(Arc::from(config.text.as_str())))
     }
 
     /// Launches a run of a known config: `POST /api/spark/jobs/{id}`.
@@ -753,31 +748,64 @@ fn check_config_id(id: &str, field: &str) -> Vec<Violation> {
     }
 }
 
-fn check_config_type(config: &serde_json::Map<String, Value>) -> Vec<Violation> {
-    match config.get("type") {
-        Some(Value::String(t)) if !t.is_empty() => Vec::new(),
-        Some(_) => vec![violation(
-            "type",
-            "must be a non-empty string, e.g. \"custom_python_job\"",
-        )],
-        None => vec![violation(
-            "type",
-            "missing: the job type, e.g. \"custom_python_job\"",
-        )],
-    }
+/// A job config as posted: one JSON object, kept as written (a number too large for a
+/// float is kept, as in a status update), its members read one level deep.
+struct ConfigBody {
+    text: String,
+    /// Each member's name and raw value; a name written twice counts with its last.
+    members: Vec<(String, String)>,
 }
 
-/// A body that must be one JSON object.
-fn read_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::MalformedJson(
-            "the body must be one JSON object".to_owned(),
-        )),
-        Err(e) => Err(ApiError::MalformedJson(format!(
-            "the body is not JSON: {e}"
-        ))),
+impl ConfigBody {
+    fn read(body: &[u8]) -> Result<ConfigBody, ApiError> {
+        let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ApiError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
+        if json::find_too_deep(body).is_some() {
+            return Err(ApiError::MalformedJson(
+                "the body is nested more than 128 levels deep".to_owned(),
+            ));
+        }
+        let members = json::object_members(text).map_err(|e| {
+            ApiError::MalformedJson(format!("the body must be one JSON object: {e}"))
+        })?;
+        let members = members
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value.get().to_owned()))
+            .collect();
+        Ok(ConfigBody {
+            text: text.trim().to_owned(),
+            members,
+        })
+    }
+
+    fn member(&self, name: &str) -> Option<&str> {
+        let found = self.members.iter().rev().find(|(n, _)| n == name);
+        found.map(|(_, value)| value.as_str())
+    }
+
+    fn check_type(&self) -> Vec<Violation> {
+        match self.member("type").map(json::as_string) {
+            Some(Some(t)) if !t.is_empty() => Vec::new(),
+            Some(_) => vec![violation(
+                "type",
+                "must be a non-empty string, e.g. \"custom_python_job\"",
+            )],
+            None => vec![violation(
+                "type",
+                "missing: the job type, e.g. \"custom_python_job\"",
+            )],
+        }
+    }
+
+    /// The config as written, with `"id"` added first when it has none.
+    fn with_id(&self, id: &str) -> String {
+        if self.member("id").is_some() {
+            return self.text.clone();
+        }
+        let rest = self.text.trim_start_matches('{').trim_start();
+        let separator = if rest.starts_with('}') { "" } else { "," };
+        format!("{{\"id\":{}{separator}{rest}", Value::from(id))
     }
 }
 

@@ -4,6 +4,7 @@
 // Tests may panic on what they did not expect: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod errors;
 mod faults;
 mod harness;

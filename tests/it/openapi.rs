@@ -81,8 +81,9 @@ async fn every_documented_operation_is_served() {
 fn every_route_is_added_with_its_documentation() {
     let sources: Vec<(String, String)> = std::fs::read_dir("src/api")
         .unwrap()
-        .map(|entry| {
-            let path = entry.unwrap().path();
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();
             (path.display().to_string(), text)
         })

@@ -299,3 +299,58 @@ fn a_scenarios_file_that_cannot_run_stops_the_start_with_its_reason() {
         assert!(output.stdout.is_empty(), "it never said it was listening");
     }
 }
+
+#[tokio::test]
+async fn secrets_appear_in_no_log_line() {
+    let (mut child, base, logs) = start_logging(&[
+        "--port",
+        "0",
+        "--api-key",
+        "key-SECRET-1",
+        "--basic-auth",
+        "user:pass-SECRET-2",
+        "--admin-token",
+        "token-SECRET-3",
+        "--log-format",
+        "json",
+    ]);
+    let client = reqwest::Client::new();
+    let status = format!("{base}/job-launcher/launcher/status");
+    let body = json!({"jobId": "logged", "state": "running"}).to_string();
+    for (name, value) in [
+        ("x-api-key", "key-SECRET-1"),
+        ("x-api-key", "wrong-SECRET-4"),
+        ("authorization", "Basic dXNlcjpwYXNzLVNFQ1JFVC0y"),
+    ] {
+        client
+            .post(&status)
+            .header(name, value)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .get(format!("{base}/_mock/ui?access_token=token-SECRET-3"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("{base}/_mock/runs"))
+        .bearer_auth("token-SECRET-3")
+        .send()
+        .await
+        .unwrap();
+    signal(&child, Signal::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // The process has exited: the lines end at its stderr's end.
+    let all: Vec<String> = logs.iter().collect();
+    assert!(
+        all.iter().any(|l| l.contains("answered")),
+        "request lines were logged: {all:?}"
+    );
+    for line in &all {
+        assert!(!line.contains("SECRET"), "a secret in a log line: {line}");
+    }
+}

@@ -629,3 +629,40 @@ async fn the_readme_nightly_aggregation_fails_on_its_second_run() {
         "the third night is fine again"
     );
 }
+
+#[tokio::test]
+async fn a_config_is_kept_as_posted_whatever_its_numbers() {
+    let app = TestApp::with(manual());
+    let body = r#"{"id":"big","type":"t","e":1E400,"n":0.10}"#;
+    let request = |method: Method, path: &str| {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let launched = app.send(request(Method::POST, LAUNCH)).await;
+    assert_eq!(launched.status, StatusCode::OK, "{}", launched.text);
+    assert!(
+        launched
+            .text
+            .contains(r#""jobConfig":{"id":"big","type":"t","e":1E400,"n":0.10}"#),
+        "{}",
+        launched.text
+    );
+    let put = app
+        .send(request(Method::PUT, "/api/spark/configurations/big"))
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    let no_id = r#"{ "type" : "t", "e":1E400 }"#;
+    let request = axum::http::Request::builder()
+        .method(Method::PUT)
+        .uri("/api/spark/configurations/fresh")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(no_id))
+        .unwrap();
+    let created = app.send(request).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.text, r#"{"id":"fresh","type" : "t", "e":1E400 }"#);
+}

@@ -1,0 +1,169 @@
+//! Access control (API.md section 8): credentials for the Fusion routes, a token for the
+//! mock's own. Secrets are compared in constant time and never logged or journaled.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, Credentials, Secret};
+use crate::error::{ApiError, Challenge};
+
+/// Who may call what; nothing set means anyone may call anything.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    basic: Option<Credentials>,
+    api_key: Option<Secret>,
+    admin_token: Option<Secret>,
+}
+
+impl Access {
+    pub fn new(config: &Config) -> Access {
+        Access {
+            basic: config.basic_auth.clone(),
+            api_key: config.api_key.clone(),
+            admin_token: config.admin_token.clone(),
+        }
+    }
+
+    /// Whether the Fusion routes need credentials.
+    fn guards_fusion(&self) -> bool {
+        self.basic.is_some() || self.api_key.is_some()
+    }
+
+    /// A Fusion request carries valid credentials: either kind is enough.
+    fn admits_client(&self, headers: &HeaderMap) -> bool {
+        let by_key = self.api_key.as_ref().is_some_and(|key| {
+            headers
+                .get("x-api-key")
+                .is_some_and(|given| same(given.as_bytes(), key.expose().as_bytes()))
+        });
+        let by_password = self.basic.as_ref().is_some_and(|credentials| {
+            authorization(headers, "Basic")
+                .and_then(|encoded| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .ok()
+                })
+                .is_some_and(|decoded| {
+                    let expected =
+                        format!("{}:{}", credentials.user, credentials.password.expose());
+                    same(&decoded, expected.as_bytes())
+                })
+        });
+        by_key || by_password
+    }
+
+    /// A `/_mock` request carries the admin token: as a bearer token, or, for the
+    /// dashboard and the event stream (a browser's EventSource cannot send headers), as
+    /// `?access_token=`.
+    fn admits_admin(&self, token: &Secret, request: &Request) -> bool {
+        let bearer = authorization(request.headers(), "Bearer")
+            .is_some_and(|given| same(given.as_bytes(), token.expose().as_bytes()));
+        let path = request.uri().path();
+        let in_query = (path == "/_mock/ui" || path == "/_mock/events")
+            && request.uri().query().is_some_and(|query| {
+                query.split('&').any(|pair| {
+                    pair.strip_prefix("access_token=")
+                        .is_some_and(|given| same(given.as_bytes(), token.expose().as_bytes()))
+                })
+            });
+        bearer || in_query
+    }
+}
+
+/// The credentials of an `Authorization: <scheme> <credentials>` header.
+fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, credentials) = value.split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| credentials.trim())
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    given.ct_eq(expected).into()
+}
+
+fn is_fusion(path: &str) -> bool {
+    ["/job-launcher", "/api"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+fn is_mock(path: &str) -> bool {
+    path == "/_mock" || path.starts_with("/_mock/")
+}
+
+/// Middleware: answers 401 to a request without the credentials its route needs.
+pub async fn authorize(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if is_fusion(path) && access.guards_fusion() && !access.admits_client(request.headers()) {
+        let message = match (&access.basic, &access.api_key) {
+            (Some(_), Some(_)) => "send HTTP basic credentials or an x-api-key",
+            (Some(_), None) => "send HTTP basic credentials",
+            _ => "send an x-api-key",
+        };
+        return ApiError::Unauthorized {
+            message: format!("{path} needs credentials: {message}"),
+            challenge: Challenge::Basic,
+        }
+        .into_response();
+    }
+    if is_mock(path)
+        && let Some(token) = &access.admin_token
+        && !access.admits_admin(token, &request)
+    {
+        return ApiError::Unauthorized {
+            message: format!("{path} needs the admin token: send Authorization: Bearer <token>"),
+            challenge: Challenge::Bearer,
+        }
+        .into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_fusion_and_mock_prefixes_are_guarded() {
+        for fusion in [
+            "/job-launcher/launcher/status",
+            "/api/spark/jobs",
+            "/api",
+            "/job-launcher",
+        ] {
+            assert!(is_fusion(fusion), "{fusion}");
+        }
+        for open in ["/apis", "/actuator/health", "/metrics", "/_mock/runs", "/"] {
+            assert!(!is_fusion(open), "{open}");
+        }
+        assert!(is_mock("/_mock/ui") && is_mock("/_mock") && !is_mock("/_mockery"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let access = Access {
+            basic: None,
+            api_key: Some(Secret::new("hunter2")),
+            admin_token: Some(Secret::new("s3cret")),
+        };
+        let shown = format!("{access:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Access control: each credential right, wrong and missing, on each kind of route.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use base64::Engine as _;
+use job_launcher_mock::config::{Credentials, Secret};
+
+use crate::helpers::{Answer, STATUS, TestApp, config, update};
+
+fn guarded() -> TestApp {
+    TestApp::with(job_launcher_mock::Config {
+        basic_auth: Some(Credentials {
+            user: "fusion".to_owned(),
+            password: Secret::new("s3cret:pass"),
+        }),
+        api_key: Some(Secret::new("key-123")),
+        admin_token: Some(Secret::new("admin-tok")),
+        ..config()
+    })
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::builder().method(method.clone()).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = if method == Method::POST {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+        Body::from(update("acc1", "running").to_string())
+    } else {
+        Body::empty()
+    };
+    app.send(request.body(body).unwrap()).await
+}
+
+#[tokio::test]
+async fn the_fusion_routes_take_either_credential() {
+    let app = guarded();
+    let good_basic = basic("fusion", "s3cret:pass");
+    for (method, path) in [
+        (Method::POST, STATUS),
+        (Method::GET, STATUS),
+        (Method::GET, "/api/spark/jobs"),
+        (Method::GET, "/api/apps/shop/spark/configurations"),
+    ] {
+        for headers in [
+            vec![("authorization", good_basic.as_str())],
+            vec![("x-api-key", "key-123")],
+            vec![
+                ("x-api-key", "wrong"),
+                ("authorization", good_basic.as_str()),
+            ],
+        ] {
+            let answer = call(&app, method.clone(), path, &headers).await;
+            assert!(
+                answer.status.is_success(),
+                "{method} {path} {headers:?}: {}",
+                answer.text
+            );
+        }
+        let wrong_basic = basic("fusion", "nope");
+        let wrong_user = basic("root", "s3cret:pass");
+        for headers in [
+            vec![],
+            vec![("authorization", wrong_basic.as_str())],
+            vec![("authorization", wrong_user.as_str())],
+            vec![("authorization", "Basic !!!not-base64")],
+            vec![("authorization", "Bearer admin-tok")],
+            vec![("x-api-key", "key-12")],
+            vec![("x-api-key", "key-1234")],
+        ] {
+            let answer = call(&app, method.clone(), path, &headers).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {headers:?}"
+            );
+            assert_eq!(answer.json["code"], "unauthorized");
+            let challenge = answer.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(challenge.starts_with("Basic "), "{challenge}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_mock_routes_take_the_admin_token() {
+    let app = guarded();
+    for path in [
+        "/_mock/runs",
+        "/_mock/requests",
+        "/_mock/faults",
+        "/_mock/clock",
+        "/_mock/ui",
+    ] {
+        let answer = call(
+            &app,
+            Method::GET,
+            path,
+            &[("authorization", "Bearer admin-tok")],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text);
+        for headers in [
+            vec![],
+            vec![("authorization", "Bearer admin-to")],
+            vec![("authorization", "Basic YWRtaW4tdG9r")],
+            vec![("x-api-key", "key-123")],
+        ] {
+            let answer = call(&app, Method::GET, path, &headers).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNAUTHORIZED,
+                "{path} {headers:?}"
+            );
+            assert_eq!(answer.json["code"], "unauthorized");
+            let challenge = answer.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(challenge.starts_with("Bearer"), "{challenge}");
+        }
+    }
+    // The dashboard and the event stream also take it in the query; nothing else does.
+    let page = call(&app, Method::GET, "/_mock/ui?access_token=admin-tok", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.content_type.starts_with("text/html"));
+    let wrong = call(&app, Method::GET, "/_mock/ui?access_token=nope", &[]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let runs = call(&app, Method::GET, "/_mock/runs?access_token=admin-tok", &[]).await;
+    assert_eq!(runs.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn health_metrics_and_the_document_stay_open() {
+    let app = guarded();
+    for path in [
+        "/actuator/health",
+        "/actuator/health/readiness",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert_eq!(
+            call(&app, Method::GET, path, &[]).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    let home = call(&app, Method::GET, "/", &[]).await;
+    assert!(home.status.is_redirection());
+    assert_eq!(home.headers[header::LOCATION], "/_mock/ui");
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_journal() {
+    let app = guarded();
+    call(&app, Method::POST, STATUS, &[("x-api-key", "key-123")]).await;
+    call(&app, Method::POST, STATUS, &[("x-api-key", "guess")]).await;
+    let journal = call(
+        &app,
+        Method::GET,
+        "/_mock/requests",
+        &[("authorization", "Bearer admin-tok")],
+    )
+    .await;
+    let entries = journal.json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["code"], "unauthorized");
+    for secret in ["key-123", "guess", "admin-tok", "s3cret"] {
+        assert!(
+            !journal.text.contains(secret),
+            "{secret} in {}",
+            journal.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_flags_anyone_may_call() {
+    let app = TestApp::new();
+    assert_eq!(
+        call(&app, Method::POST, STATUS, &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, Method::GET, "/_mock/runs", &[]).await.status,
+        StatusCode::OK
+    );
+}
