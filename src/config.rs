@@ -53,6 +53,11 @@ pub struct Config {
     #[arg(long, env = "JLM_SCENARIOS")]
     pub scenarios: Option<PathBuf>,
 
+    /// Keep runs, histories, scenarios, configs and fault rules in this directory, across
+    /// restarts; without it everything stays in memory.
+    #[arg(long, env = "JLM_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// Require `Authorization: Basic` with these credentials on the Fusion routes
     /// (`/job-launcher/*`, `/api/*`); with --api-key too, either one is enough.
     #[arg(long, env = "JLM_BASIC_AUTH", value_name = "USER:PASS", value_parser = Credentials::parse)]
@@ -185,6 +190,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             clock: ClockMode::System,
             scenarios: None,
+            data_dir: None,
             basic_auth: None,
             api_key: None,
             admin_token: None,

@@ -2,7 +2,7 @@
 //! and timeouts can be tested (API.md section 7). The mock's own routes never fault.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::later;
 use crate::model::Violation;
+use crate::store::{Store, Write};
 
 /// The longest delay a rule may ask for.
 const MAX_DELAY: Duration = Duration::from_secs(3600);
@@ -19,6 +20,8 @@ pub struct Faults {
     rules: Mutex<Rules>,
     /// How many rules there are, read without the lock on every request.
     count: AtomicUsize,
+    /// Where the rules are saved with `--data-dir`, on every change (not on every hit).
+    store: Option<Arc<Store>>,
 }
 
 #[derive(Default)]
@@ -118,6 +121,7 @@ impl Default for Faults {
         Faults {
             rules: Mutex::new(Rules::default()),
             count: AtomicUsize::new(0),
+            store: None,
         }
     }
 }
@@ -150,7 +154,44 @@ impl Faults {
         let view = rule.view(now);
         rules.list.push(rule);
         self.count.store(rules.list.len(), Ordering::Relaxed);
+        self.save(&rules);
         Ok(view)
+    }
+
+    /// Rules that save themselves to `store`, starting with those it saved before.
+    pub fn with_store(store: Arc<Store>, saved: Option<&str>) -> Result<Faults, String> {
+        let mut faults = Faults::default();
+        if let Some(saved) = saved {
+            let list: Vec<Value> = serde_json::from_str(saved)
+                .map_err(|e| format!("the saved fault rules cannot be read: {e}"))?;
+            let rules = faults
+                .rules
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            for saved in list {
+                let rule = Rule::restored(&saved)
+                    .ok_or_else(|| format!("a saved fault rule cannot be read: {saved}"))?;
+                rules.last_id = rules.last_id.max(rule.id);
+                rules.list.push(rule);
+            }
+            faults.count.store(rules.list.len(), Ordering::Relaxed);
+        }
+        faults.store = Some(store);
+        Ok(faults)
+    }
+
+    fn save(&self, rules: &Rules) {
+        if let Some(store) = &self.store {
+            let views: Vec<RuleView> = rules
+                .list
+                .iter()
+                .map(|rule| rule.view(DateTime::<Utc>::MIN_UTC))
+                .collect();
+            store.write(Write::Document {
+                name: "faults",
+                json: serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_owned()),
+            });
+        }
     }
 
     pub fn list(&self, now: DateTime<Utc>) -> Vec<RuleView> {
@@ -162,6 +203,7 @@ impl Faults {
         let before = rules.list.len();
         rules.list.retain(|rule| rule.id != id);
         self.count.store(rules.list.len(), Ordering::Relaxed);
+        self.save(&rules);
         rules.list.len() < before
     }
 
@@ -169,6 +211,7 @@ impl Faults {
         let mut rules = self.lock();
         rules.list.clear();
         self.count.store(0, Ordering::Relaxed);
+        self.save(&rules);
     }
 
     /// Whether some active rule fitting this method and path matches on a jobId or a
@@ -206,6 +249,34 @@ impl Faults {
 }
 
 impl Rule {
+    /// A rule as [`Faults::save`] wrote it: its spec read again, then its id, hits and
+    /// expiry as they were. A seeded draw starts its sequence over.
+    fn restored(saved: &Value) -> Option<Rule> {
+        let spec: Map<String, Value> = ["match", "action", "times", "probability", "seed", "ttl"]
+            .into_iter()
+            .filter_map(|key| saved.get(key).map(|v| (key.to_owned(), v.clone())))
+            .collect();
+        let parsed = parse(&Value::Object(spec)).ok()?;
+        let expires_at = match saved.get("expiresAt").and_then(Value::as_str) {
+            Some(text) => Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)),
+            None => None,
+        };
+        Some(Rule {
+            id: saved.get("id")?.as_u64()?,
+            rng: parsed
+                .seed
+                .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            expires_at,
+            matcher: parsed.matcher,
+            action: parsed.action,
+            times: parsed.times,
+            probability: parsed.probability,
+            seed: parsed.seed,
+            ttl: parsed.ttl,
+            fired: saved.get("fired")?.as_u64()?,
+        })
+    }
+
     fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.times.is_none_or(|times| self.fired < times)
             && self.expires_at.is_none_or(|expires_at| now < expires_at)

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 
 use std::future::Future;

@@ -27,6 +27,7 @@ use crate::config::Validation;
 use crate::error::ApiError;
 use crate::model::json::{self, Members, RawJson};
 use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
+use crate::store::{Restored, Store, StoredEntry, StoredRun, Write};
 
 /// At most this many distinct warnings are kept on a run; its history keeps them all.
 const MAX_RUN_WARNINGS: usize = 100;
@@ -61,6 +62,8 @@ pub struct Registry {
     evicted_total: AtomicU64,
     limits: Limits,
     clock: Arc<Clock>,
+    /// Where writes go with `--data-dir`.
+    store: Option<Arc<Store>>,
 }
 
 /// A run and what the registry reads of it without taking its lock.
@@ -75,6 +78,8 @@ struct Slot {
 
 struct Run {
     job_id: Arc<str>,
+    /// The `seq` of its first update (0 before it has one): runs are listed in this order.
+    order: u64,
     /// Set when the run is forgotten, so that an update that found it just before
     /// looks it up again instead of writing to a run no one can read.
     removed: bool,
@@ -289,6 +294,42 @@ impl Registry {
             evicted_total: AtomicU64::new(0),
             limits,
             clock,
+            store: None,
+        }
+    }
+
+    /// A registry that writes every change to `store`, holding what it held at start.
+    pub fn with_store(
+        limits: Limits,
+        clock: Arc<Clock>,
+        store: Arc<Store>,
+        restored: &mut Restored,
+    ) -> Result<Self, String> {
+        let mut registry = Registry::new(limits, clock);
+        let mut runs = HashMap::new();
+        for (stored, entries) in std::mem::take(&mut restored.runs) {
+            let order = stored.order;
+            let run = Run::restored(stored, entries)?;
+            let last_seq = run.history.back().map_or(order, |e| e.seq);
+            let job_id = Arc::clone(&run.job_id);
+            let slot = Slot {
+                order,
+                ended_at: AtomicU64::new(run.ended_at(last_seq)),
+                run: Mutex::new(run),
+            };
+            runs.insert(job_id, Arc::new(slot));
+        }
+        registry.runs = RwLock::new(runs);
+        registry.sequencer = Mutex::new(restored.last_seq);
+        registry.evicted = AtomicU64::new(restored.evicted);
+        registry.store = Some(store);
+        Ok(registry)
+    }
+
+    /// Resolves once every change made so far is on disk (at once without a store).
+    pub async fn synced(&self) {
+        if let Some(store) = &self.store {
+            store.synced().await;
         }
     }
 
@@ -450,10 +491,17 @@ impl Registry {
                 continue;
             }
             run.removed = true;
+            let evicted = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
+            self.evicted_total.fetch_add(1, Ordering::Relaxed);
+            if let Some(store) = &self.store {
+                store.write(run.removal());
+                store.write(Write::Document {
+                    name: "evicted",
+                    json: evicted.to_string(),
+                });
+            }
             drop(run);
             runs.remove(&job_id);
-            self.evicted.fetch_add(1, Ordering::Relaxed);
-            self.evicted_total.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
     }
@@ -482,13 +530,28 @@ impl Registry {
         let mut last = lock(&self.sequencer);
         entry.seq = *last + 1;
         *last = entry.seq;
+        if run.order == 0 {
+            run.order = entry.seq;
+        }
         let event = (self.events.receiver_count() > 0).then(|| UpdateEvent {
             job_id: Arc::clone(&run.job_id),
             seq: entry.seq,
             received_at: timestamp(now),
             update: entry.update.clone(),
         });
-        let accepted = run.log(entry, &self.limits);
+        let stored = self
+            .store
+            .as_ref()
+            .map(|_| stored_entry(&run.job_id, &entry));
+        let (accepted, trimmed) = run.log(entry, &self.limits);
+        if let (Some(store), Some(entry)) = (&self.store, stored) {
+            // Queued under the sequencer: the store sees writes in seq order.
+            store.write(Write::Update {
+                entry: Box::new(entry),
+                run: Box::new(run.stored()),
+                trimmed,
+            });
+        }
         witness(&accepted);
         if let Some(event) = event {
             // An error means every subscriber left meanwhile: no one to tell.
@@ -753,7 +816,11 @@ impl Registry {
         let mut runs = write(&self.runs);
         let slot = runs.remove(job_id);
         if let Some(slot) = &slot {
-            lock(&slot.run).removed = true;
+            let mut run = lock(&slot.run);
+            run.removed = true;
+            if let Some(store) = &self.store {
+                store.write(run.removal());
+            }
         }
         slot.is_some()
     }
@@ -767,6 +834,9 @@ impl Registry {
         }
         runs.clear();
         self.evicted.store(0, Ordering::Relaxed);
+        if let Some(store) = &self.store {
+            store.write(Write::Clear);
+        }
     }
 }
 
@@ -774,6 +844,7 @@ impl Run {
     fn new(job_id: Arc<str>, now: DateTime<Utc>) -> Self {
         Run {
             job_id,
+            order: 0,
             removed: false,
             status: IndexMap::new(),
             status_bytes: "{}".len(),
@@ -864,14 +935,90 @@ impl Run {
     }
 
     /// Adds an accepted update's entry to the history, within `--max-history`.
-    fn log(&mut self, entry: Entry, limits: &Limits) -> Accepted {
+    /// Adds an accepted update's entry to the history, within `--max-history`; gives
+    /// the answer and the seqs of the entries pushed out.
+    fn log(&mut self, entry: Entry, limits: &Limits) -> (Accepted, Vec<u64>) {
         let (seq, warnings) = (entry.seq, entry.warnings.clone());
         self.history.push_back(entry);
+        let mut trimmed = Vec::new();
         while self.history.len() > limits.max_history.get() {
-            self.history.pop_front();
+            if let Some(old) = self.history.pop_front() {
+                trimmed.push(old.seq);
+            }
             self.dropped += 1;
         }
-        self.accepted(seq, false, warnings)
+        (self.accepted(seq, false, warnings), trimmed)
+    }
+
+    /// The write that forgets this run and its history.
+    fn removal(&self) -> Write {
+        Write::RemoveRun {
+            job_id: self.job_id.to_string(),
+            seqs: self.history.iter().map(|e| e.seq).collect(),
+        }
+    }
+
+    /// The run as the store keeps it.
+    fn stored(&self) -> StoredRun {
+        StoredRun {
+            job_id: self.job_id.to_string(),
+            order: self.order,
+            status: self.status_json(),
+            first_update_at: stored_time(self.first_update_at),
+            last_update_at: stored_time(self.last_update_at),
+            update_count: self.update_count,
+            dropped: self.dropped,
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// A run as the store kept it.
+    fn restored(stored: StoredRun, entries: Vec<StoredEntry>) -> Result<Run, String> {
+        let job_id: Arc<str> = Arc::from(stored.job_id.as_str());
+        let bad = |what: &str| format!("run {job_id}: its {what} cannot be read");
+        let status_doc: Arc<str> = Arc::from(stored.status.as_str());
+        let status = json::parse_members(&status_doc).map_err(|_| bad("status"))?;
+        let status_bytes = status_doc.len();
+        let facts = StatusUpdate::parse(status_doc.as_bytes())
+            .map(|(update, _)| update.facts)
+            .map_err(|_| bad("status"))?;
+        let mut history = VecDeque::with_capacity(entries.len());
+        for entry in entries {
+            history.push_back(Entry {
+                seq: entry.seq,
+                received_at: parse_stored_time(&entry.received_at).ok_or_else(|| bad("history"))?,
+                update: RawJson::whole(Arc::from(entry.update.as_str())),
+                warnings: entry.warnings,
+                state: entry.state,
+            });
+        }
+        let last_update = match history.back() {
+            Some(last) => {
+                json::parse_members(&Arc::from(last.update.as_str())).map_err(|_| bad("history"))?
+            }
+            None => Members::new(),
+        };
+        Ok(Run {
+            removed: false,
+            status: status
+                .into_iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(name, value)| (name, value.detached()))
+                .collect(),
+            status_bytes,
+            facts,
+            last_update,
+            first_update_at: parse_stored_time(&stored.first_update_at)
+                .ok_or_else(|| bad("first update time"))?,
+            last_update_at: parse_stored_time(&stored.last_update_at)
+                .ok_or_else(|| bad("last update time"))?,
+            update_count: stored.update_count,
+            history,
+            dropped: stored.dropped,
+            warnings: stored.warnings,
+            order: stored.order,
+            job_id,
+        })
     }
 
     fn accepted(&self, seq: u64, repeat: bool, warnings: Vec<Warning>) -> Accepted {
@@ -1057,4 +1204,27 @@ impl Drop for Watch<'_> {
         drop(by_run);
         self.watchers.open.send_modify(|open| *open -= 1);
     }
+}
+
+/// A history entry as the store keeps it.
+fn stored_entry(job_id: &str, entry: &Entry) -> StoredEntry {
+    StoredEntry {
+        job_id: job_id.to_owned(),
+        seq: entry.seq,
+        received_at: stored_time(entry.received_at),
+        update: entry.update.as_str().to_owned(),
+        warnings: entry.warnings.clone(),
+        state: entry.state,
+    }
+}
+
+/// Times as the store keeps them: exact to the nanosecond.
+fn stored_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn parse_stored_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }

@@ -227,6 +227,25 @@ pub async fn time_requests(
     response
 }
 
+/// Middleware: with `--data-dir`, a request that changes something is answered only once
+/// its writes are on disk, so what a client was told survives a crash right after. The
+/// writes of concurrent requests share one commit.
+pub async fn durable_answers(
+    State(registry): State<Arc<crate::registry::Registry>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let changes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if changes {
+        registry.synced().await;
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

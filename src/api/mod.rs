@@ -41,6 +41,7 @@ use crate::jobs::{Jobs, Scenario, scenario};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
+use crate::store::{Restored, Store};
 
 /// What handlers share: cheap handles, each asked for only where it is used.
 #[derive(Clone, FromRef)]
@@ -89,19 +90,38 @@ pub struct RequestTimeout(pub Duration);
 pub struct StartError(pub String);
 
 impl AppState {
-    /// The state of a service configured by `config`, with the scenarios of
-    /// `--scenarios` when it is given.
+    /// The state of a service configured by `config`: with the scenarios of
+    /// `--scenarios`, and what `--data-dir` holds.
     pub fn new(config: &Config) -> Result<Self, StartError> {
         let scenarios = match &config.scenarios {
             Some(path) => scenario::load_file(path).map_err(StartError)?,
             None => Vec::new(),
         };
-        Ok(AppState::with_scenarios(config, scenarios))
+        let persisted = match &config.data_dir {
+            Some(dir) => {
+                let (store, restored) = Store::open(dir).map_err(|e| StartError(e.to_string()))?;
+                Some((Arc::new(store), restored))
+            }
+            None => None,
+        };
+        AppState::build(config, scenarios, persisted)
     }
 
-    /// The state of a service configured by `config` (its `--scenarios` aside), with
-    /// these scenarios.
+    /// The state of a service configured by `config` (its `--scenarios` and
+    /// `--data-dir` aside), in memory, with these scenarios.
     pub fn with_scenarios(config: &Config, scenarios: Vec<Scenario>) -> Self {
+        match AppState::build(config, scenarios, None) {
+            Ok(state) => state,
+            // Without a store, nothing is read that could fail.
+            Err(never) => unreachable!("{never}"),
+        }
+    }
+
+    fn build(
+        config: &Config,
+        scenarios: Vec<Scenario>,
+        persisted: Option<(Arc<Store>, Restored)>,
+    ) -> Result<Self, StartError> {
         let clock = Arc::new(Clock::new(config.clock));
         let limits = Limits {
             max_runs: config.max_runs,
@@ -109,33 +129,61 @@ impl AppState {
             max_status_bytes: config.max_body_bytes,
             validation: config.validation,
         };
-        let registry = Arc::new(Registry::new(limits, Arc::clone(&clock)));
         let journal = Arc::new(Journal::new(config.journal_size));
+        let (registry, faults, mut persisted) = match persisted {
+            Some((store, mut restored)) => {
+                let registry = Registry::with_store(
+                    limits,
+                    Arc::clone(&clock),
+                    Arc::clone(&store),
+                    &mut restored,
+                )
+                .map_err(|e| StartError(format!("data directory: {e}")))?;
+                let faults = Faults::with_store(Arc::clone(&store), restored.faults.as_deref())
+                    .map_err(|e| StartError(format!("data directory: {e}")))?;
+                (registry, faults, Some((store, restored)))
+            }
+            None => (
+                Registry::new(limits, Arc::clone(&clock)),
+                Faults::default(),
+                None,
+            ),
+        };
+        let registry = Arc::new(registry);
         let metrics = Arc::new(Metrics::new(Arc::clone(&registry), Arc::clone(&journal)));
-        let jobs = Arc::new(Jobs::new(
+        let mut jobs = Jobs::new(
             Arc::clone(&registry),
             Arc::clone(&journal),
             Arc::clone(&metrics),
             Arc::clone(&clock),
             scenarios,
-        ));
+        );
+        if let Some((store, restored)) = persisted.take() {
+            jobs.persist_to(
+                store,
+                restored.scenarios.as_deref(),
+                restored.configs.as_deref(),
+            )
+            .map_err(|e| StartError(format!("data directory: {e}")))?;
+        }
+        let jobs = Arc::new(jobs);
         // Simulated steps due by the system clock need a task to apply them; outside a
         // runtime, `serve` starts it.
         if tokio::runtime::Handle::try_current().is_ok() {
             jobs.start_driver();
         }
-        AppState {
+        Ok(AppState {
             registry,
             journal,
             metrics,
             clock,
             jobs,
-            faults: Arc::new(Faults::default()),
+            faults: Arc::new(faults),
             access: Arc::new(auth::Access::new(config)),
             stopping: Stopping::default(),
             body_limit: BodyLimit(config.max_body_bytes.get()),
             request_timeout: RequestTimeout(*config.request_timeout),
-        }
+        })
     }
 
     /// Forgets every run, the journal, configs, simulated runs and fault rules; the
@@ -205,6 +253,10 @@ pub fn app(state: AppState) -> Router {
     router
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.registry),
+            layers::durable_answers,
+        ))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn_with_state(

@@ -33,6 +33,7 @@ use crate::model::json::{self, RawJson};
 use crate::model::time::ATTOS_PER_MILLI;
 use crate::model::{JobState, Problem, StatusUpdate, Timestamp, Violation};
 use crate::registry::{Accepted, Registry};
+use crate::store::{Store, Write};
 pub use scenario::{Progression, Scenario, ScenarioView, Step};
 
 /// A launched run: its jobId and JobStatus.
@@ -78,6 +79,8 @@ pub struct Jobs {
     driver_started: AtomicBool,
     /// One advance at a time, so steps are applied in due order.
     advancing: tokio::sync::Mutex<()>,
+    /// Where scenarios and configs are saved with `--data-dir`.
+    store: Option<Arc<Store>>,
 }
 
 #[derive(Default)]
@@ -126,6 +129,62 @@ impl Jobs {
             wake: Arc::new(Notify::new()),
             driver_started: AtomicBool::new(false),
             advancing: tokio::sync::Mutex::new(()),
+            store: None,
+        }
+    }
+
+    /// Saves scenarios and configs to `store` on every change, starting from what it
+    /// saved before (which wins over the scenarios given at start; a reset brings those
+    /// back).
+    pub fn persist_to(
+        &mut self,
+        store: Arc<Store>,
+        scenarios: Option<&str>,
+        configs: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(saved) = scenarios {
+            let saved = scenario::parse_list(saved)
+                .map_err(|e| format!("the saved scenarios cannot be read: {e}"))?;
+            *write(&self.scenarios) = saved.into_iter().map(Arc::new).collect();
+        }
+        if let Some(saved) = configs {
+            let saved: Vec<&RawValue> = serde_json::from_str(saved)
+                .map_err(|e| format!("the saved configs cannot be read: {e}"))?;
+            let mut configs = lock(&self.configs);
+            for config in saved {
+                let id = ConfigBody::read(config.get().as_bytes())
+                    .ok()
+                    .and_then(|c| {
+                        c.member("id")
+                            .and_then(json::as_string)
+                            .map(|id| id.into_owned())
+                    })
+                    .ok_or_else(|| format!("a saved config has no id: {}", config.get()))?;
+                configs.insert(id, RawJson::whole(Arc::from(config.get())));
+            }
+        }
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn save_scenarios(&self, scenarios: &[Arc<Scenario>]) {
+        if let Some(store) = &self.store {
+            let views: Vec<ScenarioView> = scenarios.iter().map(|s| s.view()).collect();
+            let json = serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_owned());
+            store.write(Write::Document {
+                name: "scenarios",
+                json,
+            });
+        }
+    }
+
+    fn save_configs(&self, configs: &IndexMap<String, RawJson>) {
+        if let Some(store) = &self.store {
+            let listed: Vec<&str> = configs.values().map(RawJson::as_str).collect();
+            store.write(Write::Document {
+                name: "configs",
+                json: format!("[{}]", listed.join(",")),
+            });
         }
     }
 
@@ -233,6 +292,7 @@ impl Jobs {
             return;
         }
         configs.insert(id, config.detached());
+        self.save_configs(&configs);
     }
 
     // --- Configs -------------------------------------------------------------------
@@ -264,7 +324,10 @@ impl Jobs {
         }
         let text = config.with_id(id);
         let raw = RawJson::whole(Arc::from(text.as_str()));
-        let created = lock(&self.configs).insert(id.to_owned(), raw).is_none();
+        let mut configs = lock(&self.configs);
+        let created = configs.insert(id.to_owned(), raw).is_none();
+        self.save_configs(&configs);
+        drop(configs);
         Ok((created, json::raw_value(text)))
     }
 
@@ -280,7 +343,10 @@ impl Jobs {
     }
 
     pub fn delete_config(&self, id: &str) -> bool {
-        lock(&self.configs).shift_remove(id).is_some()
+        let mut configs = lock(&self.configs);
+        let removed = configs.shift_remove(id).is_some();
+        self.save_configs(&configs);
+        removed
     }
 
     // --- Scenarios -----------------------------------------------------------------
@@ -306,22 +372,25 @@ impl Jobs {
         let scenario = Scenario::parse(body, Some(pattern)).map_err(invalid_scenario)?;
         let view = scenario.view();
         let mut scenarios = write(&self.scenarios);
-        match scenarios.iter_mut().find(|s| s.pattern == pattern) {
+        let created = match scenarios.iter_mut().find(|s| s.pattern == pattern) {
             Some(existing) => {
                 *existing = Arc::new(scenario);
-                Ok((false, view))
+                false
             }
             None => {
                 scenarios.push(Arc::new(scenario));
-                Ok((true, view))
+                true
             }
-        }
+        };
+        self.save_scenarios(&scenarios);
+        Ok((created, view))
     }
 
     pub fn delete_scenario(&self, pattern: &str) -> bool {
         let mut scenarios = write(&self.scenarios);
         let before = scenarios.len();
         scenarios.retain(|s| s.pattern != pattern);
+        self.save_scenarios(&scenarios);
         scenarios.len() < before
     }
 
@@ -672,9 +741,15 @@ impl Jobs {
 
     /// Forgets every config and simulated run; the scenarios are those of the start again.
     pub fn reset(&self) {
-        lock(&self.configs).clear();
+        let mut configs = lock(&self.configs);
+        configs.clear();
+        self.save_configs(&configs);
+        drop(configs);
         lock(&self.launches).clear();
-        *write(&self.scenarios) = self.initial_scenarios.clone();
+        let mut scenarios = write(&self.scenarios);
+        *scenarios = self.initial_scenarios.clone();
+        self.save_scenarios(&scenarios);
+        drop(scenarios);
         let mut sims = lock(&self.sims);
         sims.runs.clear();
         sims.timers.clear();

@@ -1,7 +1,7 @@
 //! The rules an update is held to against its run (API.md section 3): transitions,
 //! identity, timing, and the result-consistency warnings.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::state::JobState;
 use super::time::ATTOS_PER_MILLI;
@@ -33,7 +33,7 @@ impl ProblemKind {
 }
 
 /// One problem as a client sees it; a warning has the same shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     /// The field, header or parameter at fault, e.g. `state` or `jobConfig.id`.
     pub field: String,

@@ -12,6 +12,7 @@ mod helpers;
 mod in_process;
 mod mock_routes;
 mod openapi;
+mod persistence;
 mod process;
 mod properties;
 mod registry_bounds;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 /// Starts the binary and reads its readiness line; returns the process and the base URL.
 /// Its logs are dropped; [`start_logging`] keeps them.
-fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+pub fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     spawn(args, env, Stdio::null())
 }
 
@@ -50,7 +50,7 @@ fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Child, String) 
 
 /// Sends a signal at once (no `kill` process to start, which would give the service time
 /// to get ready for it).
-fn signal(child: &Child, signal: Signal) {
+pub fn signal(child: &Child, signal: Signal) {
     let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
     nix::sys::signal::kill(pid, signal).expect("the signal is sent");
 }
@@ -189,26 +189,48 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     assert_eq!(child.wait().expect("the process ends").code(), Some(0));
 }
 
-/// A file in the test's own temporary directory, removed when dropped.
-struct TempFile(std::path::PathBuf);
+/// A directory of the test's own, removed when dropped.
+pub struct TempDir(std::path::PathBuf);
 
-impl TempFile {
-    fn with(name: &str, text: &str) -> TempFile {
-        let dir = std::env::temp_dir().join(format!("jlm-test-{}", std::process::id()));
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("jlm-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("the file is written");
-        TempFile(path)
+        TempDir(dir)
     }
 
-    fn path(&self) -> &str {
+    pub fn path(&self) -> &str {
         self.0.to_str().expect("a UTF-8 path")
+    }
+
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
     }
 }
 
-impl Drop for TempFile {
+impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file in a directory of the test's own, removed (with the directory) when dropped.
+struct TempFile {
+    path: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl TempFile {
+    fn with(name: &str, text: &str) -> TempFile {
+        let dir = TempDir::new(name);
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("the file is written");
+        TempFile { path, _dir: dir }
+    }
+
+    fn path(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 path")
     }
 }
 

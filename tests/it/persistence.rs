@@ -1,0 +1,275 @@
+//! `--data-dir`: what survives a restart and a `kill -9`, and what a bad directory gets.
+
+use std::collections::HashMap;
+use std::process::{Child, Command};
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+use crate::process::{TempDir, signal, start};
+
+async fn get(base: &str, path: &str) -> Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: &Value,
+) -> (u16, Value) {
+    let answer = client
+        .request(method, url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+fn stop(mut child: Child) {
+    signal(&child, Signal::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_restart_keeps_runs_histories_scenarios_configs_and_faults() {
+    let dir = TempDir::new("restart");
+    let args = [
+        "--port",
+        "0",
+        "--data-dir",
+        dir.path(),
+        "--max-history",
+        "2",
+    ];
+    let (child, base) = start(&args, &[]);
+    let client = reqwest::Client::new();
+    let status = format!("{base}/job-launcher/launcher/status");
+    let seed: Value = serde_json::from_str(crate::helpers::SEED).unwrap();
+    assert_eq!(
+        send(&client, reqwest::Method::POST, status.clone(), &seed)
+            .await
+            .0,
+        200
+    );
+    for state in ["starting", "running", "finishing"] {
+        let update =
+            json!({"jobId": "kept", "state": state, "jobConfig": {"id": "cfg", "type": "t"}});
+        assert_eq!(
+            send(&client, reqwest::Method::POST, status.clone(), &update)
+                .await
+                .0,
+            200
+        );
+    }
+    let scenario = json!({"steps": [{"state": "finished", "after": "1s"}]});
+    send(
+        &client,
+        reqwest::Method::PUT,
+        format!("{base}/_mock/scenarios/nightly-*"),
+        &scenario,
+    )
+    .await;
+    let rule = json!({"match": {"path": "/nowhere"}, "action": {"status": 500}, "times": 3});
+    send(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/_mock/faults"),
+        &rule,
+    )
+    .await;
+    send(
+        &client,
+        reqwest::Method::PUT,
+        format!("{base}/api/spark/configurations/put-one"),
+        &json!({"type": "script"}),
+    )
+    .await;
+    let before: Vec<Value> = futures_util::future::join_all(
+        [
+            "/_mock/runs",
+            "/_mock/runs/kept/history",
+            "/_mock/scenarios",
+            "/_mock/faults",
+            "/api/spark/configurations",
+        ]
+        .map(|path| get(&base, path)),
+    )
+    .await;
+    stop(child);
+
+    let (child, base) = start(&args, &[]);
+    let after: Vec<Value> = futures_util::future::join_all(
+        [
+            "/_mock/runs",
+            "/_mock/runs/kept/history",
+            "/_mock/scenarios",
+            "/_mock/faults",
+            "/api/spark/configurations",
+        ]
+        .map(|path| get(&base, path)),
+    )
+    .await;
+    assert_eq!(after, before);
+    assert_eq!(
+        after[1]["dropped"], 1,
+        "the history's bound and drop count are kept"
+    );
+    assert_eq!(
+        after[0]["runs"][0]["status"], seed,
+        "the seed reads back unchanged"
+    );
+    // It goes on where it stopped: the transition table still applies, seq counts on.
+    let back = json!({"jobId": "kept", "state": "idle"});
+    assert_eq!(
+        send(&client, reqwest::Method::POST, status_of(&base), &back)
+            .await
+            .0,
+        409
+    );
+    let next = json!({"jobId": "kept", "state": "finished"});
+    let (code, answer) = send(&client, reqwest::Method::POST, status_of(&base), &next).await;
+    assert_eq!(code, 200);
+    assert_eq!(answer["seq"], 5);
+    stop(child);
+}
+
+fn status_of(base: &str) -> String {
+    format!("{base}/job-launcher/launcher/status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_update_survives_a_kill_9() {
+    let dir = TempDir::new("kill9");
+    let args = ["--port", "0", "--data-dir", dir.path()];
+    let (mut child, base) = start(&args, &[]);
+    let client = reqwest::Client::new();
+    let writers = (0..8).map(|writer| {
+        let client = client.clone();
+        let url = status_of(&base);
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..40 {
+                let job_id = format!("w{writer}-{}", i % 4);
+                let state = if i < 4 { "starting" } else { "running" };
+                let update = json!({"jobId": job_id, "state": state, "n": i});
+                let (code, answer) =
+                    send(&client, reqwest::Method::POST, url.clone(), &update).await;
+                assert_eq!(code, 200, "{answer}");
+                acknowledged.push((job_id, answer["seq"].as_u64().unwrap()));
+            }
+            acknowledged
+        })
+    });
+    let mut acknowledged = Vec::new();
+    for writer in futures_util::future::join_all(writers).await {
+        acknowledged.extend(writer.unwrap());
+    }
+    // The moment the last answer is in: no graceful shutdown, no chance to flush.
+    signal(&child, Signal::SIGKILL);
+    child.wait().unwrap();
+    assert_eq!(acknowledged.len(), 320);
+
+    let (child, base) = start(&args, &[]);
+    let mut kept: HashMap<String, Vec<u64>> = HashMap::new();
+    for (job_id, _) in &acknowledged {
+        if !kept.contains_key(job_id) {
+            let history = get(&base, &format!("/_mock/runs/{job_id}/history")).await;
+            let seqs = history["updates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["seq"].as_u64().unwrap());
+            kept.insert(job_id.clone(), seqs.collect());
+        }
+    }
+    for (job_id, seq) in &acknowledged {
+        assert!(
+            kept[job_id].contains(seq),
+            "update {seq} of {job_id} was answered 200 but lost"
+        );
+    }
+    stop(child);
+}
+
+fn refused_start(dir: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
+        .args(["--port", "0", "--data-dir", dir])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty(), "it never said it was listening");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_corrupt_or_foreign_data_dir_stops_the_start_with_a_clear_error() {
+    let garbage = TempDir::new("garbage");
+    std::fs::write(garbage.join("job-launcher-mock.redb"), vec![0x5a; 8192]).unwrap();
+    let error = refused_start(garbage.path());
+    assert!(
+        error.contains("cannot open") && error.contains("job-launcher-mock.redb"),
+        "{error}"
+    );
+    assert!(!error.contains("panicked"), "{error}");
+
+    // A well-formed database this version did not write.
+    let older = TempDir::new("older");
+    {
+        let db = redb::Database::create(older.join("job-launcher-mock.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta).unwrap();
+            meta.insert("format", b"job-launcher-mock/0".as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let error = refused_start(older.path());
+    assert!(
+        error.contains("job-launcher-mock/0") && error.contains("job-launcher-mock/1"),
+        "{error}"
+    );
+
+    let foreign = TempDir::new("foreign");
+    redb::Database::create(foreign.join("job-launcher-mock.redb")).unwrap();
+    let error = refused_start(foreign.path());
+    assert!(
+        error.contains("not a job-launcher-mock database"),
+        "{error}"
+    );
+
+    // A run record that cannot be read is named, not skipped.
+    let corrupt = TempDir::new("corrupt-record");
+    {
+        let db = redb::Database::create(corrupt.join("job-launcher-mock.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            txn.open_table(meta)
+                .unwrap()
+                .insert("format", b"job-launcher-mock/1".as_slice())
+                .unwrap();
+            let runs: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("runs");
+            txn.open_table(runs)
+                .unwrap()
+                .insert("r1", b"{not json".as_slice())
+                .unwrap();
+            let updates: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("updates");
+            txn.open_table(updates).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let error = refused_start(corrupt.path());
+    assert!(error.contains("run record is corrupt"), "{error}");
+}
