@@ -401,6 +401,9 @@ pub async fn render_errors(
         }
     };
     tracing::info!(
+        %method,
+        path = uri.path(),
+        status = status.as_u16(),
         code = report.code.as_str(),
         reason = %report.message,
         violations = %serde_json::to_string(&report.violations).unwrap_or_default(),

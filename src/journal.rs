@@ -2,6 +2,7 @@
 //! see exactly what a client sent and what it was told. Bounded by `--journal-size`; the
 //! oldest entries go first, and are counted.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,8 +37,10 @@ pub struct JournalEntry {
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub time: DateTime<Utc>,
-    pub method: String,
-    pub path: String,
+    #[schema(value_type = String)]
+    pub method: Cow<'static, str>,
+    #[schema(value_type = String)]
+    pub path: Cow<'static, str>,
     /// The run the request was about, when one could be read from it.
     #[schema(value_type = Option<String>)]
     pub job_id: Option<Arc<str>>,
@@ -59,8 +62,8 @@ pub struct JournalEntry {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub time: DateTime<Utc>,
-    pub method: String,
-    pub path: String,
+    pub method: Cow<'static, str>,
+    pub path: Cow<'static, str>,
     pub job_id: Option<Arc<str>>,
     pub status: Option<u16>,
     pub code: Option<ErrorCode>,
@@ -196,8 +199,8 @@ mod tests {
     fn record(status: u16, job_id: Option<&str>) -> Record {
         Record {
             time: Utc::now(),
-            method: "POST".to_owned(),
-            path: "/job-launcher/launcher/status".to_owned(),
+            method: Cow::Borrowed("POST"),
+            path: Cow::Borrowed("/job-launcher/launcher/status"),
             job_id: job_id.map(Arc::from),
             status: Some(status),
             code: (status >= 400).then_some(ErrorCode::InvalidTransition),

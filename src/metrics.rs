@@ -4,8 +4,9 @@
 //! and journal already know (runs by state, evictions, drops, waiters, subscribers) is
 //! read from them at each scrape rather than kept twice.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -32,6 +33,8 @@ pub struct Metrics {
     updates_accepted: Counter,
     updates_refused: Family<CodeLabel, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// The latency histogram of each route and method, by route, then method.
+    routes: RwLock<HashMap<String, HashMap<String, Histogram>>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +78,7 @@ impl Metrics {
             updates_accepted,
             updates_refused,
             latency,
+            routes: RwLock::new(HashMap::new()),
         }
     }
 
@@ -90,11 +94,25 @@ impl Metrics {
     }
 
     pub fn observe(&self, route: &str, method: &str, seconds: f64) {
-        let labels = RouteLabels {
-            route: route.to_owned(),
-            method: method.to_owned(),
-        };
-        self.latency.get_or_create(&labels).observe(seconds);
+        // The family's own lookup needs owned labels; the handles it gives share their
+        // histogram, so one kept per route and method spares every request two
+        // allocations.
+        let known = read(&self.routes)
+            .get(route)
+            .and_then(|methods| methods.get(method).cloned());
+        let histogram = known.unwrap_or_else(|| {
+            let labels = RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            };
+            let histogram = self.latency.get_or_create(&labels).clone();
+            write(&self.routes)
+                .entry(route.to_owned())
+                .or_default()
+                .insert(method.to_owned(), histogram.clone());
+            histogram
+        });
+        histogram.observe(seconds);
     }
 
     /// Every metric as OpenMetrics text.
@@ -178,4 +196,12 @@ impl Collector for Live {
         }
         Ok(())
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }

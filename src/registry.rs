@@ -9,7 +9,7 @@
 //! update is judged before it, as its rules need no registry). Lock order is always map,
 //! then run; nothing takes the map's lock while holding a run's.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +56,10 @@ pub struct Registry {
     /// Accepted updates, for the event stream.
     events: broadcast::Sender<Arc<UpdateEvent>>,
     watchers: Watchers,
+    /// The runs that have ended, by the `seq` of their last update: the eviction order.
+    /// Entries may be stale (the run changed or went); eviction checks each against its
+    /// run. Locked under a run's lock or the map's, never while taking either.
+    ended: Mutex<BTreeMap<u64, Arc<str>>>,
     /// Runs evicted since the start or the last reset, as the run list reports them.
     evicted: AtomicU64,
     /// Runs evicted since the start, for the metrics, which never go down.
@@ -70,8 +74,8 @@ pub struct Registry {
 struct Slot {
     /// The `seq` of the run's first update: runs are listed in this order.
     order: u64,
-    /// The `seq` of the run's last update while it has ended, else `u64::MAX`: how the
-    /// eviction scan finds the oldest ended run without locking every run.
+    /// The `seq` of the run's last update while it has ended, else `u64::MAX`: its key in
+    /// the eviction order, read without locking the run.
     ended_at: AtomicU64,
     run: Mutex<Run>,
 }
@@ -84,7 +88,8 @@ struct Run {
     /// looks it up again instead of writing to a run no one can read.
     removed: bool,
     /// The current status: every update's members merged at the top level, in the order
-    /// each key first appeared. Values are detached from the bodies they came from, so a
+    /// each key first appeared. Values share the bodies in history they came from; when
+    /// an entry is dropped its values are copied out (`log`), so a
     /// long-lived field does not keep a whole old body alive.
     status: IndexMap<Arc<str>, RawJson>,
     /// The size of `status` as JSON, kept within `Limits::max_status_bytes`.
@@ -290,6 +295,7 @@ impl Registry {
             sequencer: Mutex::new(0),
             events: broadcast::channel(EVENT_BUFFER).0,
             watchers: Watchers::default(),
+            ended: Mutex::new(BTreeMap::new()),
             evicted: AtomicU64::new(0),
             evicted_total: AtomicU64::new(0),
             limits,
@@ -312,9 +318,13 @@ impl Registry {
             let run = Run::restored(stored, entries)?;
             let last_seq = run.history.back().map_or(order, |e| e.seq);
             let job_id = Arc::clone(&run.job_id);
+            let ended_at = run.ended_at(last_seq);
+            if ended_at != u64::MAX {
+                lock(&registry.ended).insert(ended_at, Arc::clone(&job_id));
+            }
             let slot = Slot {
                 order,
-                ended_at: AtomicU64::new(run.ended_at(last_seq)),
+                ended_at: AtomicU64::new(ended_at),
                 run: Mutex::new(run),
             };
             runs.insert(job_id, Arc::new(slot));
@@ -399,8 +409,7 @@ impl Registry {
         }
         let (merged, warnings) = self.judge(&run.job_id, Some(&run.facts), facts, problems)?;
         let accepted = self.record(run, raw, members, merged, warnings, witness);
-        slot.ended_at
-            .store(run.ended_at(accepted.seq), Ordering::Relaxed);
+        self.set_ended(slot, &run.job_id, run.ended_at(accepted.seq));
         self.watchers.notify(&accepted.job_id);
         Ok(accepted)
     }
@@ -431,11 +440,13 @@ impl Registry {
         let mut run = Run::new(Arc::clone(job_id), self.clock.now());
         let (raw, members) = (update.raw.clone(), update.members.clone());
         let accepted = self.record(&mut run, raw, members, merged, warnings, witness);
+        let ended_at = run.ended_at(accepted.seq);
         let slot = Slot {
             order: accepted.seq,
-            ended_at: AtomicU64::new(run.ended_at(accepted.seq)),
+            ended_at: AtomicU64::new(u64::MAX),
             run: Mutex::new(run),
         };
+        self.set_ended(&slot, job_id, ended_at);
         runs.insert(Arc::clone(job_id), Arc::new(slot));
         drop(runs);
         self.watchers.notify(job_id);
@@ -462,34 +473,41 @@ impl Registry {
         Ok((review.merged, warnings.chain(review.warnings).collect()))
     }
 
+    /// Notes that run `job_id` has ended with the update `ended_at` (`u64::MAX`: it has
+    /// not), keeping the eviction order. Called under the run's lock.
+    fn set_ended(&self, slot: &Slot, job_id: &Arc<str>, ended_at: u64) {
+        let before = slot.ended_at.swap(ended_at, Ordering::Relaxed);
+        if before == ended_at {
+            return;
+        }
+        let mut ended = lock(&self.ended);
+        if before != u64::MAX {
+            ended.remove(&before);
+        }
+        if ended_at != u64::MAX {
+            ended.insert(ended_at, Arc::clone(job_id));
+        }
+    }
+
     /// Forgets the ended run whose last update is oldest, to make room for a new one.
     fn evict_one(&self, runs: &mut HashMap<Arc<str>, Arc<Slot>>) -> Result<(), ApiError> {
         loop {
-            let oldest = runs
-                .iter()
-                .map(|(id, slot)| (slot.ended_at.load(Ordering::Relaxed), id))
-                .filter(|(ended_at, _)| *ended_at != u64::MAX)
-                .min();
-            let Some((scanned, job_id)) = oldest else {
+            let oldest = lock(&self.ended).pop_first();
+            let Some((ended_at, job_id)) = oldest else {
                 return Err(ApiError::StorageFull {
                     max_runs: self.limits.max_runs.get(),
                 });
             };
-            let job_id = Arc::clone(job_id);
             let Some(slot) = runs.get(&job_id).cloned() else {
-                continue;
+                continue; // forgotten meanwhile
             };
-            let mut run = lock(&slot.run);
-            // A lenient update may have changed it since the scan (it is stored under the
-            // run's lock, so it is current now): look again.
-            if slot.ended_at.load(Ordering::Relaxed) != scanned {
+            let run = lock(&slot.run);
+            // A lenient update may have moved it on since it was noted: its current
+            // marker, if any, is another entry.
+            if slot.ended_at.load(Ordering::Relaxed) != ended_at || !run.has_ended() {
                 continue;
             }
-            // Should an update have failed half-way, the marker may be stale; mend it.
-            if !run.has_ended() {
-                slot.ended_at.store(u64::MAX, Ordering::Relaxed);
-                continue;
-            }
+            let mut run = run;
             run.removed = true;
             let evicted = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
             self.evicted_total.fetch_add(1, Ordering::Relaxed);
@@ -818,6 +836,10 @@ impl Registry {
         if let Some(slot) = &slot {
             let mut run = lock(&slot.run);
             run.removed = true;
+            let ended_at = slot.ended_at.load(Ordering::Relaxed);
+            if ended_at != u64::MAX {
+                lock(&self.ended).remove(&ended_at);
+            }
             if let Some(store) = &self.store {
                 store.write(run.removal());
             }
@@ -833,6 +855,7 @@ impl Registry {
             lock(&slot.run).removed = true;
         }
         runs.clear();
+        lock(&self.ended).clear();
         self.evicted.store(0, Ordering::Relaxed);
         if let Some(store) = &self.store {
             store.write(Write::Clear);
@@ -904,7 +927,9 @@ impl Run {
     fn merge(&mut self, members: Members, merged: Facts, warnings: &[Warning], now: DateTime<Utc>) {
         // A null counts as absent: it neither adds a member nor erases one.
         for (name, value) in members.iter().filter(|(_, value)| !value.is_null()) {
-            let value = value.detached();
+            // Shared with the history entry that holds the same body; copied out only if
+            // that entry is dropped (see `log`).
+            let value = value.clone();
             let new = value.as_str().len();
             match self.status.get_mut(name) {
                 Some(existing) => {
@@ -943,6 +968,13 @@ impl Run {
         let mut trimmed = Vec::new();
         while self.history.len() > limits.max_history.get() {
             if let Some(old) = self.history.pop_front() {
+                // Status values still taken from the dropped body are copied out of it,
+                // so the body is freed and memory stays bounded.
+                for value in self.status.values_mut() {
+                    if value.shares_doc(&old.update) {
+                        *value = value.detached();
+                    }
+                }
                 trimmed.push(old.seq);
             }
             self.dropped += 1;

@@ -107,7 +107,7 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
         Ok(accepted) => {
             if !accepted.warnings.is_empty() {
                 let warnings = serde_json::to_string(&accepted.warnings).unwrap_or_default();
-                tracing::info!(%warnings, "accepted with warnings");
+                tracing::debug!(%warnings, "accepted with warnings");
             }
             Json::<Accepted>(accepted).into_response()
         }

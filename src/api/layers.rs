@@ -1,5 +1,6 @@
 //! The middleware of the Fusion surface: the journal, injected faults, and timing.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,8 +57,14 @@ pub async fn journal_requests(
         return next.run(request).await;
     }
     let time = state.clock.now();
-    let method = request.method().to_string();
-    let path = path.to_owned();
+    let method = match *request.method() {
+        Method::GET => Cow::Borrowed("GET"),
+        Method::POST => Cow::Borrowed("POST"),
+        Method::PUT => Cow::Borrowed("PUT"),
+        Method::DELETE => Cow::Borrowed("DELETE"),
+        ref other => Cow::Owned(other.to_string()),
+    };
+    let path = Cow::Owned(path.to_owned());
     let response = next.run(request).await;
     let extensions = response.extensions();
     let fault = extensions.get::<FaultNote>().map(|note| note.0);

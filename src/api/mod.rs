@@ -292,7 +292,9 @@ fn request_span(request: &Request) -> Span {
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!(
+    // At debug, so that a busy mock spends nothing on lines nobody reads; refusals are
+    // logged at info with their own method and path.
+    tracing::debug_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
@@ -302,7 +304,7 @@ fn request_span(request: &Request) -> Span {
 }
 
 fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _span: &Span) {
-    tracing::info!(
+    tracing::debug!(
         status = response.status().as_u16(),
         latency_us = latency.as_micros() as u64,
         "answered"

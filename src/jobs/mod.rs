@@ -12,6 +12,7 @@
 
 pub mod scenario;
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -208,8 +209,8 @@ impl Jobs {
             }
             let seq = self.journal.record(Record {
                 time,
-                method: "POST".to_owned(),
-                path: crate::api::fusion::STATUS_PATH.to_owned(),
+                method: Cow::Borrowed("POST"),
+                path: Cow::Borrowed(crate::api::fusion::STATUS_PATH),
                 job_id: job_id.cloned(),
                 status: Some(outcome.map_or_else(|e| e.status().as_u16(), |_| 200)),
                 code: outcome.err().map(ApiError::code),

@@ -52,6 +52,11 @@ impl RawJson {
 
     /// The same value in a document of its own, so that keeping it does not keep the
     /// rest of the body it came from alive.
+    /// Whether both are spans of the same document.
+    pub fn shares_doc(&self, other: &RawJson) -> bool {
+        Arc::ptr_eq(&self.doc, &other.doc)
+    }
+
     pub fn detached(&self) -> RawJson {
         let doc: Arc<str> = Arc::from(self.as_str());
         let span = 0..doc.len();
@@ -112,6 +117,108 @@ pub fn parse_members(doc: &Arc<str>) -> Result<Members, serde_json::Error> {
 /// The members of an object nested in a stored document, borrowed from it.
 pub fn object_members(value: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, serde_json::Error> {
     serde_json::from_str::<WrittenMembers<'_>>(value).map(|m| m.0)
+}
+
+/// The members of an object nested in a document the parser has already checked: keys
+/// unescaped, values raw. `None` when `valid` is not an object.
+///
+/// A second scan with the parser would check the text again; this one only splits it,
+/// jumping over strings with `memchr`, which is several times faster on the long SQL
+/// strings job configs carry. It must only be given text the parser accepted.
+pub fn nested_members(valid: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    let bytes = valid.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    let mut members = Vec::with_capacity(12);
+    loop {
+        at = skip_whitespace(bytes, at);
+        match bytes.get(at) {
+            Some(b'}') | None => return Some(members),
+            Some(b',') => {
+                at += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let key_end = string_end(bytes, at)?;
+        let key_raw = valid.get(at..key_end)?;
+        at = skip_whitespace(bytes, key_end);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        let start = skip_whitespace(bytes, at + 1);
+        let end = value_end(bytes, start)?;
+        let key = match key_raw.get(1..key_raw.len() - 1) {
+            Some(plain) if !plain.contains('\\') => Cow::Borrowed(plain),
+            _ => Cow::Owned(serde_json::from_str::<String>(key_raw).ok()?),
+        };
+        members.push((key, valid.get(start..end)?));
+        at = end;
+    }
+}
+
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while bytes
+        .get(at)
+        .is_some_and(|b| is_json_whitespace(char::from(*b)))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// The end (one past the closing quote) of the string that starts at `start`.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if bytes.get(start) != Some(&b'"') {
+        return None;
+    }
+    let mut at = start + 1;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[at] == b'"' {
+            return Some(at + 1);
+        }
+        at += 2; // an escape: the backslash and the character it escapes
+    }
+}
+
+/// The end of the value that starts at `start`.
+fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    match bytes.get(start)? {
+        b'"' => string_end(bytes, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut at = start;
+            loop {
+                match bytes.get(at)? {
+                    b'"' => {
+                        at = string_end(bytes, at)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+        }
+        _ => {
+            let rest = bytes.get(start..)?;
+            let len = rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']') || is_json_whitespace(char::from(*b)))
+                .unwrap_or(rest.len());
+            Some(start + len)
+        }
+    }
 }
 
 /// A JSON object read one level deep, as written: keys unescaped, values raw.
@@ -352,6 +459,31 @@ impl Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_members_split_checked_objects_as_the_parser_does() {
+        for text in [
+            r#"{}"#,
+            r#" { "a" : 1 , "b":[1,{"c":"}]"}], "d\"e":"x\\\"y", "f":{"g":{}} ,"h":null,"i":-1.5e3 } "#,
+            r#"{"id":"nightly","type":"aggregation","sql":"SELECT '{[' FROM t WHERE a = \"b\""}"#,
+            r#"{"a":true,"a":false,"\u0041":"k"}"#,
+        ] {
+            let parsed: Vec<(String, String)> = object_members(text)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.get().to_owned()))
+                .collect();
+            let split: Vec<(String, String)> = nested_members(text)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.to_owned()))
+                .collect();
+            assert_eq!(split, parsed, "{text}");
+        }
+        for not_object in ["[]", "\"{}\"", "1", "null"] {
+            assert!(nested_members(not_object).is_none(), "{not_object}");
+        }
+    }
 
     #[test]
     fn members_keep_first_places_last_values_escapes_and_raw_values() {

@@ -3,8 +3,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use super::json::{self, Members, Position, RawJson};
 use super::rules::{Problem, ProblemKind};
 use super::state::JobState;
@@ -189,7 +187,8 @@ pub fn is_valid_job_id(id: &str) -> bool {
 }
 
 fn read_job_config(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobConfig> {
-    let Ok(members) = json::object_members(raw) else {
+    // `raw` is a member of a body the parser has checked.
+    let Some(members) = json::nested_members(raw) else {
         bad(
             "jobConfig",
             format!("jobConfig must be an object; got {}", quote(raw)),
@@ -214,7 +213,7 @@ fn read_job_config(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobC
 }
 
 fn read_result(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobResult> {
-    let Ok(members) = json::object_members(raw) else {
+    let Some(members) = json::nested_members(raw) else {
         bad(
             "result",
             format!("result must be an object; got {}", quote(raw)),
@@ -229,12 +228,12 @@ fn read_result(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobResul
 }
 
 /// The last non-null value of `key` in an object, as parsers read a repeated key.
-fn last_value<'a>(members: &'a [(Cow<'_, str>, &'a RawValue)], key: &str) -> Option<&'a str> {
+fn last_value<'a>(members: &'a [(Cow<'_, str>, &'a str)], key: &str) -> Option<&'a str> {
     let (_, value) = members.iter().rev().find(|(name, _)| name == key)?;
-    Some(value.get()).filter(|value| *value != "null")
+    Some(*value).filter(|value| *value != "null")
 }
 
-fn last_string(members: &[(Cow<'_, str>, &RawValue)], key: &str) -> Option<String> {
+fn last_string(members: &[(Cow<'_, str>, &str)], key: &str) -> Option<String> {
     last_value(members, key)
         .and_then(json::as_string)
         .map(String::from)

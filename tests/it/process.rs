@@ -18,7 +18,7 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
 
 /// Starts the binary with request-level logs, and returns them as they come.
 fn start_logging(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
-    let env = [("RUST_LOG", "tower_http=debug,job_launcher_mock=info")];
+    let env = [("RUST_LOG", "tower_http=debug,job_launcher_mock=debug")];
     let (mut child, base) = spawn(args, &env, Stdio::piped());
     let logs = log_lines(child.stderr.take().expect("stderr is piped"));
     (child, base, logs)
