@@ -83,6 +83,10 @@ pub struct Config {
         default_value_t = DEFAULT_REQUEST_TIMEOUT.into()
     )]
     pub request_timeout: humantime::Duration,
+
+    /// Longest a /_mock/runs/{jobId}/wait may take; a longer timeout is cut to it.
+    #[arg(long, env = "JLM_MAX_WAIT", default_value_t = DEFAULT_MAX_WAIT.into())]
+    pub max_wait: humantime::Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 8083;
@@ -91,6 +95,7 @@ pub const DEFAULT_MAX_HISTORY: NonZeroUsize = nonzero(1000);
 pub const DEFAULT_JOURNAL_SIZE: NonZeroUsize = nonzero(1000);
 pub const DEFAULT_MAX_BODY_BYTES: NonZeroUsize = nonzero(1 << 20);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// A non-zero constant; zero fails the build, since constants are evaluated then.
 const fn nonzero(n: usize) -> NonZeroUsize {
@@ -196,6 +201,7 @@ impl Default for Config {
             admin_token: None,
             log_format: LogFormat::Pretty,
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
+            max_wait: DEFAULT_MAX_WAIT.into(),
         }
     }
 }

@@ -290,9 +290,7 @@ impl Rule {
             times: self.times,
             probability: self.probability,
             seed: self.seed,
-            ttl: self
-                .ttl
-                .map(|ttl| humantime::format_duration(ttl).to_string()),
+            ttl: self.ttl.map(crate::duration::format),
             expires_at: self
                 .expires_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
@@ -339,12 +337,12 @@ impl Action {
             } => {
                 action.insert("status".to_owned(), status.into());
                 if let Some(retry_after) = retry_after {
-                    let text = humantime::format_duration(retry_after).to_string();
+                    let text = crate::duration::format(retry_after);
                     action.insert("retryAfter".to_owned(), text.into());
                 }
             }
             Action::Delay(delay) => {
-                let text = humantime::format_duration(delay).to_string();
+                let text = crate::duration::format(delay);
                 action.insert("delay".to_owned(), text.into());
             }
             Action::Drop => {
@@ -434,11 +432,7 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
             "must be an object of method, path, jobId, jobConfigId".to_owned(),
         ),
     }
-    let duration = |value: &Value| {
-        value
-            .as_str()
-            .and_then(|s| humantime::parse_duration(s).ok())
-    };
+    let duration = |value: &Value| value.as_str().and_then(crate::duration::parse);
     let action = match spec.get("action").and_then(Value::as_object) {
         None => {
             add(
@@ -494,12 +488,13 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
                             retry_after,
                         })
                 }
+                // A longer delay is cut to the longest, as a longer wait is.
                 ["delay"] => match action.get("delay").and_then(duration) {
-                    Some(delay) if delay <= MAX_DELAY => Some(Action::Delay(delay)),
-                    _ => {
+                    Some(delay) => Some(Action::Delay(delay.min(MAX_DELAY))),
+                    None => {
                         add(
                             "action.delay",
-                            "must be a duration such as \"2s\", at most 1h".to_owned(),
+                            "must be a duration such as \"2s\"".to_owned(),
                         );
                         None
                     }
@@ -524,7 +519,10 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
     };
     let times = match spec.get("times") {
         None | Some(Value::Null) => Some(None),
-        Some(value) => value.as_u64().filter(|n| *n > 0).map(Some),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| *n > 0 && *n <= i32::MAX as u64)
+            .map(Some),
     };
     if times.is_none() {
         add(
@@ -541,7 +539,7 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
     }
     let seed = match spec.get("seed") {
         None | Some(Value::Null) => Some(None),
-        Some(value) => value.as_u64().map(Some),
+        Some(value) => value.as_u64().filter(|s| *s <= i64::MAX as u64).map(Some),
     };
     if seed.is_none() {
         add("seed", "must be a whole number, 0 or more".to_owned());
@@ -614,7 +612,7 @@ mod tests {
             ["action.retryAfter"]
         );
         assert_eq!(
-            problems(json!({"action": {"delay": "2h"}})),
+            problems(json!({"action": {"delay": "2 h"}})),
             ["action.delay"]
         );
         assert_eq!(

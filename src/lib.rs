@@ -27,6 +27,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod faults;
 pub mod healthcheck;

@@ -48,7 +48,7 @@ pub struct Limits {
 }
 
 pub struct Registry {
-    runs: RwLock<HashMap<Arc<str>, Arc<Slot>>>,
+    runs: RwLock<RunMap>,
     /// The last `seq` handed out; one counter for the whole registry. An update is
     /// recorded and published while this is held, so events go out in `seq` order and
     /// every `seq` up to the one held here is in its run's history.
@@ -69,6 +69,9 @@ pub struct Registry {
     /// Where writes go with `--data-dir`.
     store: Option<Arc<Store>>,
 }
+
+/// The runs by jobId.
+type RunMap = HashMap<Arc<str>, Arc<Slot>, foldhash::fast::RandomState>;
 
 /// A run and what the registry reads of it without taking its lock.
 struct Slot {
@@ -91,7 +94,7 @@ struct Run {
     /// each key first appeared. Values share the bodies in history they came from; when
     /// an entry is dropped its values are copied out (`log`), so a
     /// long-lived field does not keep a whole old body alive.
-    status: IndexMap<Arc<str>, RawJson>,
+    status: Members,
     /// The size of `status` as JSON, kept within `Limits::max_status_bytes`.
     status_bytes: usize,
     facts: Facts,
@@ -265,7 +268,7 @@ impl fmt::Display for WaitTimedOut {
             waited,
             run,
         } = self;
-        let waited = humantime::format_duration(*waited);
+        let waited = crate::duration::format(*waited);
         write!(f, "run {job_id} did not {until} within {waited}; ")?;
         match run {
             Some(RunView {
@@ -291,7 +294,7 @@ impl Until {
 impl Registry {
     pub fn new(limits: Limits, clock: Arc<Clock>) -> Self {
         Registry {
-            runs: RwLock::new(HashMap::new()),
+            runs: RwLock::new(RunMap::default()),
             sequencer: Mutex::new(0),
             events: broadcast::channel(EVENT_BUFFER).0,
             watchers: Watchers::default(),
@@ -312,7 +315,7 @@ impl Registry {
         restored: &mut Restored,
     ) -> Result<Self, String> {
         let mut registry = Registry::new(limits, clock);
-        let mut runs = HashMap::new();
+        let mut runs = RunMap::default();
         for (stored, entries) in std::mem::take(&mut restored.runs) {
             let order = stored.order;
             let run = Run::restored(stored, entries)?;
@@ -490,7 +493,7 @@ impl Registry {
     }
 
     /// Forgets the ended run whose last update is oldest, to make room for a new one.
-    fn evict_one(&self, runs: &mut HashMap<Arc<str>, Arc<Slot>>) -> Result<(), ApiError> {
+    fn evict_one(&self, runs: &mut RunMap) -> Result<(), ApiError> {
         loop {
             let oldest = lock(&self.ended).pop_first();
             let Some((ended_at, job_id)) = oldest else {
@@ -869,10 +872,10 @@ impl Run {
             job_id,
             order: 0,
             removed: false,
-            status: IndexMap::new(),
+            status: Members::default(),
             status_bytes: "{}".len(),
             facts: Facts::default(),
-            last_update: Members::new(),
+            last_update: Members::default(),
             first_update_at: now,
             last_update_at: now,
             update_count: 0,
@@ -1028,7 +1031,7 @@ impl Run {
             Some(last) => {
                 json::parse_members(&Arc::from(last.update.as_str())).map_err(|_| bad("history"))?
             }
-            None => Members::new(),
+            None => Members::default(),
         };
         Ok(Run {
             removed: false,

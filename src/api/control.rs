@@ -22,7 +22,8 @@ use super::extract::JsonBody;
 use crate::clock::{Clock, ClockMode};
 use crate::error::{ApiError, ErrorBody};
 use crate::faults::{Faults, RuleView};
-use crate::jobs::{Jobs, ScenarioView};
+use crate::jobs::{Jobs, Progression, ScenarioView};
+use crate::model::JobState;
 use crate::model::Violation;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -68,7 +69,7 @@ async fn get_scenario(
 /// time.
 #[utoipa::path(put, path = "/_mock/scenarios/{match}", tag = "mock",
     params(("match" = String, Path, description = "The scenario's match: a config id, `*` a wildcard")),
-    request_body(content = ScenarioView, content_type = "application/json"),
+    request_body(content = ScenarioSpec, content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = ScenarioView),
         (status = 201, description = "Created", body = ScenarioView),
@@ -110,6 +111,63 @@ async fn delete_scenario(
     }
 }
 
+/// A scenario as it is given: the same `steps` for every run, or `runs` with steps per
+/// run. The last step must end the run, and each step must be one the transition table
+/// allows after the one before (from `starting`).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documentation only: read by `Scenario::parse`
+pub enum ScenarioSpec {
+    Steps(StepsScenario),
+    Runs(RunsScenario),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StepsScenario {
+    /// When given, the path's `{match}`.
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+    #[schema(min_items = 1)]
+    steps: Vec<StepSpec>,
+    progression: Option<Progression>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RunsScenario {
+    /// When given, the path's `{match}`.
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+    /// The steps of the first run, the second, ...; later runs follow the last.
+    #[schema(min_items = 1)]
+    runs: Vec<RunSpec>,
+    progression: Option<Progression>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RunSpec {
+    #[schema(min_items = 1)]
+    steps: Vec<StepSpec>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StepSpec {
+    state: JobState,
+    /// The wait since the step before: `200ms`, `2s`, `10m`, `1h`.
+    #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
+    after: Option<String>,
+    /// Merged into the run's `result`.
+    #[schema(value_type = Option<Object>)]
+    result: Option<Value>,
+}
+
 fn unknown_scenario(pattern: &str) -> ApiError {
     ApiError::NotFound(format!("no scenario with match {pattern}"))
 }
@@ -144,7 +202,7 @@ async fn get_clock(State(clock): State<Arc<Clock>>) -> Json<ClockView> {
 #[allow(dead_code)] // documentation only: read by `advance_clock`
 pub struct Advance {
     /// e.g. `10m`, `1h`, `250ms`.
-    #[schema(example = "10m")]
+    #[schema(example = "10m", pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     by: String,
 }
 
@@ -168,7 +226,7 @@ async fn advance_clock(
     let by = value
         .get("by")
         .and_then(Value::as_str)
-        .and_then(|by| humantime::parse_duration(by).ok())
+        .and_then(crate::duration::parse)
         .ok_or_else(|| ApiError::ValidationFailed {
             message: "advance takes {\"by\": D}, D a duration such as \"10m\"".to_owned(),
             violations: vec![Violation {
@@ -192,24 +250,77 @@ async fn list_faults(
 
 /// A fault rule as it is given.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documentation only: read by `Faults::add`
 pub struct FaultSpec {
-    /// Any of `method`, `path` (exact, or a prefix ending in `*`), `jobId`,
-    /// `jobConfigId`; every field given must fit.
+    /// Every field given must fit.
     #[serde(rename = "match")]
-    #[schema(value_type = Option<Object>)]
-    matcher: Option<Value>,
-    /// `{"status": N, "retryAfter": D}`, `{"delay": D}` or `{"drop": true}`.
-    #[schema(value_type = Object)]
-    action: Value,
+    matcher: Option<MatchSpec>,
+    action: ActionSpec,
     /// How many requests it hits before it is spent.
     #[schema(minimum = 1)]
-    times: Option<u64>,
+    times: Option<u32>,
     #[schema(minimum = 0.0, maximum = 1.0)]
     probability: Option<f64>,
-    seed: Option<u64>,
+    #[schema(minimum = 0)]
+    seed: Option<i64>,
     /// It expires by itself after this long, by the mock's clock.
+    #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MatchSpec {
+    #[schema(min_length = 1)]
+    method: Option<String>,
+    /// Exact, or a prefix when it ends in `*`.
+    #[schema(min_length = 1)]
+    path: Option<String>,
+    #[schema(min_length = 1)]
+    job_id: Option<String>,
+    #[schema(min_length = 1)]
+    job_config_id: Option<String>,
+}
+
+/// What a rule does: answer a status, delay, or drop the connection.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ActionSpec {
+    Status(StatusAction),
+    Delay(DelayAction),
+    Drop(DropAction),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct StatusAction {
+    #[schema(minimum = 400, maximum = 599)]
+    status: u16,
+    /// Sent as `Retry-After`, in whole seconds rounded up.
+    #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
+    retry_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DelayAction {
+    /// At most `1h`.
+    #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
+    delay: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DropAction {
+    /// Must be `true`.
+    #[schema(value_type = bool, example = true)]
+    drop: bool,
 }
 
 /// Adds a fault rule; it applies to the Fusion routes, never to `/_mock`, `/metrics`,

@@ -39,20 +39,45 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct JobStatus {
     state: JobState,
     /// The run's id: 1 to 128 of `A-Z a-z 0-9 . _ -`, not `.` or `..`.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.[A-Za-z0-9._-]+)$"
+    )]
     job_id: String,
-    #[schema(value_type = Option<Object>)]
-    job_config: Option<BTreeMap<String, serde_json::Value>>,
+    job_config: Option<JobConfigRef>,
     hostname: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
     result: Option<BTreeMap<String, serde_json::Value>>,
-    #[schema(format = DateTime)]
+    /// RFC 3339 (the pattern keeps to days every month has).
+    #[schema(format = DateTime, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt](2[0-3]|[01][0-9]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-](2[0-3]|[01][0-9]):[0-5][0-9])$")]
     start_time: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt](2[0-3]|[01][0-9]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-](2[0-3]|[01][0-9]):[0-5][0-9])$")]
     end_time: Option<String>,
     /// Milliseconds, `endTime - startTime`.
     #[schema(minimum = 0)]
     duration: Option<u64>,
+}
+
+/// A job config as `PUT /api/spark/configurations/{id}` takes it: its `id` is the
+/// path's (given in the body too, it must be the same).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only: configs are kept as posted
+pub struct JobConfigPut {
+    /// e.g. `aggregation`, `sql_template`, `custom_python_job`.
+    #[schema(rename = "type", min_length = 1)]
+    job_type: String,
+}
+
+/// The `jobConfig` of a status: `id`, when given, a non-empty string; any other fields.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct JobConfigRef {
+    #[schema(min_length = 1)]
+    id: Option<String>,
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    job_type: Option<serde_json::Value>,
 }
 
 /// A job config as Fusion takes it: an `id`, a `type`, and type-specific fields.

@@ -48,7 +48,7 @@ pub fn is_own_surface(path: &str) -> bool {
 /// Middleware: records every request to the Fusion surface in the journal, with the
 /// answer's status and error code, once the error body is written.
 pub async fn journal_requests(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -97,7 +97,7 @@ pub async fn journal_requests(
 
 /// Middleware: applies the first fault rule that hits a request to the Fusion surface.
 pub async fn inject_faults(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {

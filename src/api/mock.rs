@@ -29,7 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::Query;
-use super::{AppState, Stopping, record_job_id};
+use super::{AppState, MaxWait, Stopping, record_job_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::journal::{Journal, JournalFilter, JournalView};
 use crate::model::update::is_valid_job_id;
@@ -53,16 +53,17 @@ pub fn long_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stream_events))
 }
 
-/// The longest a wait may be asked to take.
-const MAX_WAIT: Duration = Duration::from_secs(3600);
-/// How long a wait takes when no `timeout` is given.
+/// How long a wait takes when no `timeout` is given (or `--max-wait`, if shorter).
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 struct ListRunsQuery {
-    /// A comma-separated list of states, e.g. `running,finished`.
+    /// A comma-separated list of states, e.g. `running,finished`; empty: no filter.
+    #[param(
+        pattern = "^((unknown|idle|starting|running|finishing|cancelling|finished|cancelled|error|skipped)(,(unknown|idle|starting|running|finishing|cancelling|finished|cancelled|error|skipped))*)?$"
+    )]
     state: Option<String>,
     /// `jobConfig.type`, e.g. `aggregation`.
     #[serde(rename = "type")]
@@ -72,9 +73,11 @@ struct ListRunsQuery {
     #[param(rename = "jobConfigId")]
     job_config_id: Option<String>,
     /// At most this many runs.
-    limit: Option<usize>,
+    #[param(minimum = 0)]
+    limit: Option<i32>,
     /// Skip this many runs.
-    offset: Option<usize>,
+    #[param(minimum = 0)]
+    offset: Option<i32>,
 }
 
 /// The runs, in the order they first appeared, with their current status and bookkeeping.
@@ -93,7 +96,9 @@ async fn list_runs(
     Query(query): Query<ListRunsQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     // An empty parameter (`?state=`) filters nothing, as if it were not given.
-    let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let offset = non_negative("offset", query.offset)?;
+    let limit = non_negative("limit", query.limit)?;
     let states = given(query.state)
         .as_deref()
         .map(parse_states)
@@ -103,15 +108,24 @@ async fn list_runs(
         job_type: given(query.job_type),
         job_config_id: given(query.job_config_id),
     };
-    Ok(Json(registry.list(
-        &filter,
-        query.offset.unwrap_or(0),
-        query.limit,
-    )))
+    Ok(Json(registry.list(&filter, offset.unwrap_or(0), limit)))
+}
+
+/// A paging or sequence number, which must not be negative.
+fn non_negative<T: TryInto<usize> + Copy + std::fmt::Display>(
+    field: &str,
+    value: Option<T>,
+) -> Result<Option<usize>, ApiError> {
+    value
+        .map(|v| {
+            v.try_into()
+                .map_err(|_| bad_parameter(field, format!("{field} must be 0 or more, not {v}")))
+        })
+        .transpose()
 }
 
 fn parse_states(list: &str) -> Result<Vec<JobState>, ApiError> {
-    let names = list.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let names = list.split(',');
     let (states, unknown): (Vec<_>, Vec<_>) = names
         .map(|name| JobState::from_name(name).ok_or(name))
         .partition(Result::is_ok);
@@ -145,7 +159,7 @@ async fn delete_runs(State(registry): State<Arc<Registry>>) -> StatusCode {
     get,
     path = "/_mock/runs/{jobId}",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.[A-Za-z0-9._-]+)$")),
     responses(
         (status = 200, description = "The run", body = RunView),
         (status = 404, description = "No such run", body = ErrorBody),
@@ -167,7 +181,7 @@ async fn get_run(
     delete,
     path = "/_mock/runs/{jobId}",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.[A-Za-z0-9._-]+)$")),
     responses(
         (status = 204, description = "The run is forgotten"),
         (status = 404, description = "No such run", body = ErrorBody),
@@ -190,7 +204,7 @@ async fn delete_run(
     get,
     path = "/_mock/runs/{jobId}/history",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.[A-Za-z0-9._-]+)$")),
     responses(
         (status = 200, description = "The run's history", body = HistoryView),
         (status = 404, description = "No such run", body = ErrorBody),
@@ -218,8 +232,9 @@ struct WaitQuery {
     /// error or skipped).
     #[param(value_type = Option<JobState>)]
     state: Option<String>,
-    /// How long to wait: `300ms`, `5s`, `2m` (at most `1h`; `30s` when not given).
-    #[param(example = "5s", pattern = "^[0-9]+(ms|s|m|h)$")]
+    /// How long to wait: `300ms`, `5s`, `2m`, `1h`; `30s` when not given. A longer
+    /// wait than `--max-wait` (1h unless set) is cut to it.
+    #[param(example = "5s", pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     timeout: Option<String>,
 }
 
@@ -230,7 +245,7 @@ struct WaitQuery {
     get,
     path = "/_mock/runs/{jobId}/wait",
     tag = "mock",
-    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$"), WaitQuery),
+    params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.[A-Za-z0-9._-]+)$"), WaitQuery),
     responses(
         (status = 200, description = "The run, in the state waited for", body = RunView),
         (status = 400, description = "`state` or `timeout` cannot be read", body = ErrorBody),
@@ -240,6 +255,7 @@ struct WaitQuery {
 async fn wait_for_run(
     State(registry): State<Arc<Registry>>,
     State(stopping): State<Stopping>,
+    State(MaxWait(max_wait)): State<MaxWait>,
     Path(job_id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<RunView>, ApiError> {
@@ -259,7 +275,8 @@ async fn wait_for_run(
     let timeout = match query.timeout.as_deref() {
         None => DEFAULT_WAIT,
         Some(text) => parse_timeout(text)?,
-    };
+    }
+    .min(max_wait);
     let (message, run) = tokio::select! {
         outcome = registry.wait(&job_id, until, timeout) => match outcome {
             Ok(run) => return Ok(Json(run)),
@@ -278,19 +295,12 @@ async fn wait_for_run(
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
-    let timeout = humantime::parse_duration(text).map_err(|e| {
+    crate::duration::parse(text).ok_or_else(|| {
         bad_parameter(
             "timeout",
-            format!("\"{text}\" is not a duration ({e}); write e.g. 300ms, 5s or 2m"),
+            format!("\"{text}\" is not a duration; write a number and a unit: 300ms, 5s, 2m, 1h"),
         )
-    })?;
-    if timeout > MAX_WAIT {
-        return Err(bad_parameter(
-            "timeout",
-            format!("{text} is longer than the longest wait, 1h"),
-        ));
-    }
-    Ok(timeout)
+    })
 }
 
 fn bad_parameter(field: &str, message: String) -> ApiError {
@@ -311,11 +321,13 @@ struct RequestsQuery {
     #[param(rename = "jobId")]
     job_id: Option<String>,
     /// Only requests answered with this status.
+    #[param(minimum = 0, maximum = 65535)]
     status: Option<u16>,
     /// Only requests refused with this error code.
     code: Option<String>,
     /// Only entries with a greater `seq`.
-    since: Option<u64>,
+    #[param(minimum = 0)]
+    since: Option<i64>,
 }
 
 /// The journal: every request to the Fusion surface, accepted or refused, oldest first.
@@ -332,14 +344,15 @@ struct RequestsQuery {
 async fn list_requests(
     State(journal): State<Arc<Journal>>,
     Query(query): Query<RequestsQuery>,
-) -> Json<JournalView> {
+) -> Result<Json<JournalView>, ApiError> {
     let given = |value: Option<String>| value.filter(|v| !v.is_empty());
-    Json(journal.view(&JournalFilter {
+    let since = non_negative("since", query.since)?.map(|since| since as u64);
+    Ok(Json(journal.view(&JournalFilter {
         job_id: given(query.job_id),
         status: query.status,
         code: given(query.code),
-        since: query.since,
-    }))
+        since,
+    })))
 }
 
 /// Empties the journal.
@@ -369,9 +382,9 @@ async fn reset(State(state): State<AppState>) -> StatusCode {
     get,
     path = "/_mock/events",
     tag = "mock",
-    params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq")),
+    params(("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq", minimum = 0, nullable = false)),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "Last-Event-ID is not a seq", body = ErrorBody),
     )
 )]
@@ -386,7 +399,8 @@ async fn stream_events(
             let seq = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .and_then(|v| u64::try_from(v).ok());
             Some(seq.ok_or_else(|| {
                 bad_parameter(
                     "Last-Event-ID",
@@ -467,6 +481,18 @@ impl Feed {
             }
         }
     }
+}
+
+/// One event of the stream: `id` the `seq`, `data` one JSON text `{"jobId", "seq",
+/// "receivedAt", "update"}`; an event named `lagged` has no `id`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: events are written by axum's `Event`
+pub struct SseEvent {
+    id: Option<String>,
+    /// Absent for an update; `lagged` when the subscriber fell behind.
+    event: Option<String>,
+    data: String,
+    retry: Option<u64>,
 }
 
 fn update_event(event: &UpdateEvent) -> Event {

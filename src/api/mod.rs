@@ -56,6 +56,7 @@ pub struct AppState {
     pub stopping: Stopping,
     pub body_limit: BodyLimit,
     pub request_timeout: RequestTimeout,
+    pub max_wait: MaxWait,
 }
 
 /// Set when the server begins to shut down, so that long-lived answers (waits, event
@@ -79,6 +80,10 @@ impl Stopping {
 /// `--max-body-bytes`, for the 413 message.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
+
+/// `--max-wait`: the longest a wait may take.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxWait(pub Duration);
 
 /// `--request-timeout`.
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +188,7 @@ impl AppState {
             stopping: Stopping::default(),
             body_limit: BodyLimit(config.max_body_bytes.get()),
             request_timeout: RequestTimeout(*config.request_timeout),
+            max_wait: MaxWait(*config.max_wait),
         })
     }
 
@@ -244,6 +250,8 @@ pub fn openapi() -> OpenApi {
 pub fn app(state: AppState) -> Router {
     let BodyLimit(body_limit) = state.body_limit;
     let RequestTimeout(timeout) = state.request_timeout;
+    // One handle for the middleware, so that a request clones one Arc, not the state.
+    let shared = Arc::new(state.clone());
     let (router, _) = routes(timeout)
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
@@ -260,7 +268,7 @@ pub fn app(state: AppState) -> Router {
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            Arc::clone(&shared),
             layers::inject_faults,
         ))
         .layer(middleware::from_fn_with_state(
@@ -272,7 +280,7 @@ pub fn app(state: AppState) -> Router {
             render_errors,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            shared,
             layers::journal_requests,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

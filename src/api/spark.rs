@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::JsonBody;
-use super::fusion::{JobConfig, JobStatus};
+use super::fusion::{JobConfig, JobConfigPut, JobStatus};
 use super::{AppState, JobIdNote, record_job_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::Jobs;
@@ -101,7 +101,7 @@ async fn list_configs(State(jobs): State<Arc<Jobs>>) -> Json<Vec<Box<RawValue>>>
 
 /// One job config.
 #[utoipa::path(get, path = "/spark/configurations/{id}", tag = "spark",
-    params(("id" = String, Path, description = "The config's id")),
+    params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
         (status = 200, description = "The config", body = JobConfig),
         (status = 404, description = "No such config", body = ErrorBody),
@@ -117,8 +117,8 @@ async fn get_config(
 
 /// Creates or replaces a job config. Its `id`, when the body has one, must be the path's.
 #[utoipa::path(put, path = "/spark/configurations/{id}", tag = "spark",
-    params(("id" = String, Path, description = "The config's id")),
-    request_body(content = JobConfig, content_type = "application/json"),
+    params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
+    request_body(content = JobConfigPut, content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = JobConfig),
         (status = 201, description = "Created", body = JobConfig),
@@ -143,7 +143,7 @@ async fn put_config(
 
 /// Forgets a job config (its runs stay).
 #[utoipa::path(delete, path = "/spark/configurations/{id}", tag = "spark",
-    params(("id" = String, Path, description = "The config's id")),
+    params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
         (status = 204, description = "Forgotten"),
         (status = 404, description = "No such config", body = ErrorBody),
@@ -178,7 +178,7 @@ async fn list_jobs(
 
 /// Starts a simulated run of a known config; no body is needed.
 #[utoipa::path(post, path = "/spark/jobs/{id}", tag = "spark",
-    params(("id" = String, Path, description = "The config's id")),
+    params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
         (status = 200, description = "The new run, starting", body = JobStatus),
         (status = 404, description = "No such config", body = ErrorBody),
@@ -196,7 +196,7 @@ async fn start_job(
 
 /// The latest run of a config: a poll of it.
 #[utoipa::path(get, path = "/spark/jobs/{id}", tag = "spark",
-    params(("id" = String, Path, description = "The config's id")),
+    params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
         (status = 200, description = "The config's latest run", body = JobStatus),
         (status = 404, description = "The config never ran", body = ErrorBody),
@@ -214,7 +214,7 @@ async fn get_job(
 
 /// Cancels a config's latest run: `cancelling`, then `cancelled` 100 ms of the clock later.
 #[utoipa::path(delete, path = "/spark/jobs/{id}", tag = "spark",
-    params(("id" = String, Path, description = "The config's id")),
+    params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
         (status = 200, description = "The run, cancelling", body = JobStatus),
         (status = 404, description = "The config never ran", body = ErrorBody),

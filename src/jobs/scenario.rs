@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{JobState, Violation};
@@ -33,7 +33,7 @@ pub struct Step {
     pub result: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Progression {
     /// Each step comes `after` the one before, by the clock.
@@ -237,7 +237,7 @@ impl Scenario {
                 .iter()
                 .map(|step| StepView {
                     state: step.state,
-                    after: humantime::format_duration(step.after).to_string(),
+                    after: crate::duration::format(step.after),
                     result: step.result.clone(),
                 })
                 .collect()
@@ -338,7 +338,7 @@ fn parse_step(
     };
     let after = match object.get("after") {
         None => Some(Duration::ZERO),
-        Some(Value::String(text)) => humantime::parse_duration(text).ok().or_else(|| {
+        Some(Value::String(text)) => crate::duration::parse(text).or_else(|| {
             problems.add(
                 &field("after"),
                 format!("\"{text}\" is not a duration; write e.g. 200ms, 2s, 10m"),

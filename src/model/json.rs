@@ -102,7 +102,9 @@ fn offset_in(whole: &str, part: &str) -> usize {
 /// The members of a JSON object: keys unescaped, values as written, in the order each key
 /// first appears; a key written twice has its last value, as parsers (Jackson among them)
 /// read it.
-pub type Members = IndexMap<Arc<str>, RawJson>;
+/// Members by name. foldhash: quick on short keys, seeded per process so a client
+/// cannot choose keys that collide.
+pub type Members = IndexMap<Arc<str>, RawJson, foldhash::fast::RandomState>;
 
 /// The members of the JSON object `doc`, values left raw: nested values are scanned,
 /// never built into a tree.

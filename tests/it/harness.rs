@@ -114,7 +114,7 @@ async fn a_wait_with_a_bad_state_or_timeout_is_a_400_naming_it() {
         ("timeout=5", "timeout"),
         ("timeout=abc", "timeout"),
         ("timeout=-1s", "timeout"),
-        ("timeout=2h", "timeout"),
+        ("timeout=1m30s", "timeout"),
     ] {
         let answer = app.get(&format!("/_mock/runs/x/wait?{query}")).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
