@@ -397,9 +397,9 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
     }
     let mut matcher = Matcher::default();
     match spec.get("match") {
-        None => {}
+        None | Some(Value::Null) => {}
         Some(Value::Object(fields)) => {
-            for (key, value) in fields {
+            for (key, value) in fields.iter().filter(|(_, value)| !value.is_null()) {
                 let slot = match key.as_str() {
                     "method" => &mut matcher.method,
                     "path" => &mut matcher.path,
@@ -456,7 +456,9 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
                     );
                 }
             }
-            if action.contains_key("retryAfter") && !action.contains_key("status") {
+            if action.get("retryAfter").is_some_and(|v| !v.is_null())
+                && !action.contains_key("status")
+            {
                 add("action.retryAfter", "goes with status only".to_owned());
             }
             match kinds.as_slice() {
@@ -466,7 +468,7 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
                         .and_then(Value::as_u64)
                         .filter(|s| (400..=599).contains(s));
                     let retry_after = match action.get("retryAfter") {
-                        None => Some(None),
+                        None | Some(Value::Null) => Some(None),
                         Some(value) => duration(value).map(Some),
                     };
                     if status.is_none() {

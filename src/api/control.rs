@@ -128,6 +128,7 @@ pub enum ScenarioSpec {
 pub struct StepsScenario {
     /// When given, the path's `{match}`.
     #[serde(rename = "match")]
+    #[schema(min_length = 1)]
     pattern: Option<String>,
     #[schema(min_items = 1)]
     steps: Vec<StepSpec>,
@@ -140,6 +141,7 @@ pub struct StepsScenario {
 pub struct RunsScenario {
     /// When given, the path's `{match}`.
     #[serde(rename = "match")]
+    #[schema(min_length = 1)]
     pattern: Option<String>,
     /// The steps of the first run, the second, ...; later runs follow the last.
     #[schema(min_items = 1)]

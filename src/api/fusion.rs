@@ -59,6 +59,27 @@ pub struct JobStatus {
     duration: Option<u64>,
 }
 
+/// A run's current status as the mock answers it: every update merged, each value as
+/// posted (fields beyond these included).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: statuses are written from the raw updates
+pub struct RunStatus {
+    state: JobState,
+    job_id: String,
+    #[schema(value_type = Option<Object>)]
+    job_config: Option<serde_json::Value>,
+    hostname: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    result: Option<serde_json::Value>,
+    #[schema(format = DateTime)]
+    start_time: Option<String>,
+    #[schema(format = DateTime)]
+    end_time: Option<String>,
+    #[schema(minimum = 0)]
+    duration: Option<u64>,
+}
+
 /// A job config as `PUT /api/spark/configurations/{id}` takes it: its `id` is the
 /// path's (given in the body too, it must be the same).
 #[derive(ToSchema)]
@@ -153,7 +174,7 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
     path = "/job-launcher/launcher/status",
     tag = "fusion",
     responses(
-        (status = 200, description = "Every run's current status", body = Vec<JobStatus>,
+        (status = 200, description = "Every run's current status", body = Vec<RunStatus>,
             headers(("X-Mock-Evicted" = u64, description = "Runs evicted by --max-runs so far"))),
     )
 )]
@@ -179,7 +200,7 @@ const EVICTED_HEADER: &str = "x-mock-evicted";
     tag = "fusion",
     request_body(content = JobConfig, content_type = "application/json"),
     responses(
-        (status = 200, description = "The new run", content_type = "application/hal+json", body = JobStatus),
+        (status = 200, description = "The new run", content_type = "application/hal+json", body = RunStatus),
         (status = 400, description = "The body is not one JSON object", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),

@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::JsonBody;
-use super::fusion::{JobConfig, JobConfigPut, JobStatus};
+use super::fusion::{JobConfig, JobConfigPut, RunStatus};
 use super::{AppState, JobIdNote, record_job_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::Jobs;
@@ -161,7 +161,7 @@ async fn delete_config(
 
 /// The latest run of every config that has run: a poll of each.
 #[utoipa::path(get, path = "/spark/jobs", tag = "spark",
-    responses((status = 200, description = "The latest run of every config", body = Vec<JobStatus>)))]
+    responses((status = 200, description = "The latest run of every config", body = Vec<RunStatus>)))]
 async fn list_jobs(
     State(registry): State<Arc<Registry>>,
     State(jobs): State<Arc<Jobs>>,
@@ -180,7 +180,7 @@ async fn list_jobs(
 #[utoipa::path(post, path = "/spark/jobs/{id}", tag = "spark",
     params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
-        (status = 200, description = "The new run, starting", body = JobStatus),
+        (status = 200, description = "The new run, starting", body = RunStatus),
         (status = 404, description = "No such config", body = ErrorBody),
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     ))]
@@ -198,7 +198,7 @@ async fn start_job(
 #[utoipa::path(get, path = "/spark/jobs/{id}", tag = "spark",
     params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
-        (status = 200, description = "The config's latest run", body = JobStatus),
+        (status = 200, description = "The config's latest run", body = RunStatus),
         (status = 404, description = "The config never ran", body = ErrorBody),
     ))]
 async fn get_job(
@@ -216,7 +216,7 @@ async fn get_job(
 #[utoipa::path(delete, path = "/spark/jobs/{id}", tag = "spark",
     params(("id" = String, Path, description = "The config's id", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,62}$")),
     responses(
-        (status = 200, description = "The run, cancelling", body = JobStatus),
+        (status = 200, description = "The run, cancelling", body = RunStatus),
         (status = 404, description = "The config never ran", body = ErrorBody),
         (status = 409, description = "The run has ended", body = ErrorBody),
     ))]

@@ -117,7 +117,9 @@ impl Scenario {
                 );
             }
         }
-        let pattern = match (object.get("match"), pattern) {
+        // A member that is null counts as absent, as in a status update.
+        let given = |name: &str| object.get(name).filter(|v| !v.is_null());
+        let pattern = match (given("match"), pattern) {
             (None, Some(path)) => path.to_owned(),
             (Some(Value::String(given)), Some(path)) if given != path => {
                 problems.add(
@@ -142,7 +144,7 @@ impl Scenario {
                 String::new()
             }
         };
-        let progression = match object.get("progression") {
+        let progression = match given("progression") {
             None => Progression::Time,
             Some(Value::String(p)) if p == "time" => Progression::Time,
             Some(Value::String(p)) if p == "polls" => Progression::Polls,
@@ -151,7 +153,7 @@ impl Scenario {
                 Progression::Time
             }
         };
-        let (runs, per_run) = match (object.get("steps"), object.get("runs")) {
+        let (runs, per_run) = match (given("steps"), given("runs")) {
             (Some(steps), None) => (
                 vec![parse_steps("steps", Some(steps), &mut problems)],
                 false,
@@ -337,7 +339,7 @@ fn parse_step(
         }
     };
     let after = match object.get("after") {
-        None => Some(Duration::ZERO),
+        None | Some(Value::Null) => Some(Duration::ZERO),
         Some(Value::String(text)) => crate::duration::parse(text).or_else(|| {
             problems.add(
                 &field("after"),

@@ -240,12 +240,7 @@ fn last_string(members: &[(Cow<'_, str>, &str)], key: &str) -> Option<String> {
 }
 
 fn read_duration(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<u64> {
-    // `-0` is zero, however odd to write.
-    let duration = if raw == "-0" {
-        Some(0)
-    } else {
-        raw.parse::<u64>().ok()
-    };
+    let duration = whole_number(raw);
     if duration.is_none() {
         let message = format!(
             "duration must be a non-negative integer of milliseconds; got {}",
@@ -254,6 +249,47 @@ fn read_duration(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<u64> {
         bad("duration", message);
     }
     duration
+}
+
+/// A JSON number that is a whole number from 0 to `u64::MAX`, however it is written
+/// (`1000`, `1000.0`, `1e3`, `-0`), as JSON Schema's `integer` counts it; `None` for
+/// anything else.
+fn whole_number(raw: &str) -> Option<u64> {
+    let (negative, unsigned) = match raw.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    // Where the decimal point falls in `digits`, counted from its start.
+    let leading_zeros = whole.len() + fraction.len() - digits.len();
+    let point = i64::try_from(whole.len()).ok()? - i64::try_from(leading_zeros).ok()? + exponent;
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if point < 0 || point > 20 {
+        return None;
+    }
+    let point = usize::try_from(point).ok()?;
+    let (integer, rest) = digits.split_at(point.min(digits.len()));
+    if !rest.bytes().all(|b| b == b'0') || negative {
+        return None;
+    }
+    let zeros = point.saturating_sub(digits.len());
+    format!("{integer}{}", "0".repeat(zeros)).parse().ok()
 }
 
 fn read_time(field: &str, raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Timestamp> {
@@ -367,13 +403,32 @@ mod tests {
 
     #[test]
     fn duration_must_be_a_plain_non_negative_integer() {
-        for bad in ["-1", "1.5", "1e3", "\"5\"", "18446744073709551616"] {
+        for bad in [
+            "-1",
+            "1.5",
+            "1e-3",
+            "-5e0",
+            "\"5\"",
+            "18446744073709551616",
+            "1e21",
+        ] {
             let body = format!(r#"{{"jobId":"r","state":"finished","duration":{bad}}}"#);
             assert_eq!(fields(&parse(&body).1), ["duration"], "{bad}");
         }
-        for zero in ["0", "-0"] {
-            let body = format!(r#"{{"jobId":"r","state":"finished","duration":{zero}}}"#);
-            assert_eq!(parse(&body).0.facts.duration, Some(0));
+        // JSON Schema's integers: any way of writing a whole number.
+        for (written, value) in [
+            ("0", 0),
+            ("-0", 0),
+            ("0.0", 0),
+            ("-0.0e5", 0),
+            ("4587.0", 4587),
+            ("1e3", 1000),
+            ("1.5E1", 15),
+            ("12500e-2", 125),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            let body = format!(r#"{{"jobId":"r","state":"finished","duration":{written}}}"#);
+            assert_eq!(parse(&body).0.facts.duration, Some(value), "{written}");
         }
     }
 
