@@ -280,7 +280,7 @@ fn whole_number(raw: &str) -> Option<u64> {
     if digits.is_empty() {
         return Some(0);
     }
-    if point < 0 || point > 20 {
+    if !(0..=20).contains(&point) {
         return None;
     }
     let point = usize::try_from(point).ok()?;
