@@ -113,7 +113,8 @@ async fn delete_scenario(
 
 /// A scenario as it is given: the same `steps` for every run, or `runs` with steps per
 /// run. The last step must end the run, and each step must be one the transition table
-/// allows after the one before (from `starting`).
+/// allows after the one before (from `starting`). Its `match` is the path's; a body may
+/// repeat it as `"match"`, which must then be the same.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)] // documentation only: read by `Scenario::parse`
@@ -126,10 +127,6 @@ pub enum ScenarioSpec {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct StepsScenario {
-    /// When given, the path's `{match}`.
-    #[serde(rename = "match")]
-    #[schema(min_length = 1)]
-    pattern: Option<String>,
     #[schema(min_items = 1)]
     steps: Vec<StepSpec>,
     progression: Option<Progression>,
@@ -139,10 +136,6 @@ pub struct StepsScenario {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct RunsScenario {
-    /// When given, the path's `{match}`.
-    #[serde(rename = "match")]
-    #[schema(min_length = 1)]
-    pattern: Option<String>,
     /// The steps of the first run, the second, ...; later runs follow the last.
     #[schema(min_items = 1)]
     runs: Vec<RunSpec>,
@@ -320,9 +313,17 @@ pub struct DelayAction {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DropAction {
-    /// Must be `true`.
-    #[schema(value_type = bool, example = true)]
+    #[schema(schema_with = only_true)]
     drop: bool,
+}
+
+/// `true`, and nothing else.
+fn only_true() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Boolean)
+        .enum_values(Some([true]))
+        .description(Some("Must be `true`."))
+        .build()
 }
 
 /// Adds a fault rule; it applies to the Fusion routes, never to `/_mock`, `/metrics`,
