@@ -1,9 +1,11 @@
 //! The status-update path without HTTP: parsing, checking and applying Fusion's example
 //! body (`tests/fixtures/seed-status-update.json`) to a registry, and reading runs back.
 //!
-//! Run with `cargo bench --bench update_path` (add `-- --quick` for a short run).
+//! Run with `cargo bench --bench update_path` (add `-- --quick` for a short run). Like
+//! the service, it allocates with mimalloc.
 //!
-//! - `parse/seed`: `StatusUpdate::parse` of the example body alone.
+//! - `parse/seed`: `StatusUpdate::parse` of the example body alone; `parse/running`, of
+//!   the `running` update that `long_history` applies (the same fields, re-serialized).
 //! - `apply_new_run/parse_and_apply`, `apply_new_run/apply_only`: the body with a fresh
 //!   `jobId` each time, so every update creates a run. The registry is recreated every
 //!   10,000 runs, outside the timing, so it never evicts (as a fresh service does until
@@ -28,6 +30,10 @@ use job_launcher_mock::clock::{Clock, ClockMode};
 use job_launcher_mock::config::Validation;
 use job_launcher_mock::model::StatusUpdate;
 use job_launcher_mock::registry::{Limits, Registry};
+
+// The service's allocator (src/main.rs), so that allocation costs are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SEED: &str = include_str!("../tests/fixtures/seed-status-update.json");
 const SEED_ID: &str = "\"jobId\": \"hhzitrwancwv\"";
@@ -88,6 +94,11 @@ fn parse(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(SEED.len() as u64));
     group.bench_function("seed", |b| {
         b.iter(|| StatusUpdate::parse(black_box(SEED.as_bytes())).unwrap())
+    });
+    let running = running_update("longhistory", 1);
+    group.throughput(Throughput::Bytes(running.len() as u64));
+    group.bench_function("running", |b| {
+        b.iter(|| StatusUpdate::parse(black_box(&running)).unwrap())
     });
     group.finish();
 }
