@@ -353,6 +353,16 @@ impl Action {
     }
 }
 
+/// A JSON number that is a whole number from 0, however it is written (`400`, `400.0`,
+/// `4e2`), as JSON Schema's `integer` counts it. Past 2^53 only exact integers count.
+fn whole(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let float = value.as_f64()?;
+        let exact = float.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&float);
+        exact.then_some(float as u64)
+    })
+}
+
 /// `Retry-After` in whole seconds, rounded up.
 pub fn retry_after_seconds(retry_after: Duration) -> u64 {
     retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
@@ -465,7 +475,7 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
                 ["status"] => {
                     let status = action
                         .get("status")
-                        .and_then(Value::as_u64)
+                        .and_then(whole)
                         .filter(|s| (400..=599).contains(s));
                     let retry_after = match action.get("retryAfter") {
                         None | Some(Value::Null) => Some(None),
@@ -521,8 +531,7 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
     };
     let times = match spec.get("times") {
         None | Some(Value::Null) => Some(None),
-        Some(value) => value
-            .as_u64()
+        Some(value) => whole(value)
             .filter(|n| *n > 0 && *n <= i32::MAX as u64)
             .map(Some),
     };
@@ -541,7 +550,7 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
     }
     let seed = match spec.get("seed") {
         None | Some(Value::Null) => Some(None),
-        Some(value) => value.as_u64().filter(|s| *s <= i64::MAX as u64).map(Some),
+        Some(value) => whole(value).filter(|s| *s <= i64::MAX as u64).map(Some),
     };
     if seed.is_none() {
         add("seed", "must be a whole number, 0 or more".to_owned());
