@@ -93,31 +93,11 @@ async fn a_restart_keeps_runs_histories_scenarios_configs_and_faults() {
         &json!({"type": "script"}),
     )
     .await;
-    let before: Vec<Value> = futures_util::future::join_all(
-        [
-            "/_mock/runs",
-            "/_mock/runs/kept/history",
-            "/_mock/scenarios",
-            "/_mock/faults",
-            "/api/spark/configurations",
-        ]
-        .map(|path| get(&base, path)),
-    )
-    .await;
+    let before = kept(&base).await;
     stop(child);
 
     let (child, base) = start(&args, &[]);
-    let after: Vec<Value> = futures_util::future::join_all(
-        [
-            "/_mock/runs",
-            "/_mock/runs/kept/history",
-            "/_mock/scenarios",
-            "/_mock/faults",
-            "/api/spark/configurations",
-        ]
-        .map(|path| get(&base, path)),
-    )
-    .await;
+    let after = kept(&base).await;
     assert_eq!(after, before);
     assert_eq!(
         after[1]["dropped"], 1,
@@ -140,6 +120,18 @@ async fn a_restart_keeps_runs_histories_scenarios_configs_and_faults() {
     assert_eq!(code, 200);
     assert_eq!(answer["seq"], 5);
     stop(child);
+}
+
+/// What a restart must keep: runs, a history, scenarios, faults, configs.
+async fn kept(base: &str) -> Vec<Value> {
+    let paths = [
+        "/_mock/runs",
+        "/_mock/runs/kept/history",
+        "/_mock/scenarios",
+        "/_mock/faults",
+        "/api/spark/configurations",
+    ];
+    futures_util::future::join_all(paths.map(|path| get(base, path))).await
 }
 
 fn status_of(base: &str) -> String {
