@@ -23,6 +23,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware;
 use tokio::sync::watch;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -258,32 +259,13 @@ pub fn app(state: AppState) -> Router {
             layers::time_requests,
         ))
         .split_for_parts();
-    router
-        .with_state(state.clone())
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.registry),
-            layers::durable_answers,
-        ))
-        // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
-        .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            layers::inject_faults,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.access),
-            auth::authorize,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.clock),
-            render_errors,
-        ))
-        .layer(middleware::from_fn_with_state(
-            shared,
-            layers::journal_requests,
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    let router = router.with_state(state.clone());
+    // The layers wrap the router once, as a whole. `Router::layer` would wrap each route
+    // (and each method of it) in its own boxed copy of the stack, and every request
+    // clones the nest of boxes it goes through, layer by layer: profiling put that at a
+    // quarter of a POST's instructions.
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NextRequestId::default()))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -291,7 +273,32 @@ pub fn app(state: AppState) -> Router {
                 .on_response(log_response)
                 .on_failure(()),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, NextRequestId::default()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            layers::journal_requests,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.clock),
+            render_errors,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.access),
+            auth::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(
+            shared,
+            layers::inject_faults,
+        ))
+        // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.registry),
+            layers::durable_answers,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(router);
+    Router::new().fallback_service(stack)
 }
 
 fn request_span(request: &Request) -> Span {

@@ -89,7 +89,10 @@ fn every_route_is_added_with_its_documentation() {
         })
         .collect();
     for (file, text) in &sources {
-        let text = text.replace("OpenApiRouter::new()", "");
+        // The documented router, wrapped whole in the middleware, adds no route.
+        let text = text
+            .replace("OpenApiRouter::new()", "")
+            .replace("Router::new().fallback_service(stack)", "");
         for bypass in [
             ".route(",
             ".route_service(",
