@@ -98,8 +98,6 @@ struct Run {
     /// The size of `status` as JSON, kept within `Limits::max_status_bytes`.
     status_bytes: usize,
     facts: Facts,
-    /// The members of the last accepted update, to recognise a client's retry.
-    last_update: Members,
     first_update_at: DateTime<Utc>,
     last_update_at: DateTime<Utc>,
     update_count: u64,
@@ -875,7 +873,6 @@ impl Run {
             status: Members::default(),
             status_bytes: "{}".len(),
             facts: Facts::default(),
-            last_update: Members::default(),
             first_update_at: now,
             last_update_at: now,
             update_count: 0,
@@ -885,16 +882,22 @@ impl Run {
         }
     }
 
-    /// An exact repeat of the last update: equal as JSON, whatever the key order.
+    /// An exact repeat of the last update: equal as JSON, whatever the key order. The
+    /// last update is the last history entry (`--max-history` keeps at least one); its
+    /// members are read again here rather than kept, as they would double what a run
+    /// costs in memory.
     fn is_repeat(&self, update: &StatusUpdate) -> bool {
-        if self
-            .history
-            .back()
-            .is_some_and(|last| last.update == update.raw)
-        {
+        let Some(last) = self.history.back() else {
+            return false;
+        };
+        if last.update == update.raw {
             return true;
         }
-        json::members_eq(&pairs(&update.members), &pairs(&self.last_update))
+        let Ok(last) = json::object_members(last.update.as_str()) else {
+            return false;
+        };
+        let last: Vec<(&str, &str)> = last.iter().map(|(k, v)| (k.as_ref(), v.get())).collect();
+        json::members_eq(&pairs(&update.members), &last)
     }
 
     /// The answer to a repeat: that of the update it repeats.
@@ -946,7 +949,6 @@ impl Run {
             }
         }
         self.facts = merged;
-        self.last_update = members;
         if self.update_count == 0 {
             self.first_update_at = now;
         }
@@ -1027,12 +1029,10 @@ impl Run {
                 state: entry.state,
             });
         }
-        let last_update = match history.back() {
-            Some(last) => {
-                json::parse_members(&Arc::from(last.update.as_str())).map_err(|_| bad("history"))?
-            }
-            None => Members::default(),
-        };
+        // The last entry is what a repeat is compared with: it must read as an object.
+        if let Some(last) = history.back() {
+            json::object_members(last.update.as_str()).map_err(|_| bad("history"))?;
+        }
         Ok(Run {
             removed: false,
             status: status
@@ -1042,7 +1042,6 @@ impl Run {
                 .collect(),
             status_bytes,
             facts,
-            last_update,
             first_update_at: parse_stored_time(&stored.first_update_at)
                 .ok_or_else(|| bad("first update time"))?,
             last_update_at: parse_stored_time(&stored.last_update_at)

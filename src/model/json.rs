@@ -112,8 +112,32 @@ pub fn parse_members(doc: &Arc<str>) -> Result<Members, serde_json::Error> {
     let WrittenMembers(pairs) = serde_json::from_str(doc)?;
     Ok(pairs
         .into_iter()
-        .map(|(name, value)| (Arc::from(name), RawJson::within(doc, value.get())))
+        .map(|(name, value)| (member_name(&name), RawJson::within(doc, value.get())))
         .collect())
+}
+
+/// The names of a Fusion status's members, each allocated once for the whole process.
+static STATUS_NAMES: std::sync::LazyLock<[Arc<str>; 8]> = std::sync::LazyLock::new(|| {
+    [
+        "state",
+        "jobId",
+        "jobConfig",
+        "hostname",
+        "result",
+        "startTime",
+        "endTime",
+        "duration",
+    ]
+    .map(Arc::from)
+});
+
+/// A member name as an `Arc`: shared for the names every status has, so that a stored
+/// run does not hold its own copy of each.
+fn member_name(name: &str) -> Arc<str> {
+    match STATUS_NAMES.iter().find(|known| known.as_ref() == name) {
+        Some(known) => Arc::clone(known),
+        None => Arc::from(name),
+    }
 }
 
 /// The members of an object nested in a stored document, borrowed from it.
