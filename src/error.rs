@@ -2,17 +2,13 @@
 //! (API.md section 4).
 //!
 //! A handler returns an [`ApiError`]; its response carries an [`ErrorReport`] and no body
-//! yet. The [`render_errors`] middleware, which knows the request's method and path,
+//! yet. The middleware, through [`render`], which knows the request's method and path,
 //! writes the body. It also turns every other error response (the router's 404 and 405,
 //! the timeout's 408, an extractor's plain-text rejection) into the same shape, so no
 //! error leaves the service in any other form.
 
-use std::sync::Arc;
-
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::SecondsFormat;
 use serde::Serialize;
@@ -234,7 +230,7 @@ pub enum Challenge {
     Bearer,
 }
 
-/// What an [`ApiError`] leaves on its response for [`render_errors`] to write out.
+/// What an [`ApiError`] leaves on its response for [`render`] to write out.
 #[derive(Debug, Clone)]
 pub struct ErrorReport {
     pub code: ErrorCode,
@@ -362,15 +358,9 @@ impl ErrorCode {
 /// How much of a foreign error body is read to use as its message.
 const FOREIGN_BODY_LIMIT: usize = 16 * 1024;
 
-/// Middleware: writes the JSON body of every error response (see the module docs).
-pub async fn render_errors(
-    State(clock): State<Arc<Clock>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let response = next.run(request).await;
+/// Writes the JSON body of an error answer to `method path` (see the module docs); any
+/// other answer is given back as it is.
+pub async fn render(clock: &Clock, method: &Method, path: &str, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -383,7 +373,7 @@ pub async fn render_errors(
                 .await
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
-            let error = ApiError::for_foreign(status, &method, uri.path(), text);
+            let error = ApiError::for_foreign(status, method, path, text);
             let mut report = ErrorReport {
                 code: error.code(),
                 message: error.to_string(),
@@ -402,7 +392,7 @@ pub async fn render_errors(
     };
     tracing::info!(
         %method,
-        path = uri.path(),
+        path,
         status = status.as_u16(),
         code = report.code.as_str(),
         reason = %report.message,
@@ -414,7 +404,7 @@ pub async fn render_errors(
         status: status.as_u16(),
         error: status.canonical_reason().unwrap_or("Error").to_owned(),
         message: report.message.clone(),
-        path: uri.path().to_owned(),
+        path: path.to_owned(),
         code: report.code,
         violations: report.violations.clone(),
         run: report.run.clone(),

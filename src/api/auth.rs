@@ -1,11 +1,8 @@
 //! Access control (API.md section 8): credentials for the Fusion routes, a token for the
 //! mock's own. Secrets are compared in constant time and never logged or journaled.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
@@ -101,12 +98,9 @@ fn is_mock(path: &str) -> bool {
     path == "/_mock" || path.starts_with("/_mock/")
 }
 
-/// Middleware: answers 401 to a request without the credentials its route needs.
-pub async fn authorize(
-    State(access): State<Arc<Access>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The 401 for a request without the credentials its route needs; `None` when it may
+/// go on.
+pub fn refusal(access: &Access, request: &Request) -> Option<Response> {
     let path = request.uri().path();
     if is_fusion(path) && access.guards_fusion() && !access.admits_client(request.headers()) {
         let message = match (&access.basic, &access.api_key) {
@@ -114,23 +108,29 @@ pub async fn authorize(
             (Some(_), None) => "send HTTP basic credentials",
             _ => "send an x-api-key",
         };
-        return ApiError::Unauthorized {
-            message: format!("{path} needs credentials: {message}"),
-            challenge: Challenge::Basic,
-        }
-        .into_response();
+        return Some(
+            ApiError::Unauthorized {
+                message: format!("{path} needs credentials: {message}"),
+                challenge: Challenge::Basic,
+            }
+            .into_response(),
+        );
     }
     if is_mock(path)
         && let Some(token) = &access.admin_token
-        && !access.admits_admin(token, &request)
+        && !access.admits_admin(token, request)
     {
-        return ApiError::Unauthorized {
-            message: format!("{path} needs the admin token: send Authorization: Bearer <token>"),
-            challenge: Challenge::Bearer,
-        }
-        .into_response();
+        return Some(
+            ApiError::Unauthorized {
+                message: format!(
+                    "{path} needs the admin token: send Authorization: Bearer <token>"
+                ),
+                challenge: Challenge::Bearer,
+            }
+            .into_response(),
+        );
     }
-    next.run(request).await
+    None
 }
 
 #[cfg(test)]

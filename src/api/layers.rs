@@ -1,4 +1,5 @@
-//! The middleware of the Fusion surface: the journal, injected faults, and timing.
+//! The middleware: the journal, error bodies, access, injected faults, durability, and
+//! timing.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
-use crate::error::{ApiError, ErrorCode, ErrorReport};
+use super::auth;
+use crate::error::{self, ApiError, ErrorCode, ErrorReport};
 use crate::faults::{self, Action};
 use crate::journal::Record;
 use crate::metrics::Metrics;
@@ -45,66 +47,93 @@ pub fn is_own_surface(path: &str) -> bool {
     })
 }
 
-/// Middleware: records every request to the Fusion surface in the journal, with the
-/// answer's status and error code, once the error body is written.
-pub async fn journal_requests(
+/// Middleware: all the mock does around a request, in one layer, outermost first:
+/// journal it (the Fusion surface only), write the body of an error answer, check
+/// access, inject faults (the Fusion surface only), and, with `--data-dir`, hold the
+/// answer until what it changed is on disk. One layer rather than five: each layer is a
+/// boxed future and a clone of everything inside it, on every request.
+pub async fn surround(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path();
-    if is_own_surface(path) {
-        return next.run(request).await;
-    }
-    let time = state.clock.now();
-    let method = match *request.method() {
-        Method::GET => Cow::Borrowed("GET"),
-        Method::POST => Cow::Borrowed("POST"),
-        Method::PUT => Cow::Borrowed("PUT"),
-        Method::DELETE => Cow::Borrowed("DELETE"),
-        ref other => Cow::Owned(other.to_string()),
+    let own = is_own_surface(request.uri().path());
+    let journal = (!own).then(|| Pending::of(&state, &request));
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = match auth::refusal(&state.access, &request) {
+        Some(refusal) => refusal,
+        None if own => durably(&state, request, next).await,
+        None => inject_faults(&state, request, next).await,
     };
-    let path = Cow::Owned(path.to_owned());
-    let response = next.run(request).await;
-    let extensions = response.extensions();
-    let fault = extensions.get::<FaultNote>().map(|note| note.0);
-    if let Some(Journaled(seq)) = extensions.get::<Journaled>() {
-        if let Some(rule) = fault {
-            state.journal.mark_fault(*seq, rule);
-        }
-        return response;
+    let response = error::render(&state.clock, &method, uri.path(), response).await;
+    if let Some(journal) = journal {
+        journal.record(&state, &response);
     }
-    let dropped = extensions.get::<DropConnection>().is_some();
-    let code = match fault {
-        Some(_) => Some(ErrorCode::InjectedFault),
-        None => extensions.get::<ErrorReport>().map(|report| report.code),
-    };
-    state.journal.record(Record {
-        time,
-        method,
-        path,
-        job_id: extensions
-            .get::<JobIdNote>()
-            .map(|note| Arc::clone(&note.0)),
-        status: (!dropped).then(|| response.status().as_u16()),
-        code,
-        warnings: Vec::new(),
-        simulated: false,
-        fault,
-    });
     response
 }
 
-/// Middleware: applies the first fault rule that hits a request to the Fusion surface.
-pub async fn inject_faults(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path().to_owned();
-    if state.faults.is_empty() || is_own_surface(&path) {
-        return next.run(request).await;
+/// A request to the Fusion surface, before its answer: what its journal entry needs.
+struct Pending {
+    time: chrono::DateTime<chrono::Utc>,
+    method: Cow<'static, str>,
+    path: String,
+}
+
+impl Pending {
+    fn of(state: &AppState, request: &Request) -> Self {
+        let method = match *request.method() {
+            Method::GET => Cow::Borrowed("GET"),
+            Method::POST => Cow::Borrowed("POST"),
+            Method::PUT => Cow::Borrowed("PUT"),
+            Method::DELETE => Cow::Borrowed("DELETE"),
+            ref other => Cow::Owned(other.to_string()),
+        };
+        Pending {
+            time: state.clock.now(),
+            method,
+            path: request.uri().path().to_owned(),
+        }
     }
+
+    /// Journals the request with its answer's status and error code, unless the update
+    /// path has already journaled it.
+    fn record(self, state: &AppState, response: &Response) {
+        let extensions = response.extensions();
+        let fault = extensions.get::<FaultNote>().map(|note| note.0);
+        if let Some(Journaled(seq)) = extensions.get::<Journaled>() {
+            if let Some(rule) = fault {
+                state.journal.mark_fault(*seq, rule);
+            }
+            return;
+        }
+        let dropped = extensions.get::<DropConnection>().is_some();
+        let code = match fault {
+            Some(_) => Some(ErrorCode::InjectedFault),
+            None => extensions.get::<ErrorReport>().map(|report| report.code),
+        };
+        state.journal.record(Record {
+            time: self.time,
+            method: self.method,
+            path: Cow::Owned(self.path),
+            job_id: extensions
+                .get::<JobIdNote>()
+                .map(|note| Arc::clone(&note.0)),
+            status: (!dropped).then(|| response.status().as_u16()),
+            code,
+            warnings: Vec::new(),
+            simulated: false,
+            fault,
+        });
+    }
+}
+
+/// Applies the first fault rule that hits a request to the Fusion surface, or runs it.
+async fn inject_faults(state: &AppState, request: Request, next: Next) -> Response {
+    if state.faults.is_empty() {
+        return durably(state, request, next).await;
+    }
+    let path = request.uri().path().to_owned();
     let now = state.clock.now();
     let method = request.method().clone();
     let mut ids = Ids::from_path(&path);
@@ -129,7 +158,7 @@ pub async fn inject_faults(
         job_config_id: ids.job_config_id.as_deref(),
     };
     let Some(hit) = state.faults.check(&seen, now) else {
-        return next.run(request).await;
+        return durably(state, request, next).await;
     };
     tracing::info!(rule = hit.rule, action = ?hit.action, "injected fault");
     let mut response = match hit.action {
@@ -147,7 +176,7 @@ pub async fn inject_faults(
                 () = tokio::time::sleep(delay) => {}
                 () = state.stopping.stopped() => {}
             }
-            next.run(request).await
+            durably(state, request, next).await
         }
         Action::Drop => {
             let mut response = StatusCode::NO_CONTENT.into_response();
@@ -234,21 +263,17 @@ pub async fn time_requests(
     response
 }
 
-/// Middleware: with `--data-dir`, a request that changes something is answered only once
-/// its writes are on disk, so what a client was told survives a crash right after. The
-/// writes of concurrent requests share one commit.
-pub async fn durable_answers(
-    State(registry): State<Arc<crate::registry::Registry>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Runs a request. With `--data-dir`, a request that changes something is answered only
+/// once its writes are on disk, so what a client was told survives a crash right after.
+/// The writes of concurrent requests share one commit.
+async fn durably(state: &AppState, request: Request, next: Next) -> Response {
     let changes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     let response = next.run(request).await;
     if changes {
-        registry.synced().await;
+        state.registry.synced().await;
     }
     response
 }

@@ -36,7 +36,6 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::render_errors;
 use crate::faults::Faults;
 use crate::jobs::{Jobs, Scenario, scenario};
 use crate::journal::Journal;
@@ -274,28 +273,9 @@ pub fn app(state: AppState) -> Router {
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            layers::journal_requests,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.clock),
-            render_errors,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.access),
-            auth::authorize,
-        ))
-        .layer(middleware::from_fn_with_state(
-            shared,
-            layers::inject_faults,
-        ))
+        .layer(middleware::from_fn_with_state(shared, layers::surround))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.registry),
-            layers::durable_answers,
-        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .service(router);
     Router::new().fallback_service(stack)
