@@ -930,8 +930,26 @@ impl Run {
     }
 
     /// Merges an accepted update into the run: its status, facts, times and warnings.
-    fn merge(&mut self, members: Members, merged: Facts, warnings: &[Warning], now: DateTime<Utc>) {
+    fn merge(
+        &mut self,
+        mut members: Members,
+        merged: Facts,
+        warnings: &[Warning],
+        now: DateTime<Utc>,
+    ) {
         // A null counts as absent: it neither adds a member nor erases one.
+        if self.status.is_empty() {
+            // A run's first update is its status: the map is taken over, not rebuilt.
+            members.retain(|_, value| !value.is_null());
+            self.status_bytes = members
+                .iter()
+                .fold(self.status_bytes, |bytes, (name, value)| {
+                    bytes + member_bytes(name, value.as_str().len())
+                });
+            self.status = members;
+            self.merge_rest(merged, warnings, now);
+            return;
+        }
         for (name, value) in members.iter().filter(|(_, value)| !value.is_null()) {
             // Shared with the history entry that holds the same body; copied out only if
             // that entry is dropped (see `log`).
@@ -948,6 +966,11 @@ impl Run {
                 }
             }
         }
+        self.merge_rest(merged, warnings, now);
+    }
+
+    /// The rest of [`Run::merge`]: facts, times and warnings.
+    fn merge_rest(&mut self, merged: Facts, warnings: &[Warning], now: DateTime<Utc>) {
         self.facts = merged;
         if self.update_count == 0 {
             self.first_update_at = now;
