@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::helpers::{SEED, STATUS};
-use crate::process::{TempDir, signal, start};
+use crate::process::{Running, TempDir, signal, start};
 
 /// A bound on anything a test awaits, so that a hang fails instead of blocking forever.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -32,7 +32,7 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
 
 /// The built binary, killed if the test fails before it has seen it exit: a failing test
 /// leaves no process behind.
-struct Service(Option<Child>);
+struct Service(Option<Running>);
 
 impl Service {
     fn start(args: &[&str]) -> (Service, String) {

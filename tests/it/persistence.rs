@@ -1,12 +1,12 @@
 //! `--data-dir`: what survives a restart and a `kill -9`, and what a bad directory gets.
 
 use std::collections::HashMap;
-use std::process::{Child, Command};
+use std::process::Command;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::process::{TempDir, signal, start};
+use crate::process::{Running, TempDir, signal, start};
 
 async fn get(base: &str, path: &str) -> Value {
     reqwest::get(format!("{base}{path}"))
@@ -34,7 +34,7 @@ async fn send(
     (status, answer.json().await.unwrap_or(Value::Null))
 }
 
-fn stop(mut child: Child) {
+fn stop(mut child: Running) {
     signal(&child, Signal::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -10,21 +10,48 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde_json::json;
 
+/// The built binary's process, killed when dropped while it still runs, so that a test
+/// that fails part-way leaves no server behind.
+pub struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts the binary and reads its readiness line; returns the process and the base URL.
 /// Its logs are dropped; [`start_logging`] keeps them.
-pub fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+pub fn start(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
     spawn(args, env, Stdio::null())
 }
 
 /// Starts the binary with request-level logs, and returns them as they come.
-fn start_logging(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+fn start_logging(args: &[&str]) -> (Running, String, mpsc::Receiver<String>) {
     let env = [("RUST_LOG", "tower_http=debug,job_launcher_mock=debug")];
     let (mut child, base) = spawn(args, &env, Stdio::piped());
     let logs = log_lines(child.stderr.take().expect("stderr is piped"));
     (child, base, logs)
 }
 
-fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Child, String) {
+fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Running, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
     command
         .args(args)
@@ -34,7 +61,7 @@ fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Child, String) 
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("the binary starts");
+    let mut child = Running(command.spawn().expect("the binary starts"));
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
     BufReader::new(stdout)
