@@ -169,7 +169,7 @@ pub fn nested_members(valid: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
             }
             _ => {}
         }
-        let key_end = string_end(bytes, at)?;
+        let (key_end, key_escaped) = string_end(bytes, at)?;
         let key_raw = valid.get(at..key_end)?;
         at = skip_whitespace(bytes, key_end);
         if bytes.get(at) != Some(&b':') {
@@ -178,7 +178,7 @@ pub fn nested_members(valid: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
         let start = skip_whitespace(bytes, at + 1);
         let end = value_end(bytes, start)?;
         let key = match key_raw.get(1..key_raw.len() - 1) {
-            Some(plain) if !plain.contains('\\') => Cow::Borrowed(plain),
+            Some(plain) if !key_escaped => Cow::Borrowed(plain),
             _ => Cow::Owned(serde_json::from_str::<String>(key_raw).ok()?),
         };
         members.push((key, valid.get(start..end)?));
@@ -196,17 +196,20 @@ fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// The end (one past the closing quote) of the string that starts at `start`.
-fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+/// The end (one past the closing quote) of the string that starts at `start`, and
+/// whether it has escapes.
+fn string_end(bytes: &[u8], start: usize) -> Option<(usize, bool)> {
     if bytes.get(start) != Some(&b'"') {
         return None;
     }
     let mut at = start + 1;
+    let mut escaped = false;
     loop {
         at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
         if bytes[at] == b'"' {
-            return Some(at + 1);
+            return Some((at + 1, escaped));
         }
+        escaped = true;
         at += 2; // an escape: the backslash and the character it escapes
     }
 }
@@ -214,14 +217,14 @@ fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// The end of the value that starts at `start`.
 fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
     match bytes.get(start)? {
-        b'"' => string_end(bytes, start),
+        b'"' => string_end(bytes, start).map(|(end, _)| end),
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut at = start;
             loop {
                 match bytes.get(at)? {
                     b'"' => {
-                        at = string_end(bytes, at)?;
+                        at = string_end(bytes, at)?.0;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
@@ -309,6 +312,15 @@ impl<'de> Deserialize<'de> for Key<'de> {
 pub fn as_string(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.starts_with('"') {
         return None;
+    }
+    // Most strings have no escapes: then the text between the quotes is the string,
+    // once it is known to hold no control character, which JSON does not allow raw.
+    if let Some(plain) = raw.get(1..raw.len() - 1)
+        && raw.len() >= 2
+        && raw.ends_with('"')
+        && !plain.bytes().any(|b| b == b'\\' || b == b'"' || b < 0x20)
+    {
+        return Some(Cow::Borrowed(plain));
     }
     serde_json::from_str::<Key<'_>>(raw).ok().map(|k| k.0)
 }
@@ -508,6 +520,25 @@ mod tests {
         }
         for not_object in ["[]", "\"{}\"", "1", "null"] {
             assert!(nested_members(not_object).is_none(), "{not_object}");
+        }
+    }
+
+    #[test]
+    fn strings_read_as_the_parser_reads_them() {
+        for raw in [
+            r#""plain""#,
+            r#""""#,
+            r#""é and \u00e9""#,
+            r#""a\"b""#,
+            "\"tab\there\"",
+            r#""unterminated"#,
+            r#"""#,
+            r#""a"b""#,
+            "1",
+            "null",
+        ] {
+            let parsed = serde_json::from_str::<String>(raw).ok();
+            assert_eq!(as_string(raw).map(Cow::into_owned), parsed, "{raw}");
         }
     }
 
