@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -114,6 +114,125 @@ pub fn parse_members(doc: &Arc<str>) -> Result<Members, serde_json::Error> {
         .into_iter()
         .map(|(name, value)| (member_name(&name), RawJson::within(doc, value.get())))
         .collect())
+}
+
+/// Members of an object, keys unescaped and values as written, borrowed from its text.
+pub type Pairs<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+/// A status read in one pass: its members, and the members of `jobConfig` and `result`
+/// (the last of each, when it is an object), which the rules read one level deeper.
+pub struct StatusText<'a> {
+    pub members: Members,
+    pub job_config: Option<Pairs<'a>>,
+    pub result: Option<Pairs<'a>>,
+}
+
+/// Reads a status in one pass, or `None` when it is anything but the common case (not
+/// an object, `jobConfig` or `result` not an object or its name escaped, a syntax error):
+/// [`parse_members`] and [`nested_members`] then read it, and give the errors.
+///
+/// A value read as raw text is scanned once by the parser; `jobConfig` and `result` are
+/// visited member by member instead, so they are not scanned a second time to find their
+/// ids. Their own text is then the span from the `{` after the key to the `}` after the
+/// last member, which only JSON whitespace separates from what the parser visited.
+pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
+    let mut deserializer = serde_json::Deserializer::from_str(doc);
+    let read = StatusSeed { doc }.deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    let (pairs, job_config, result) = read;
+    Some(StatusText {
+        members: pairs
+            .into_iter()
+            .map(|(name, value)| (member_name(&name), RawJson::within(doc, value)))
+            .collect(),
+        job_config,
+        result,
+    })
+}
+
+type StatusRead<'a> = (Pairs<'a>, Option<Pairs<'a>>, Option<Pairs<'a>>);
+
+struct StatusSeed<'a> {
+    doc: &'a str,
+}
+
+impl<'de> de::DeserializeSeed<'de> for StatusSeed<'de> {
+    type Value = StatusRead<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StatusSeed<'de> {
+    type Value = StatusRead<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
+        let (mut job_config, mut result) = (None, None);
+        while let Some(Key(name)) = map.next_key()? {
+            let nested = match name.as_ref() {
+                "jobConfig" => Some(&mut job_config),
+                "result" => Some(&mut result),
+                _ => None,
+            };
+            let Some(slot) = nested else {
+                members.push((name, map.next_value::<&'de RawValue>()?.get()));
+                continue;
+            };
+            let Cow::Borrowed(key) = name else {
+                return Err(de::Error::custom("an escaped name: read it the long way"));
+            };
+            let pairs = map.next_value_seed(ObjectSeed)?;
+            let text = object_text(self.doc, key, &pairs)
+                .ok_or_else(|| de::Error::custom("the object's text was not found"))?;
+            members.push((name, text));
+            *slot = Some(pairs);
+        }
+        Ok((members, job_config, result))
+    }
+}
+
+/// An object's members, keys unescaped and values raw.
+struct ObjectSeed;
+
+impl<'de> de::DeserializeSeed<'de> for ObjectSeed {
+    type Value = Pairs<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        WrittenMembers::deserialize(deserializer).map(|members| {
+            members
+                .0
+                .into_iter()
+                .map(|(name, value)| (name, value.get()))
+                .collect()
+        })
+    }
+}
+
+/// The text of the object that is the value of `key` (a name borrowed from `doc`) and has
+/// the members `pairs` (values borrowed from `doc`): from the `{` after the name to the
+/// `}` after its last member.
+fn object_text<'d>(doc: &'d str, key: &str, pairs: &[(Cow<'_, str>, &str)]) -> Option<&'d str> {
+    let bytes = doc.as_bytes();
+    // After the name: its closing quote, whitespace, a colon, whitespace, the brace.
+    let mut at = offset_in(doc, key) + key.len();
+    (bytes.get(at) == Some(&b'"')).then_some(())?;
+    at = skip_whitespace(bytes, at + 1);
+    (bytes.get(at) == Some(&b':')).then_some(())?;
+    let start = skip_whitespace(bytes, at + 1);
+    (bytes.get(start) == Some(&b'{')).then_some(())?;
+    let last = match pairs.last() {
+        Some((_, value)) => offset_in(doc, value) + value.len(),
+        None => start + 1,
+    };
+    let end = skip_whitespace(bytes, last);
+    (bytes.get(end) == Some(&b'}')).then_some(())?;
+    doc.get(start..=end)
 }
 
 /// The names of a Fusion status's members, each allocated once for the whole process.
@@ -539,6 +658,53 @@ mod tests {
         ] {
             let parsed = serde_json::from_str::<String>(raw).ok();
             assert_eq!(as_string(raw).map(Cow::into_owned), parsed, "{raw}");
+        }
+    }
+
+    #[test]
+    fn one_pass_reads_what_two_passes_read() {
+        let seed = include_str!("../../tests/fixtures/seed-status-update.json");
+        let bodies = [
+            seed,
+            r#"{"jobConfig":{},"result":{ },"state":"running"}"#,
+            r#"{"jobConfig" : { "id" : "a", "nested" : {"id":"b"} } , "result":{"jobRunId":"x","a":[1,{"b":"}"}]} }"#,
+            r#"{"jobConfig":{"id":"first"},"jobConfig":{"id":"second"},"x":1}"#,
+            r#"{"jobConfig":{"i\u0064":"escaped name inside","type":"t\"q"}}"#,
+            "{\n  \"result\": {\n    \"state\": \"finished\"\n  }\n}\n",
+        ];
+        for body in bodies {
+            let doc: Arc<str> = Arc::from(body);
+            let read = read_status(&doc).unwrap_or_else(|| panic!("one pass: {body}"));
+            let two = parse_members(&doc).unwrap();
+            let names = |m: &Members| -> Vec<(String, String)> {
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), v.as_str().to_owned()))
+                    .collect()
+            };
+            assert_eq!(names(&read.members), names(&two), "{body}");
+            let owned = |pairs: Option<Pairs<'_>>| -> Option<Vec<(String, String)>> {
+                pairs.map(|p| {
+                    p.into_iter()
+                        .map(|(k, v)| (k.into_owned(), v.to_owned()))
+                        .collect()
+                })
+            };
+            for (name, nested) in [("jobConfig", read.job_config), ("result", read.result)] {
+                let split = two.get(name).and_then(|raw| nested_members(raw.as_str()));
+                assert_eq!(owned(nested), owned(split), "{name} in {body}");
+            }
+        }
+        // The uncommon cases are left to the two passes.
+        for body in [
+            r#"{"jobConfig":"a string"}"#,
+            r#"{"jobConfig":null}"#,
+            r#"{"job\u0043onfig":{}}"#,
+            r#"{"result":[1]}"#,
+            r#"{"jobConfig":1e400}"#,
+            "[]",
+            r#"{"a":"#,
+        ] {
+            assert!(read_status(&Arc::from(body)).is_none(), "{body}");
         }
     }
 

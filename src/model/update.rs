@@ -93,7 +93,13 @@ impl StatusUpdate {
         let doc: Arc<str> = Arc::from(text);
         // The parser first, so that its own errors are the ones reported; it scans nested
         // values without recursing, so deep nesting cannot hurt it.
-        let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
+        let (members, job_config_members, result_members) = match json::read_status(&doc) {
+            Some(read) => (read.members, read.job_config, read.result),
+            None => {
+                let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
+                (members, None, None)
+            }
+        };
         if let Some(offset) = json::find_too_deep(body) {
             let at = Position::of(body, offset);
             return Err(Malformed(format!(
@@ -134,8 +140,9 @@ impl StatusUpdate {
         };
         let facts = Facts {
             state,
-            job_config: present("jobConfig").and_then(|raw| read_job_config(raw, &mut bad)),
-            result: present("result").and_then(|raw| read_result(raw, &mut bad)),
+            job_config: present("jobConfig")
+                .and_then(|raw| read_job_config(raw, job_config_members, &mut bad)),
+            result: present("result").and_then(|raw| read_result(raw, result_members, &mut bad)),
             start_time: present("startTime").and_then(|raw| read_time("startTime", raw, &mut bad)),
             end_time: present("endTime").and_then(|raw| read_time("endTime", raw, &mut bad)),
             duration: present("duration").and_then(|raw| read_duration(raw, &mut bad)),
@@ -186,9 +193,14 @@ pub fn is_valid_job_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn read_job_config(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobConfig> {
+/// `read`: its members, when the parser has read them already.
+fn read_job_config(
+    raw: &str,
+    read: Option<json::Pairs<'_>>,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<JobConfig> {
     // `raw` is a member of a body the parser has checked.
-    let Some(members) = json::nested_members(raw) else {
+    let Some(members) = read.or_else(|| json::nested_members(raw)) else {
         bad(
             "jobConfig",
             format!("jobConfig must be an object; got {}", quote(raw)),
@@ -212,8 +224,12 @@ fn read_job_config(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobC
     })
 }
 
-fn read_result(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobResult> {
-    let Some(members) = json::nested_members(raw) else {
+fn read_result(
+    raw: &str,
+    read: Option<json::Pairs<'_>>,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<JobResult> {
+    let Some(members) = read.or_else(|| json::nested_members(raw)) else {
         bad(
             "result",
             format!("result must be an object; got {}", quote(raw)),
