@@ -367,6 +367,7 @@ impl Registry {
         problems: Vec<Problem>,
         witness: Witness<'_>,
     ) -> Result<Accepted, ApiError> {
+        let mut update = update;
         loop {
             let slot = read(&self.runs).get(&job_id).cloned();
             if let Some(slot) = slot {
@@ -375,8 +376,11 @@ impl Registry {
                 if !run.removed {
                     return self.apply_to_known(&slot, &mut run, update, &problems, witness);
                 }
-            } else if let Some(outcome) = self.apply_to_new(&job_id, &update, &problems, witness) {
-                return outcome;
+            } else {
+                match self.apply_to_new(&job_id, update, &problems, witness) {
+                    Ok(outcome) => return outcome,
+                    Err(appeared) => update = *appeared,
+                }
             }
         }
     }
@@ -416,31 +420,42 @@ impl Registry {
     }
 
     /// Creates a run with its first update. The update is judged before any lock is
-    /// taken (a new run's rules need no registry); `None` when the run appeared
-    /// meanwhile, so the update must be judged against it instead.
+    /// taken (a new run's rules need no registry); it comes back as `Err` when the run
+    /// appeared meanwhile, so it must be judged against that run instead.
     fn apply_to_new(
         &self,
         job_id: &Arc<str>,
-        update: &StatusUpdate,
+        update: StatusUpdate,
         problems: &[Problem],
         witness: Witness<'_>,
-    ) -> Option<Result<Accepted, ApiError>> {
+    ) -> Result<Result<Accepted, ApiError>, Box<StatusUpdate>> {
         let (merged, warnings) = match self.judge(job_id, None, update.facts.clone(), problems) {
             Ok(judged) => judged,
-            Err(refusal) => return Some(Err(refusal)),
+            Err(refusal) => return Ok(Err(refusal)),
         };
         let mut runs = write(&self.runs);
         if runs.contains_key(job_id) {
-            return None;
+            return Err(Box::new(update));
         }
-        if runs.len() >= self.limits.max_runs.get()
-            && let Err(full) = self.evict_one(&mut runs)
-        {
-            return Some(Err(full));
-        }
+        // The evicted run is freed once the lock is released: its memory is cold, and
+        // freeing it takes a while.
+        let evicted = if runs.len() >= self.limits.max_runs.get() {
+            match self.evict_one(&mut runs) {
+                Ok(slot) => Some(slot),
+                Err(full) => return Ok(Err(full)),
+            }
+        } else {
+            None
+        };
         let mut run = Run::new(Arc::clone(job_id), self.clock.now());
-        let (raw, members) = (update.raw.clone(), update.members.clone());
-        let accepted = self.record(&mut run, raw, members, merged, warnings, witness);
+        let accepted = self.record(
+            &mut run,
+            update.raw,
+            update.members,
+            merged,
+            warnings,
+            witness,
+        );
         let ended_at = run.ended_at(accepted.seq);
         let slot = Slot {
             order: accepted.seq,
@@ -450,8 +465,9 @@ impl Registry {
         self.set_ended(&slot, job_id, ended_at);
         runs.insert(Arc::clone(job_id), Arc::new(slot));
         drop(runs);
+        drop(evicted);
         self.watchers.notify(job_id);
-        Some(Ok(accepted))
+        Ok(Ok(accepted))
     }
 
     /// Reviews an update against its run's facts (`None` for a new run): refuses it
@@ -490,8 +506,9 @@ impl Registry {
         }
     }
 
-    /// Forgets the ended run whose last update is oldest, to make room for a new one.
-    fn evict_one(&self, runs: &mut RunMap) -> Result<(), ApiError> {
+    /// Forgets the ended run whose last update is oldest, to make room for a new one;
+    /// gives it back, for the caller to free.
+    fn evict_one(&self, runs: &mut RunMap) -> Result<Arc<Slot>, ApiError> {
         loop {
             let oldest = lock(&self.ended).pop_first();
             let Some((ended_at, job_id)) = oldest else {
@@ -521,7 +538,7 @@ impl Registry {
             }
             drop(run);
             runs.remove(&job_id);
-            return Ok(());
+            return Ok(slot);
         }
     }
 
@@ -962,7 +979,7 @@ impl Run {
                 }
                 None => {
                     self.status_bytes += member_bytes(name, new);
-                    self.status.insert(Arc::clone(name), value);
+                    self.status.insert(name.clone(), value);
                 }
             }
         }

@@ -104,7 +104,7 @@ fn offset_in(whole: &str, part: &str) -> usize {
 /// read it.
 /// Members by name. foldhash: quick on short keys, seeded per process so a client
 /// cannot choose keys that collide.
-pub type Members = IndexMap<Arc<str>, RawJson, foldhash::fast::RandomState>;
+pub type Members = IndexMap<Name, RawJson, foldhash::fast::RandomState>;
 
 /// The members of the JSON object `doc`, values left raw: nested values are scanned,
 /// never built into a tree.
@@ -131,15 +131,13 @@ pub struct StatusText<'a> {
 /// an object, `jobConfig` or `result` not an object or its name escaped, a syntax error):
 /// [`parse_members`] and [`nested_members`] then read it, and give the errors.
 ///
-/// A value read as raw text is scanned once by the parser; `jobConfig` and `result` are
-/// visited member by member instead, so they are not scanned a second time to find their
-/// ids. Their own text is then the span from the `{` after the key to the `}` after the
-/// last member, which only JSON whitespace separates from what the parser visited.
+/// The strict scanner in [`super::scan`] reads most bodies; what it is unsure of,
+/// serde_json reads in [`parse_status`].
 pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
-    let mut deserializer = serde_json::Deserializer::from_str(doc);
-    let read = StatusSeed { doc }.deserialize(&mut deserializer).ok()?;
-    deserializer.end().ok()?;
-    let (pairs, job_config, result) = read;
+    let (pairs, job_config, result) = match super::scan::status(doc) {
+        Some(scanned) => (scanned.members, scanned.job_config, scanned.result),
+        None => parse_status(doc)?,
+    };
     Some(StatusText {
         members: pairs
             .into_iter()
@@ -150,7 +148,21 @@ pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
     })
 }
 
-type StatusRead<'a> = (Pairs<'a>, Option<Pairs<'a>>, Option<Pairs<'a>>);
+/// [`read_status`] with serde_json: the members in order (a repeated name each time),
+/// and those of the last `jobConfig` and `result`.
+///
+/// A value read as raw text is scanned once by the parser; `jobConfig` and `result` are
+/// visited member by member instead, so they are not scanned a second time to find their
+/// ids. Their own text is then the span from the `{` after the key to the `}` after the
+/// last member, which only JSON whitespace separates from what the parser visited.
+pub(crate) fn parse_status(doc: &str) -> Option<StatusRead<'_>> {
+    let mut deserializer = serde_json::Deserializer::from_str(doc);
+    let read = StatusSeed { doc }.deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(read)
+}
+
+pub(crate) type StatusRead<'a> = (Pairs<'a>, Option<Pairs<'a>>, Option<Pairs<'a>>);
 
 struct StatusSeed<'a> {
     doc: &'a str,
@@ -235,27 +247,81 @@ fn object_text<'d>(doc: &'d str, key: &str, pairs: &[(Cow<'_, str>, &str)]) -> O
     doc.get(start..=end)
 }
 
-/// The names of a Fusion status's members, each allocated once for the whole process.
-static STATUS_NAMES: std::sync::LazyLock<[Arc<str>; 8]> = std::sync::LazyLock::new(|| {
-    [
-        "state",
-        "jobId",
-        "jobConfig",
-        "hostname",
-        "result",
-        "startTime",
-        "endTime",
-        "duration",
-    ]
-    .map(Arc::from)
-});
+/// The names of a Fusion status's members.
+const STATUS_NAMES: [&str; 8] = [
+    "state",
+    "jobId",
+    "jobConfig",
+    "hostname",
+    "result",
+    "startTime",
+    "endTime",
+    "duration",
+];
 
-/// A member name as an `Arc`: shared for the names every status has, so that a stored
-/// run does not hold its own copy of each.
-fn member_name(name: &str) -> Arc<str> {
-    match STATUS_NAMES.iter().find(|known| known.as_ref() == name) {
-        Some(known) => Arc::clone(known),
-        None => Arc::from(name),
+/// A member name: static for the names every status has, so that a stored run holds
+/// no copy of them and keeping one costs no reference count; shared for any other.
+#[derive(Clone)]
+pub enum Name {
+    Standard(&'static str),
+    Other(Arc<str>),
+}
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Standard(name) => name,
+            Name::Other(name) => name,
+        }
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+// Equal and hashed as the text, whichever way it is held, as `Borrow<str>` requires.
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A member name, static when it is a standard one.
+fn member_name(name: &str) -> Name {
+    match STATUS_NAMES.iter().find(|known| **known == name) {
+        Some(known) => Name::Standard(known),
+        None => Name::Other(Arc::from(name)),
     }
 }
 

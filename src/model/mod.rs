@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod rules;
+mod scan;
 pub mod state;
 pub mod time;
 pub mod update;
