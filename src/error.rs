@@ -175,8 +175,8 @@ impl ApiError {
     fn violations(&self) -> Vec<Violation> {
         let one = |field: &str| {
             vec![Violation {
-                field: field.to_owned(),
-                message: self.to_string(),
+                field: field.to_owned().into(),
+                message: self.to_string().into(),
             }]
         };
         match self {

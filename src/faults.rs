@@ -381,8 +381,8 @@ fn parse(spec: &Value) -> Result<Parsed, Vec<Violation>> {
     let mut problems = Vec::new();
     let mut add = |field: &str, message: String| {
         problems.push(Violation {
-            field: field.to_owned(),
-            message,
+            field: field.to_owned().into(),
+            message: message.into(),
         });
     };
     let Some(spec) = spec.as_object() else {
@@ -597,7 +597,7 @@ mod tests {
     fn problems(spec: Value) -> Vec<String> {
         match parse(&spec) {
             Ok(_) => Vec::new(),
-            Err(problems) => problems.into_iter().map(|p| p.field).collect(),
+            Err(problems) => problems.into_iter().map(|p| p.field.to_string()).collect(),
         }
     }
 

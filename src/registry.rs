@@ -425,16 +425,19 @@ impl Registry {
     fn apply_to_new(
         &self,
         job_id: &Arc<str>,
-        update: StatusUpdate,
+        mut update: StatusUpdate,
         problems: &[Problem],
         witness: Witness<'_>,
     ) -> Result<Result<Accepted, ApiError>, Box<StatusUpdate>> {
-        let (merged, warnings) = match self.judge(job_id, None, update.facts.clone(), problems) {
+        let facts = std::mem::take(&mut update.facts);
+        let (merged, warnings) = match self.judge(job_id, None, facts, problems) {
             Ok(judged) => judged,
             Err(refusal) => return Ok(Err(refusal)),
         };
         let mut runs = write(&self.runs);
         if runs.contains_key(job_id) {
+            // With no run to merge into, the judged facts are the update's own.
+            update.facts = merged;
             return Err(Box::new(update));
         }
         // The evicted run is freed once the lock is released: its memory is cold, and

@@ -225,8 +225,10 @@ async fn advance_clock(
         .ok_or_else(|| ApiError::ValidationFailed {
             message: "advance takes {\"by\": D}, D a duration such as \"10m\"".to_owned(),
             violations: vec![Violation {
-                field: "by".to_owned(),
-                message: "missing or not a duration such as \"10m\", \"1h\", \"250ms\"".to_owned(),
+                field: "by".to_owned().into(),
+                message: "missing or not a duration such as \"10m\", \"1h\", \"250ms\""
+                    .to_owned()
+                    .into(),
             }],
         })?;
     jobs.advance(by).await?;

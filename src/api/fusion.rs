@@ -151,7 +151,7 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
     }
     let mut response = match outcome {
         Ok(accepted) => {
-            if !accepted.warnings.is_empty() {
+            if !accepted.warnings.is_empty() && tracing::enabled!(tracing::Level::DEBUG) {
                 let warnings = serde_json::to_string(&accepted.warnings).unwrap_or_default();
                 tracing::debug!(%warnings, "accepted with warnings");
             }

@@ -136,8 +136,8 @@ fn parse_states(list: &str) -> Result<Vec<JobState>, ApiError> {
         .into_iter()
         .filter_map(Result::err)
         .map(|name| Violation {
-            field: "state".to_owned(),
-            message: format!("\"{name}\" is not a state; use {}", JobState::NAMES),
+            field: "state".to_owned().into(),
+            message: format!("\"{name}\" is not a state; use {}", JobState::NAMES).into(),
         })
         .collect();
     Err(ApiError::BadRequest {
@@ -307,8 +307,8 @@ fn bad_parameter(field: &str, message: String) -> ApiError {
     ApiError::BadRequest {
         message: message.clone(),
         violations: vec![Violation {
-            field: field.to_owned(),
-            message,
+            field: field.to_owned().into(),
+            message: message.into(),
         }],
     }
 }

@@ -315,8 +315,8 @@ impl Jobs {
             None => {}
             Some(given) if json::as_string(given).is_some_and(|given| given == id) => {}
             Some(given) => violations.push(Violation {
-                field: "id".to_owned(),
-                message: format!("the body's id {given} differs from the path's \"{id}\""),
+                field: "id".to_owned().into(),
+                message: format!("the body's id {given} differs from the path's \"{id}\"").into(),
             }),
         }
         violations.extend(config.check_type());
@@ -887,8 +887,8 @@ impl ConfigBody {
 
 fn violation(field: &str, message: &str) -> Violation {
     Violation {
-        field: field.to_owned(),
-        message: message.to_owned(),
+        field: field.to_owned().into(),
+        message: message.to_owned().into(),
     }
 }
 

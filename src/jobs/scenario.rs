@@ -268,8 +268,8 @@ struct Problems(Vec<Violation>);
 impl Problems {
     fn add(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(Violation {
-            field: field.to_owned(),
-            message: message.into(),
+            field: field.to_owned().into(),
+            message: message.into().into(),
         });
     }
 }
@@ -494,7 +494,7 @@ mod tests {
     fn fields(value: Value) -> Vec<String> {
         match Scenario::parse(&value, None) {
             Ok(_) => Vec::new(),
-            Err(problems) => problems.into_iter().map(|p| p.field).collect(),
+            Err(problems) => problems.into_iter().map(|p| p.field.to_string()).collect(),
         }
     }
 
@@ -584,7 +584,7 @@ mod tests {
             &json!({"match": "a", "steps": [{"state": "finished"}]}),
             Some("b"),
         );
-        assert_eq!(mismatch.unwrap_err()[0].field, "match");
+        assert_eq!(mismatch.unwrap_err()[0].field, "match".into());
     }
 
     #[test]

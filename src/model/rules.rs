@@ -1,6 +1,8 @@
 //! The rules an update is held to against its run (API.md section 3): transitions,
 //! identity, timing, and the result-consistency warnings.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::state::JobState;
@@ -36,8 +38,10 @@ impl ProblemKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     /// The field, header or parameter at fault, e.g. `state` or `jobConfig.id`.
-    pub field: String,
-    pub message: String,
+    #[schema(value_type = String)]
+    pub field: Arc<str>,
+    #[schema(value_type = String)]
+    pub message: Arc<str>,
 }
 
 pub type Warning = Violation;
@@ -57,8 +61,8 @@ impl Problem {
         Problem {
             kind,
             violation: Violation {
-                field: field.to_owned(),
-                message,
+                field: Arc::from(field),
+                message: Arc::from(message),
             },
             headline: None,
         }
@@ -226,8 +230,10 @@ fn check_consistency(job_id: &str, merged: &Facts, warnings: &mut Vec<Warning>) 
             && theirs != ours
         {
             warnings.push(Violation {
-                field: field.to_owned(),
-                message: format!("{field} \"{theirs}\" differs from {other} \"{ours}\""),
+                field: Arc::from(field),
+                message: Arc::from(format!(
+                    "{field} \"{theirs}\" differs from {other} \"{ours}\""
+                )),
             });
         }
     }
@@ -266,7 +272,7 @@ mod tests {
     fn fields(problems: &[Problem]) -> Vec<(ProblemKind, &str)> {
         problems
             .iter()
-            .map(|p| (p.kind, p.violation.field.as_str()))
+            .map(|p| (p.kind, &*p.violation.field))
             .collect()
     }
 
@@ -287,7 +293,7 @@ mod tests {
         assert_eq!(fields(&problems), [(ProblemKind::Timing, "duration")]);
         assert_eq!(
             problems[0].violation.message,
-            "duration is 27172 ms but endTime - startTime is 27170 ms"
+            "duration is 27172 ms but endTime - startTime is 27170 ms".into()
         );
     }
 
@@ -437,7 +443,7 @@ mod tests {
         );
         assert_eq!(
             problems[0].violation.message,
-            "finished -> running is not allowed"
+            "finished -> running is not allowed".into()
         );
         assert!(review("r", None, finished.clone()).problems.is_empty());
     }
@@ -459,14 +465,14 @@ mod tests {
         };
         let review = review("run1", None, facts.clone());
         assert!(review.problems.is_empty());
-        let warned: Vec<_> = review.warnings.iter().map(|w| w.field.as_str()).collect();
+        let warned: Vec<_> = review.warnings.iter().map(|w| &*w.field).collect();
         assert_eq!(
             warned,
             ["result.jobRunId", "result.jobConfigId", "result.state"]
         );
         assert_eq!(
             review.warnings[0].message,
-            "result.jobRunId \"other\" differs from jobId \"run1\""
+            "result.jobRunId \"other\" differs from jobId \"run1\"".into()
         );
     }
 }

@@ -338,7 +338,12 @@ mod tests {
             Ok((update, problems)) => {
                 let problems = problems
                     .into_iter()
-                    .map(|p| (p.violation.field, p.violation.message))
+                    .map(|p| {
+                        (
+                            p.violation.field.to_string(),
+                            p.violation.message.to_string(),
+                        )
+                    })
                     .collect();
                 (update, problems)
             }
