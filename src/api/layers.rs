@@ -11,6 +11,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::AppState;
 use super::auth;
@@ -54,9 +55,23 @@ pub fn is_own_surface(path: &str) -> bool {
 /// boxed future and a clone of everything inside it, on every request.
 pub async fn surround(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
+    let request_id = state.request_ids.of(&mut request);
+    let span = super::request_span(&request, &request_id);
+    let mut response = answer(state, request, next).instrument(span.clone()).await;
+    span.in_scope(|| super::log_response(&response, started.elapsed()));
+    if !response.headers().contains_key(super::REQUEST_ID) {
+        response.headers_mut().insert(super::REQUEST_ID, request_id);
+    }
+    response
+}
+
+/// [`surround`] within the request's span.
+async fn answer(state: Arc<AppState>, request: Request, next: Next) -> Response {
+    tracing::debug!("started processing request");
     let own = is_own_surface(request.uri().path());
     let journal = (!own).then(|| Pending::of(&state, &request));
     let method = request.method().clone();

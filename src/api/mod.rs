@@ -25,12 +25,8 @@ use axum::middleware;
 use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnRequest, TraceLayer};
-use tracing::{Level, Span};
+use tracing::Span;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -57,6 +53,7 @@ pub struct AppState {
     pub body_limit: BodyLimit,
     pub request_timeout: RequestTimeout,
     pub max_wait: MaxWait,
+    pub request_ids: RequestIds,
 }
 
 /// Set when the server begins to shut down, so that long-lived answers (waits, event
@@ -189,6 +186,7 @@ impl AppState {
             body_limit: BodyLimit(config.max_body_bytes.get()),
             request_timeout: RequestTimeout(*config.request_timeout),
             max_wait: MaxWait(*config.max_wait),
+            request_ids: RequestIds::default(),
         })
     }
 
@@ -202,18 +200,24 @@ impl AppState {
     }
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Numbers requests 1, 2, 3... unless the client sent its own `x-request-id`. A UUID
 /// would cost a system call for randomness on every request; a count is as good for
 /// finding a request's log lines.
 #[derive(Clone, Default)]
-struct NextRequestId(Arc<AtomicU64>);
+pub struct RequestIds(Arc<AtomicU64>);
 
-impl MakeRequestId for NextRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
-        Some(RequestId::new(HeaderValue::from(n)))
+impl RequestIds {
+    /// The request's `x-request-id`: the client's, or the next number, which is then
+    /// added to the request for the handlers and the log lines.
+    pub(crate) fn of(&self, request: &mut Request) -> HeaderValue {
+        if let Some(id) = request.headers().get(&REQUEST_ID) {
+            return id.clone();
+        }
+        let id = HeaderValue::from(self.0.fetch_add(1, Ordering::Relaxed) + 1);
+        request.headers_mut().insert(REQUEST_ID, id.clone());
+        id
     }
 }
 
@@ -263,16 +267,9 @@ pub fn app(state: AppState) -> Router {
     // (and each method of it) in its own boxed copy of the stack, and every request
     // clones the nest of boxes it goes through, layer by layer: profiling put that at a
     // quarter of a POST's instructions.
+    // Request ids, the request's span and its debug lines are kept by `surround`
+    // itself: as layers of their own they cost each request several allocations.
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, NextRequestId::default()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_request(DefaultOnRequest::new().level(Level::DEBUG))
-                .on_response(log_response)
-                .on_failure(()),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(middleware::from_fn_with_state(shared, layers::surround))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
@@ -281,12 +278,8 @@ pub fn app(state: AppState) -> Router {
     Router::new().fallback_service(stack)
 }
 
-fn request_span(request: &Request) -> Span {
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+/// The span of a request's log lines.
+pub(crate) fn request_span(request: &Request, request_id: &HeaderValue) -> Span {
     // At debug, so that a busy mock spends nothing on lines nobody reads; refusals are
     // logged at info with their own method and path.
     tracing::debug_span!(
@@ -294,11 +287,12 @@ fn request_span(request: &Request) -> Span {
         method = %request.method(),
         path = %request.uri().path(),
         job_id = tracing::field::Empty,
-        request_id,
+        request_id = request_id.to_str().unwrap_or(""),
     )
 }
 
-fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _span: &Span) {
+/// A request's last debug line.
+pub(crate) fn log_response<B>(response: &axum::http::Response<B>, latency: Duration) {
     tracing::debug!(
         status = response.status().as_u16(),
         latency_us = latency.as_micros() as u64,
