@@ -70,7 +70,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.jobs.start_driver();
     let stopping = state.stopping.clone();
-    let router = app(state);
+    let stack = api::service(state);
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -96,9 +96,9 @@ pub async fn serve(
         };
         // Small answers go out at once rather than waiting to fill a segment.
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let stack = stack.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+            let answer = stack.clone().oneshot(request.map(axum::body::Body::new));
             async move {
                 let response = answer.await.unwrap_or_else(|never| match never {});
                 if response.extensions().get::<DropConnection>().is_some() {

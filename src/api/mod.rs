@@ -22,8 +22,11 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware;
+use std::convert::Infallible;
 use tokio::sync::watch;
-use tower::ServiceBuilder;
+
+use axum::response::Response;
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Span;
@@ -250,8 +253,21 @@ pub fn openapi() -> OpenApi {
     document
 }
 
-/// The whole service as a router: the seam tests and `serve` use.
+/// The whole service as a router: the seam tests use.
 pub fn app(state: AppState) -> Router {
+    let stack = service(state);
+    Router::new().fallback_service(stack)
+}
+
+/// The whole service as one tower service: what [`app`] routes every request to, and
+/// what `serve` calls directly, without a router around it.
+pub(crate) fn service(
+    state: AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
     let BodyLimit(body_limit) = state.body_limit;
     let RequestTimeout(timeout) = state.request_timeout;
     // One handle for the middleware, so that a request clones one Arc, not the state.
@@ -269,13 +285,12 @@ pub fn app(state: AppState) -> Router {
     // quarter of a POST's instructions.
     // Request ids, the request's span and its debug lines are kept by `surround`
     // itself: as layers of their own they cost each request several allocations.
-    let stack = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(shared, layers::surround))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(body_limit))
-        .service(router);
-    Router::new().fallback_service(stack)
+        .service(router)
 }
 
 /// The span of a request's log lines.
