@@ -220,19 +220,6 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Option<(usize, usize, bool)> {
         self.eat(b'"')?;
         let start = self.at;
-        // Most strings are short (names, states, ids): a byte loop finds their end before
-        // a vector search has started. Anything else takes the loop below.
-        let head = self.bytes.get(self.at..)?;
-        let stop = head
-            .iter()
-            .take(24)
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-        if let Some(len) = stop
-            && head.get(len) == Some(&b'"')
-        {
-            self.at += len + 1;
-            return Some((start, self.at - 1, false));
-        }
         let mut escaped = false;
         loop {
             let rest = self.bytes.get(self.at..)?;
