@@ -249,13 +249,21 @@ impl<'a> Scan<'a> {
 }
 
 /// Whether `bytes` holds a control character (below 0x20): the minimum of each 32 bytes,
-/// which compiles to vector instructions.
+/// which compiles to vector instructions, then eight bytes at a time in a `u64`.
 fn has_control(bytes: &[u8]) -> bool {
-    let (chunks, rest) = bytes.as_chunks::<32>();
-    chunks
-        .iter()
+    const LOW: u64 = u64::from_ne_bytes([0x20; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let (wide, rest) = bytes.as_chunks::<32>();
+    let (words, tail) = rest.as_chunks::<8>();
+    wide.iter()
         .any(|chunk| chunk.iter().fold(u8::MAX, |min, &b| min.min(b)) < 0x20)
-        || rest.iter().any(|&b| b < 0x20)
+        // A byte below 0x20 borrows in the subtraction and sets its high bit where the
+        // byte's own was clear; the lowest byte flagged is always one such byte.
+        || words.iter().any(|word| {
+            let x = u64::from_ne_bytes(*word);
+            x.wrapping_sub(LOW) & !x & HIGH != 0
+        })
+        || tail.iter().any(|&b| b < 0x20)
 }
 
 #[cfg(test)]
@@ -349,12 +357,20 @@ mod tests {
 
     #[test]
     fn control_characters_are_found_anywhere_in_a_long_run() {
-        let mut text = vec![b'a'; 100];
-        assert!(!has_control(&text));
-        for at in [0, 15, 31, 32, 40, 95, 96, 99] {
-            text[at] = 0x1f;
-            assert!(has_control(&text), "{at}");
-            text[at] = b'a';
+        // Every length up to three wide chunks, each byte in turn a control character,
+        // among bytes just above and far above the limit.
+        for len in 0..100 {
+            for filler in [b' ', b'~', 0x80, 0xff] {
+                let mut text = vec![filler; len];
+                assert!(!has_control(&text), "{len}");
+                for at in 0..len {
+                    for control in [0x00, 0x1f] {
+                        text[at] = control;
+                        assert!(has_control(&text), "{len} {at}");
+                    }
+                    text[at] = filler;
+                }
+            }
         }
     }
 
