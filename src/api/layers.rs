@@ -2,15 +2,18 @@
 //! timing.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
+use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
 use super::AppState;
@@ -48,16 +51,81 @@ pub fn is_own_surface(path: &str) -> bool {
     })
 }
 
-/// Middleware: all the mock does around a request, in one layer, outermost first:
-/// journal it (the Fusion surface only), write the body of an error answer, check
-/// access, inject faults (the Fusion surface only), and, with `--data-dir`, hold the
-/// answer until what it changed is on disk. One layer rather than five: each layer is a
-/// boxed future and a clone of everything inside it, on every request.
-pub async fn surround(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The service a layer wraps: the rest of the stack, which always answers.
+pub trait Inner: Service<Request, Response: IntoResponse, Error = Infallible> {}
+
+impl<S> Inner for S
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+}
+
+/// The rest of the stack, for a layer's function to run a request through once.
+pub struct Next<S>(S);
+
+impl<S: Inner> Next<S> {
+    async fn run(self, request: Request) -> Response {
+        match self.0.oneshot(request).await {
+            Ok(response) => response.into_response(),
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// The mock's own middleware, as one layer: see [`surround`].
+///
+/// Written as a tower layer rather than with axum's `from_fn`, which boxes the rest of
+/// the stack and clones the box on every request: here the rest of the stack is cloned
+/// as it is (a few reference counts) and a request costs one boxed future.
+#[derive(Clone)]
+pub struct SurroundLayer(pub Arc<AppState>);
+
+impl<S> Layer<S> for SurroundLayer {
+    type Service = Surround<S>;
+
+    fn layer(&self, inner: S) -> Surround<S> {
+        Surround {
+            state: Arc::clone(&self.0),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Surround<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S> Service<Request> for Surround<S>
+where
+    S: Inner + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The rest of the stack is readied per request, by `Next::run`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let state = Arc::clone(&self.state);
+        let next = Next(self.inner.clone());
+        Box::pin(async move { Ok(surround(state, request, next).await) })
+    }
+}
+
+/// All the mock does around a request, outermost first: journal it (the Fusion surface
+/// only), write the body of an error answer, check access, inject faults (the Fusion
+/// surface only), and, with `--data-dir`, hold the answer until what it changed is on
+/// disk. One layer rather than five: each layer is a boxed future and a clone of
+/// everything inside it, on every request. It also gives the request its
+/// `x-request-id` and the span of its log lines.
+async fn surround<S: Inner>(state: Arc<AppState>, mut request: Request, next: Next<S>) -> Response {
     let started = Instant::now();
     let request_id = state.request_ids.of(&mut request);
     let span = super::request_span(&request, &request_id);
@@ -70,7 +138,7 @@ pub async fn surround(
 }
 
 /// [`surround`] within the request's span.
-async fn answer(state: Arc<AppState>, request: Request, next: Next) -> Response {
+async fn answer<S: Inner>(state: Arc<AppState>, request: Request, next: Next<S>) -> Response {
     tracing::debug!("started processing request");
     let own = is_own_surface(request.uri().path());
     let journal = (!own).then(|| Pending::of(&state, &request));
@@ -144,7 +212,7 @@ impl Pending {
 }
 
 /// Applies the first fault rule that hits a request to the Fusion surface, or runs it.
-async fn inject_faults(state: &AppState, request: Request, next: Next) -> Response {
+async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<S>) -> Response {
     if state.faults.is_empty() {
         return durably(state, request, next).await;
     }
@@ -250,11 +318,48 @@ impl Ids {
 }
 
 /// Route middleware: observes each request's latency under its route's path template.
-pub async fn time_requests(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// A tower layer rather than `from_fn`, for the reason [`SurroundLayer`] gives.
+#[derive(Clone)]
+pub struct TimeRequestsLayer(pub Arc<Metrics>);
+
+impl<S> Layer<S> for TimeRequestsLayer {
+    type Service = TimeRequests<S>;
+
+    fn layer(&self, inner: S) -> TimeRequests<S> {
+        TimeRequests {
+            metrics: Arc::clone(&self.0),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TimeRequests<S> {
+    metrics: Arc<Metrics>,
+    inner: S,
+}
+
+impl<S> Service<Request> for TimeRequests<S>
+where
+    S: Inner + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let metrics = Arc::clone(&self.metrics);
+        let next = Next(self.inner.clone());
+        Box::pin(async move { Ok(time_request(&metrics, request, next).await) })
+    }
+}
+
+async fn time_request<S: Inner>(metrics: &Metrics, request: Request, next: Next<S>) -> Response {
     let started = Instant::now();
     // A clone of the matched path shares its text.
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -279,7 +384,7 @@ pub async fn time_requests(
 /// Runs a request. With `--data-dir`, a request that changes something is answered only
 /// once its writes are on disk, so what a client was told survives a crash right after.
 /// The writes of concurrent requests share one commit.
-async fn durably(state: &AppState, request: Request, next: Next) -> Response {
+async fn durably<S: Inner>(state: &AppState, request: Request, next: Next<S>) -> Response {
     let changes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS

@@ -21,7 +21,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware;
 use std::convert::Infallible;
 use tokio::sync::watch;
 
@@ -273,10 +272,7 @@ pub(crate) fn service(
     // One handle for the middleware, so that a request clones one Arc, not the state.
     let shared = Arc::new(state.clone());
     let (router, _) = routes(timeout)
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state.metrics),
-            layers::time_requests,
-        ))
+        .route_layer(layers::TimeRequestsLayer(Arc::clone(&state.metrics)))
         .split_for_parts();
     let router = router.with_state(state.clone());
     // The layers wrap the router once, as a whole. `Router::layer` would wrap each route
@@ -286,7 +282,7 @@ pub(crate) fn service(
     // Request ids, the request's span and its debug lines are kept by `surround`
     // itself: as layers of their own they cost each request several allocations.
     ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(shared, layers::surround))
+        .layer(layers::SurroundLayer(shared))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(body_limit))
