@@ -363,11 +363,10 @@ impl Registry {
     pub fn apply_witnessed(
         &self,
         job_id: Arc<str>,
-        update: StatusUpdate,
+        mut update: StatusUpdate,
         problems: Vec<Problem>,
         witness: Witness<'_>,
     ) -> Result<Accepted, ApiError> {
-        let mut update = update;
         loop {
             let slot = read(&self.runs).get(&job_id).cloned();
             if let Some(slot) = slot {

@@ -14,6 +14,7 @@ pub mod ui;
 
 pub use layers::{DropConnection, JobIdNote, Journaled};
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,10 +22,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use std::convert::Infallible;
-use tokio::sync::watch;
-
 use axum::response::Response;
+use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
