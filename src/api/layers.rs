@@ -73,33 +73,41 @@ impl<S: Inner> Next<S> {
     }
 }
 
-/// The mock's own middleware, as one layer: see [`surround`].
-///
-/// Written as a tower layer rather than with axum's `from_fn`, which boxes the rest of
-/// the stack and clones the box on every request: here the rest of the stack is cloned
-/// as it is (a few reference counts) and a request costs one boxed future.
+/// What a layer does around the rest of the stack, as an async function of the request.
+pub trait Around: Clone + Send + Sync + 'static {
+    fn around<S>(self, request: Request, next: Next<S>) -> impl Future<Output = Response> + Send
+    where
+        S: Inner + Send + 'static,
+        S::Future: Send;
+}
+
+/// A tower layer made of an [`Around`]. Like axum's `from_fn`, except that `from_fn`
+/// boxes the rest of the stack and clones the box on every request; here the rest of the
+/// stack is cloned as it is (a few reference counts), and a request costs one boxed
+/// future.
 #[derive(Clone)]
-pub struct SurroundLayer(pub Arc<AppState>);
+pub struct AroundLayer<T>(pub T);
 
-impl<S> Layer<S> for SurroundLayer {
-    type Service = Surround<S>;
+impl<T: Clone, S> Layer<S> for AroundLayer<T> {
+    type Service = WithAround<T, S>;
 
-    fn layer(&self, inner: S) -> Surround<S> {
-        Surround {
-            state: Arc::clone(&self.0),
+    fn layer(&self, inner: S) -> WithAround<T, S> {
+        WithAround {
+            around: self.0.clone(),
             inner,
         }
     }
 }
 
 #[derive(Clone)]
-pub struct Surround<S> {
-    state: Arc<AppState>,
+pub struct WithAround<T, S> {
+    around: T,
     inner: S,
 }
 
-impl<S> Service<Request> for Surround<S>
+impl<T, S> Service<Request> for WithAround<T, S>
 where
+    T: Around,
     S: Inner + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -113,9 +121,23 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let state = Arc::clone(&self.state);
+        let around = self.around.clone();
         let next = Next(self.inner.clone());
-        Box::pin(async move { Ok(surround(state, request, next).await) })
+        Box::pin(async move { Ok(around.around(request, next).await) })
+    }
+}
+
+/// The mock's own middleware, as one layer: see [`surround`].
+#[derive(Clone)]
+pub struct Surround(pub Arc<AppState>);
+
+impl Around for Surround {
+    fn around<S>(self, request: Request, next: Next<S>) -> impl Future<Output = Response> + Send
+    where
+        S: Inner + Send + 'static,
+        S::Future: Send,
+    {
+        surround(self.0, request, next)
     }
 }
 
@@ -318,67 +340,36 @@ impl Ids {
 }
 
 /// Route middleware: observes each request's latency under its route's path template.
-/// A tower layer rather than `from_fn`, for the reason [`SurroundLayer`] gives.
 #[derive(Clone)]
-pub struct TimeRequestsLayer(pub Arc<Metrics>);
+pub struct TimeRequests(pub Arc<Metrics>);
 
-impl<S> Layer<S> for TimeRequestsLayer {
-    type Service = TimeRequests<S>;
-
-    fn layer(&self, inner: S) -> TimeRequests<S> {
-        TimeRequests {
-            metrics: Arc::clone(&self.0),
-            inner,
+impl Around for TimeRequests {
+    async fn around<S>(self, request: Request, next: Next<S>) -> Response
+    where
+        S: Inner + Send + 'static,
+        S::Future: Send,
+    {
+        let started = Instant::now();
+        // A clone of the matched path shares its text.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        // Any method can be sent to a route; only the standard ones get series of their own.
+        let method = match *request.method() {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            Method::PATCH => "PATCH",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            _ => "other",
+        };
+        let response = next.run(request).await;
+        if let Some(route) = route {
+            self.0
+                .observe(route.as_str(), method, started.elapsed().as_secs_f64());
         }
+        response
     }
-}
-
-#[derive(Clone)]
-pub struct TimeRequests<S> {
-    metrics: Arc<Metrics>,
-    inner: S,
-}
-
-impl<S> Service<Request> for TimeRequests<S>
-where
-    S: Inner + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let metrics = Arc::clone(&self.metrics);
-        let next = Next(self.inner.clone());
-        Box::pin(async move { Ok(time_request(&metrics, request, next).await) })
-    }
-}
-
-async fn time_request<S: Inner>(metrics: &Metrics, request: Request, next: Next<S>) -> Response {
-    let started = Instant::now();
-    // A clone of the matched path shares its text.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    // Any method can be sent to a route; only the standard ones get series of their own.
-    let method = match *request.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    let response = next.run(request).await;
-    if let Some(route) = route {
-        metrics.observe(route.as_str(), method, started.elapsed().as_secs_f64());
-    }
-    response
 }
 
 /// Runs a request. With `--data-dir`, a request that changes something is answered only

@@ -271,7 +271,9 @@ pub(crate) fn service(
     // One handle for the middleware, so that a request clones one Arc, not the state.
     let shared = Arc::new(state.clone());
     let (router, _) = routes(timeout)
-        .route_layer(layers::TimeRequestsLayer(Arc::clone(&state.metrics)))
+        .route_layer(layers::AroundLayer(layers::TimeRequests(Arc::clone(
+            &state.metrics,
+        ))))
         .split_for_parts();
     let router = router.with_state(state.clone());
     // The layers wrap the router once, as a whole. `Router::layer` would wrap each route
@@ -281,7 +283,7 @@ pub(crate) fn service(
     // Request ids, the request's span and its debug lines are kept by `surround`
     // itself: as layers of their own they cost each request several allocations.
     ServiceBuilder::new()
-        .layer(layers::SurroundLayer(shared))
+        .layer(layers::AroundLayer(layers::Surround(shared)))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(body_limit))

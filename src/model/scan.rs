@@ -103,31 +103,44 @@ impl<'a> Scan<'a> {
         depth: usize,
         mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
     ) -> Option<()> {
-        if depth > MAX_NESTING {
-            return None;
-        }
-        self.eat(b'{')?;
-        self.skip_whitespace();
-        if self.eat(b'}').is_some() {
-            return Some(());
-        }
-        loop {
-            let (start, end, escaped) = self.string()?;
+        self.items([b'{', b'}'], depth, |scan| {
+            let (start, end, escaped) = scan.string()?;
             if escaped {
                 return None;
             }
-            let name = self.text.get(start..end)?;
-            self.skip_whitespace();
-            self.eat(b':')?;
-            self.skip_whitespace();
-            member(self, name)?;
+            let name = scan.text.get(start..end)?;
+            scan.skip_whitespace();
+            scan.eat(b':')?;
+            scan.skip_whitespace();
+            member(scan, name)
+        })
+    }
+
+    /// Walks the bracketed list at `at` (an object's members, an array's elements),
+    /// nested `depth` deep: `item` scans each one from its first byte.
+    fn items(
+        &mut self,
+        [open, close]: [u8; 2],
+        depth: usize,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        if depth > MAX_NESTING {
+            return None;
+        }
+        self.eat(open)?;
+        self.skip_whitespace();
+        if self.eat(close).is_some() {
+            return Some(());
+        }
+        loop {
+            item(self)?;
             self.skip_whitespace();
             match self.peek()? {
                 b',' => {
                     self.at += 1;
                     self.skip_whitespace();
                 }
-                b'}' => {
+                byte if byte == close => {
                     self.at += 1;
                     return Some(());
                 }
@@ -151,29 +164,7 @@ impl<'a> Scan<'a> {
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_NESTING {
-            return None;
-        }
-        self.eat(b'[')?;
-        self.skip_whitespace();
-        if self.eat(b']').is_some() {
-            return Some(());
-        }
-        loop {
-            self.value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.skip_whitespace();
-                }
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.items([b'[', b']'], depth, |scan| scan.value(depth))
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
