@@ -775,6 +775,23 @@ mod tests {
     }
 
     #[test]
+    fn names_are_found_by_their_text_however_they_are_held() {
+        let value = || RawJson::whole(Arc::from("1"));
+        let mut members = Members::default();
+        members.insert(member_name("state"), value());
+        members.insert(member_name("custom"), value());
+        // The same text held the other way is the same key.
+        members.insert(Name::Other(Arc::from("state")), value());
+        members.insert(Name::Standard("custom"), value());
+        assert_eq!(members.len(), 2);
+        assert!(matches!(member_name("state"), Name::Standard("state")));
+        assert!(matches!(member_name("custom"), Name::Other(_)));
+        for name in ["state", "custom"] {
+            assert!(members.get(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
     fn members_keep_first_places_last_values_escapes_and_raw_values() {
         let doc: Arc<str> = Arc::from(r#" {"b": 1e400, "a\u0041": {"x": [1, 2]}, "b": "\u00e9"} "#);
         let members = parse_members(&doc).unwrap_or_default();
