@@ -173,16 +173,17 @@ async fn answer<S: Inner>(state: Arc<AppState>, request: Request, next: Next<S>)
     };
     let response = error::render(&state.clock, &method, uri.path(), response).await;
     if let Some(journal) = journal {
-        journal.record(&state, &response);
+        journal.record(&state, uri.path(), &response);
     }
     response
 }
 
-/// A request to the Fusion surface, before its answer: what its journal entry needs.
+/// A request to the Fusion surface, before its answer: what its journal entry needs
+/// besides the path. The path is copied only if the entry is written here: a status
+/// update, the busiest route, is journaled by its handler.
 struct Pending {
     time: chrono::DateTime<chrono::Utc>,
     method: Cow<'static, str>,
-    path: String,
 }
 
 impl Pending {
@@ -197,13 +198,12 @@ impl Pending {
         Pending {
             time: state.clock.now(),
             method,
-            path: request.uri().path().to_owned(),
         }
     }
 
     /// Journals the request with its answer's status and error code, unless the update
     /// path has already journaled it.
-    fn record(self, state: &AppState, response: &Response) {
+    fn record(self, state: &AppState, path: &str, response: &Response) {
         let extensions = response.extensions();
         let fault = extensions.get::<FaultNote>().map(|note| note.0);
         if let Some(Journaled(seq)) = extensions.get::<Journaled>() {
@@ -220,7 +220,7 @@ impl Pending {
         state.journal.record(Record {
             time: self.time,
             method: self.method,
-            path: Cow::Owned(self.path),
+            path: Cow::Owned(path.to_owned()),
             job_id: extensions
                 .get::<JobIdNote>()
                 .map(|note| Arc::clone(&note.0)),
