@@ -199,14 +199,7 @@ fn read_job_config(
     read: Option<json::Pairs<'_>>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobConfig> {
-    // `raw` is a member of a body the parser has checked.
-    let Some(members) = read.or_else(|| json::nested_members(raw)) else {
-        bad(
-            "jobConfig",
-            format!("jobConfig must be an object; got {}", quote(raw)),
-        );
-        return None;
-    };
+    let members = object_member("jobConfig", raw, read, bad)?;
     let id = last_value(&members, "id").map(|value| {
         let id = json::as_string(value).filter(|id| !id.is_empty());
         if id.is_none() {
@@ -229,18 +222,31 @@ fn read_result(
     read: Option<json::Pairs<'_>>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobResult> {
-    let Some(members) = read.or_else(|| json::nested_members(raw)) else {
-        bad(
-            "result",
-            format!("result must be an object; got {}", quote(raw)),
-        );
-        return None;
-    };
+    let members = object_member("result", raw, read, bad)?;
     Some(JobResult {
         job_run_id: last_string(&members, "jobRunId"),
         job_config_id: last_string(&members, "jobConfigId"),
         state: last_string(&members, "state"),
     })
+}
+
+/// The members of `field`, whose value is `raw`: `read` when the parser has read them
+/// already, else split from `raw` (a member of a body the parser has checked). A value
+/// that is not an object is a problem of `field`.
+fn object_member<'a>(
+    field: &str,
+    raw: &'a str,
+    read: Option<json::Pairs<'a>>,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<json::Pairs<'a>> {
+    let members = read.or_else(|| json::nested_members(raw));
+    if members.is_none() {
+        bad(
+            field,
+            format!("{field} must be an object; got {}", quote(raw)),
+        );
+    }
+    members
 }
 
 /// The last non-null value of `key` in an object, as parsers read a repeated key.
