@@ -94,13 +94,17 @@ impl Metrics {
     }
 
     pub fn observe(&self, route: &str, method: &str, seconds: f64) {
-        // The family's own lookup needs owned labels; the handles it gives share their
-        // histogram, so one kept per route and method spares every request two
-        // allocations.
+        self.latency_of(route, method).observe(seconds);
+    }
+
+    /// The latency histogram of a route and method. The family's own lookup needs owned
+    /// labels; the handles it gives share their histogram, so one kept per route and
+    /// method spares every request two allocations.
+    pub fn latency_of(&self, route: &str, method: &str) -> Histogram {
         let known = read(&self.routes)
             .get(route)
             .and_then(|methods| methods.get(method).cloned());
-        let histogram = known.unwrap_or_else(|| {
+        known.unwrap_or_else(|| {
             let labels = RouteLabels {
                 route: route.to_owned(),
                 method: method.to_owned(),
@@ -111,8 +115,7 @@ impl Metrics {
                 .or_default()
                 .insert(method.to_owned(), histogram.clone());
             histogram
-        });
-        histogram.observe(seconds);
+        })
     }
 
     /// Every metric as OpenMetrics text.

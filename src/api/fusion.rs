@@ -5,13 +5,16 @@
 //! - `POST /job-launcher/launcher`: launch a simulated run of a job config
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
+use tower::Service;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,6 +29,9 @@ use crate::registry::{Accepted, Registry};
 pub const STATUS_PATH: &str = "/job-launcher/launcher/status";
 pub const LAUNCH_PATH: &str = "/job-launcher/launcher";
 
+/// The routes, `POST` on the status path included: requests for it never reach the
+/// router (see [`super::Dispatch`]), but the router still documents it and lists it in
+/// a 405's `Allow`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_status, list_statuses))
@@ -164,6 +170,17 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
     }
     response.extensions_mut().insert(Journaled(journal_seq));
     response
+}
+
+/// [`post_status`] as a service of its own: see [`super::Dispatch`].
+pub(crate) fn post_status_service(
+    state: AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
+    post_status.with_state(state)
 }
 
 /// List all job statuses: the current status of every run, in the order they first

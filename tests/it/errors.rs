@@ -285,6 +285,42 @@ async fn unknown_routes_and_runs_are_404_and_wrong_methods_405() {
     assert_error_snapshot!("no_run", answer);
 }
 
+/// A status update goes to its handler past the router (`api::Dispatch`): only a POST to
+/// the status path itself, as the router would match it, goes that way.
+#[tokio::test]
+async fn a_status_update_is_a_post_to_the_status_path_and_nothing_else() {
+    let app = TestApp::new();
+    let answer = app
+        .send_json(
+            Method::POST,
+            &format!("{STATUS}?from=query"),
+            &update("q1", "running"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(app.run("q1").await["state"], "running");
+
+    for path in [format!("{STATUS}/"), STATUS.to_uppercase()] {
+        let answer = app
+            .send_json(Method::POST, &path, &update("q2", "running"))
+            .await;
+        assert_error_shape(&answer, StatusCode::NOT_FOUND, "not_found");
+    }
+    let answer = app
+        .send_json(Method::PATCH, STATUS, &update("q2", "running"))
+        .await;
+    assert_error_shape(
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    assert_eq!(answer.headers[header::ALLOW], "POST,GET,HEAD");
+    assert_eq!(
+        app.get("/_mock/runs/q2").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 #[tokio::test]
 async fn bad_query_parameters_are_a_400_naming_them() {
     let app = TestApp::new();
