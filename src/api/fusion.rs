@@ -30,7 +30,7 @@ pub const STATUS_PATH: &str = "/job-launcher/launcher/status";
 pub const LAUNCH_PATH: &str = "/job-launcher/launcher";
 
 /// The routes, `POST` on the status path included: requests for it never reach the
-/// router (see [`super::Dispatch`]), but the router still documents it and lists it in
+/// router (see `api::Dispatch`), but the router still documents it and lists it in
 /// a 405's `Allow`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -172,7 +172,7 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
     response
 }
 
-/// [`post_status`] as a service of its own: see [`super::Dispatch`].
+/// [`post_status`] as a service of its own: see `api::Dispatch`.
 pub(crate) fn post_status_service(
     state: AppState,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>

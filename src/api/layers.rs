@@ -373,7 +373,7 @@ impl Around for TimeRequests {
     }
 }
 
-/// [`TimeRequests`] for the one route [`super::Dispatch`] sends past the router: its
+/// [`TimeRequests`] for the one route `api::Dispatch` sends past the router: its
 /// series, `POST` on the status path, is found once rather than on every request.
 #[derive(Clone)]
 pub struct TimeStatusPosts {

@@ -131,8 +131,8 @@ pub struct StatusText<'a> {
 /// an object, `jobConfig` or `result` not an object or its name escaped, a syntax error):
 /// [`parse_members`] and [`nested_members`] then read it, and give the errors.
 ///
-/// The strict scanner in [`super::scan`] reads most bodies; what it is unsure of,
-/// serde_json reads in [`parse_status`].
+/// The strict scanner in `model::scan` reads most bodies; what it is unsure of,
+/// serde_json reads in `parse_status`.
 pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
     let (pairs, job_config, result) = match super::scan::status(doc) {
         Some(scanned) => (scanned.members, scanned.job_config, scanned.result),
