@@ -130,7 +130,7 @@ where
 
 /// The mock's own middleware, as one layer: see [`surround`].
 #[derive(Clone)]
-pub struct Surround(pub Arc<AppState>);
+pub struct Surround(pub AppState);
 
 impl Around for Surround {
     fn around<S>(self, request: Request, next: Next<S>) -> impl Future<Output = Response> + Send
@@ -148,7 +148,7 @@ impl Around for Surround {
 /// disk. One layer rather than five: each layer is a boxed future and a clone of
 /// everything inside it, on every request. It also gives the request its
 /// `x-request-id` and the span of its log lines.
-async fn surround<S: Inner>(state: Arc<AppState>, mut request: Request, next: Next<S>) -> Response {
+async fn surround<S: Inner>(state: AppState, mut request: Request, next: Next<S>) -> Response {
     let started = Instant::now();
     let request_id = state.request_ids.of(&mut request);
     let span = super::request_span(&request, &request_id);
@@ -161,7 +161,7 @@ async fn surround<S: Inner>(state: Arc<AppState>, mut request: Request, next: Ne
 }
 
 /// [`surround`] within the request's span.
-async fn answer<S: Inner>(state: Arc<AppState>, request: Request, next: Next<S>) -> Response {
+async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> Response {
     tracing::debug!("started processing request");
     let own = is_own_surface(request.uri().path());
     let journal = (!own).then(|| Pending::of(&state, &request));

@@ -42,9 +42,49 @@ use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
 use crate::store::{Restored, Store};
 
-/// What handlers share: cheap handles, each asked for only where it is used.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What handlers share, behind one reference count: a request passes it through several
+/// layers, each holding a clone, and one count to update (on a cache line both workers
+/// write) costs less than one per handle.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Lets a handler ask for one handle, e.g. `State<Arc<Registry>>`, as `#[derive(FromRef)]`
+/// would on the handles themselves.
+macro_rules! handles {
+    ($($field:ident: $handle:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for $handle {
+            fn from_ref(state: &AppState) -> $handle {
+                state.$field.clone()
+            }
+        })*
+    };
+}
+
+handles!(
+    registry: Arc<Registry>,
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+    clock: Arc<Clock>,
+    jobs: Arc<Jobs>,
+    faults: Arc<Faults>,
+    access: Arc<auth::Access>,
+    stopping: Stopping,
+    body_limit: BodyLimit,
+    request_timeout: RequestTimeout,
+    max_wait: MaxWait,
+    request_ids: RequestIds,
+);
+
+/// The handles of [`AppState`]: cheap, each asked for only where it is used.
+pub struct Shared {
     pub registry: Arc<Registry>,
     pub journal: Arc<Journal>,
     pub metrics: Arc<Metrics>,
@@ -177,7 +217,7 @@ impl AppState {
         if tokio::runtime::Handle::try_current().is_ok() {
             jobs.start_driver();
         }
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             registry,
             journal,
             metrics,
@@ -190,7 +230,7 @@ impl AppState {
             request_timeout: RequestTimeout(*config.request_timeout),
             max_wait: MaxWait(*config.max_wait),
             request_ids: RequestIds::default(),
-        })
+        })))
     }
 
     /// Forgets every run, the journal, configs, simulated runs and fault rules; the
@@ -274,8 +314,6 @@ pub(crate) fn service(
 + 'static {
     let BodyLimit(body_limit) = state.body_limit;
     let RequestTimeout(timeout) = state.request_timeout;
-    // One handle for the middleware, so that a request clones one Arc, not the state.
-    let shared = Arc::new(state.clone());
     let (router, _) = routes(timeout)
         .route_layer(layers::AroundLayer(layers::TimeRequests(Arc::clone(
             &state.metrics,
@@ -299,7 +337,7 @@ pub(crate) fn service(
     // Request ids, the request's span and its debug lines are kept by `surround`
     // itself: as layers of their own they cost each request several allocations.
     ServiceBuilder::new()
-        .layer(layers::AroundLayer(layers::Surround(shared)))
+        .layer(layers::AroundLayer(layers::Surround(state)))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(body_limit))
