@@ -125,6 +125,9 @@ pub struct StatusText<'a> {
     pub members: Members,
     pub job_config: Option<Pairs<'a>>,
     pub result: Option<Pairs<'a>>,
+    /// Whether the whole body is known to nest no deeper than [`MAX_DEPTH`]: the
+    /// scanner, which read it, reads no deeper.
+    pub shallow: bool,
 }
 
 /// Reads a status in one pass, or `None` when it is anything but the common case (not
@@ -134,9 +137,9 @@ pub struct StatusText<'a> {
 /// The strict scanner in `model::scan` reads most bodies; what it is unsure of,
 /// serde_json reads in `parse_status`.
 pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
-    let (pairs, job_config, result) = match super::scan::status(doc) {
-        Some(scanned) => (scanned.members, scanned.job_config, scanned.result),
-        None => parse_status(doc)?,
+    let ((pairs, job_config, result), shallow) = match super::scan::status(doc) {
+        Some(scanned) => ((scanned.members, scanned.job_config, scanned.result), true),
+        None => (parse_status(doc)?, false),
     };
     Some(StatusText {
         members: pairs
@@ -145,6 +148,7 @@ pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
             .collect(),
         job_config,
         result,
+        shallow,
     })
 }
 
@@ -503,7 +507,7 @@ pub fn as_string(raw: &str) -> Option<Cow<'_, str>> {
     if let Some(plain) = raw.get(1..raw.len() - 1)
         && raw.len() >= 2
         && raw.ends_with('"')
-        && !plain.bytes().any(|b| b == b'\\' || b == b'"' || b < 0x20)
+        && super::scan::stop(plain.as_bytes()).is_none()
     {
         return Some(Cow::Borrowed(plain));
     }

@@ -20,6 +20,7 @@ use super::json::Pairs;
 /// Deeper bodies are left to serde_json (which allows [`super::json::MAX_DEPTH`]);
 /// status updates nest a few levels.
 const MAX_NESTING: usize = 32;
+const _: () = assert!(MAX_NESTING < super::json::MAX_DEPTH);
 
 /// A status split into members: `(name, value as written)` in order, and the members of
 /// the last `jobConfig` and `result`.
@@ -245,7 +246,7 @@ impl<'a> Scan<'a> {
 /// character (below 0x20). Sixteen bytes at a time, in one vector register each: most
 /// strings of a status end within the first sixteen, and the long ones (SQL) are read at
 /// a vector's pace with no separate pass for control characters.
-fn stop(bytes: &[u8]) -> Option<usize> {
+pub(super) fn stop(bytes: &[u8]) -> Option<usize> {
     let quote = u8x16::splat(b'"');
     let backslash = u8x16::splat(b'\\');
     let below_space = u8x16::splat(0x1f);

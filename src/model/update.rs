@@ -93,14 +93,14 @@ impl StatusUpdate {
         let doc: Arc<str> = Arc::from(text);
         // The parser first, so that its own errors are the ones reported; it scans nested
         // values without recursing, so deep nesting cannot hurt it.
-        let (members, job_config_members, result_members) = match json::read_status(&doc) {
-            Some(read) => (read.members, read.job_config, read.result),
+        let (members, job_config_members, result_members, shallow) = match json::read_status(&doc) {
+            Some(read) => (read.members, read.job_config, read.result, read.shallow),
             None => {
                 let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
-                (members, None, None)
+                (members, None, None, false)
             }
         };
-        if let Some(offset) = json::find_too_deep(body) {
+        if !shallow && let Some(offset) = json::find_too_deep(body) {
             let at = Position::of(body, offset);
             return Err(Malformed(format!(
                 "body nests deeper than {} levels at line {} column {}",
@@ -277,6 +277,10 @@ fn read_duration(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<u64> {
 /// (`1000`, `1000.0`, `1e3`, `-0`), as JSON Schema's `integer` counts it; `None` for
 /// anything else.
 fn whole_number(raw: &str) -> Option<u64> {
+    // Plain digits, as nearly every client writes a duration: too few to overflow.
+    if (1..=19).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw.parse().ok();
+    }
     let (negative, unsigned) = match raw.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, raw),
@@ -453,6 +457,10 @@ mod tests {
             ("1.5E1", 15),
             ("12500e-2", 125),
             ("18446744073709551615", u64::MAX),
+            // Plain digits, read directly up to 19 of them.
+            ("27170", 27170),
+            ("9999999999999999999", 9_999_999_999_999_999_999),
+            ("10000000000000000000", 10_000_000_000_000_000_000),
         ] {
             let body = format!(r#"{{"jobId":"r","state":"finished","duration":{written}}}"#);
             assert_eq!(parse(&body).0.facts.duration, Some(value), "{written}");
