@@ -165,9 +165,8 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
         }
         Err(refusal) => refusal.into_response(),
     };
-    if let Some(job_id) = job_id {
-        response.extensions_mut().insert(JobIdNote(job_id));
-    }
+    // Journaled already, `jobId` included: unlike other routes, this one needs no
+    // `JobIdNote` for the journal.
     response.extensions_mut().insert(Journaled(journal_seq));
     response
 }

@@ -26,7 +26,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use futures_util::future::Either;
 use tokio::sync::watch;
-use tower::{Service, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Span;
@@ -326,9 +326,11 @@ pub(crate) fn service(
         )))
         .layer(prompt_timeout(timeout))
         .service(fusion::post_status_service(state.clone()));
+    // Only the router's extractors read the limit from the request; a status update's
+    // body is read within it by `JsonBody`.
     let dispatch = Dispatch {
         post_status,
-        router,
+        router: DefaultBodyLimit::max(body_limit).layer(router),
     };
     // The layers wrap the router once, as a whole. `Router::layer` would wrap each route
     // (and each method of it) in its own boxed copy of the stack, and every request
@@ -340,7 +342,6 @@ pub(crate) fn service(
         .layer(layers::AroundLayer(layers::Surround(state)))
         // A panic is a bug, but it still gets a JSON 500 rather than a dropped connection.
         .layer(CatchPanicLayer::new())
-        .layer(DefaultBodyLimit::max(body_limit))
         .service(dispatch)
 }
 

@@ -233,6 +233,44 @@ async fn a_body_over_the_limit_is_a_413() {
     assert_eq!(app.post_text(&small).await.status, StatusCode::OK);
 }
 
+/// A body sent in pieces, with no declared length: read whole when within the limit,
+/// refused once the pieces pass it.
+#[tokio::test]
+async fn a_body_in_pieces_is_joined_and_held_to_the_limit() {
+    let app = TestApp::with(Config {
+        max_body_bytes: nonzero(64),
+        ..config()
+    });
+    let streamed = |pieces: Vec<String>| {
+        let pieces = pieces
+            .into_iter()
+            .map(|piece| Ok::<_, std::io::Error>(axum::body::Bytes::from(piece)));
+        Request::builder()
+            .method(Method::POST)
+            .uri(STATUS)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(futures_util::stream::iter(pieces)))
+            .unwrap()
+    };
+    let body = r#"{"jobId":"p1","state":"running"}"#;
+    let pieces = vec![
+        body[..5].to_owned(),
+        body[5..20].to_owned(),
+        body[20..].to_owned(),
+    ];
+    let answer = app.send(streamed(pieces)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let history = app.get("/_mock/runs/p1/history").await;
+    assert_eq!(
+        history.json["updates"][0]["update"],
+        json!({"jobId": "p1", "state": "running"})
+    );
+
+    let over = vec![body.to_owned(), " ".repeat(40)];
+    let answer = app.send(streamed(over)).await;
+    assert_error_shape(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
 #[tokio::test]
 async fn a_body_not_declared_as_json_is_a_415() {
     let app = TestApp::new();
