@@ -68,6 +68,74 @@ impl RawJson {
     }
 }
 
+/// A string a status holds, unescaped. Most have no escapes: such a string is the span of
+/// its text in the stored body, which costs no allocation and no copy; the others are
+/// unescaped into text of their own.
+#[derive(Clone)]
+pub enum Text {
+    Span(RawJson),
+    Own(Arc<str>),
+}
+
+impl Text {
+    /// `text`, the unescaped string of a value in `doc`: a span of `doc` when it borrows
+    /// from it.
+    pub fn within(doc: &Arc<str>, text: Cow<'_, str>) -> Text {
+        let start = match &text {
+            Cow::Borrowed(part) => (part.as_ptr() as usize).checked_sub(doc.as_ptr() as usize),
+            Cow::Owned(_) => None,
+        };
+        match start {
+            Some(start) if start + text.len() <= doc.len() => Text::Span(RawJson {
+                doc: Arc::clone(doc),
+                span: start..start + text.len(),
+            }),
+            _ => Text::Own(Arc::from(text.as_ref())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Span(raw) => raw.as_str(),
+            Text::Own(text) => text,
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text::Own(Arc::from(text))
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An owned [`RawValue`] of JSON text the mock stored or assembled, for embedding in a
 /// serialized answer. Such text is valid JSON by construction; were it not, the value
 /// reads back as `null` and the bug is logged, rather than taking the answer down.
@@ -829,6 +897,26 @@ mod tests {
         // Brackets inside strings, escaped quotes included, do not count.
         let quoted = format!(r#"{{"a":"\"{}"}}"#, "[".repeat(300));
         assert_eq!(find_too_deep(quoted.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_text_is_a_span_of_its_body_only_when_it_is_in_it() {
+        let doc: Arc<str> = Arc::from(r#"{"id":"plain","x":"a\"b"}"#);
+        let plain = as_string(&doc[6..13]).unwrap();
+        let text = Text::within(&doc, plain);
+        assert!(
+            matches!(&text, Text::Span(raw) if raw.shares_doc(&RawJson::whole(Arc::clone(&doc))))
+        );
+        assert_eq!(text.as_str(), "plain");
+        // Unescaped, it is not in the body; nor is a string from elsewhere.
+        let escaped = as_string(&doc[18..24]).unwrap();
+        let text = Text::within(&doc, escaped);
+        assert!(matches!(text, Text::Own(_)));
+        assert_eq!(text.as_str(), "a\"b");
+        let elsewhere = String::from("plain");
+        let text = Text::within(&doc, Cow::Borrowed(&elsewhere));
+        assert!(matches!(text, Text::Own(_)));
+        assert_eq!(text, Text::from("plain"));
     }
 
     #[test]

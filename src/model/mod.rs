@@ -10,7 +10,7 @@ pub mod state;
 pub mod time;
 pub mod update;
 
-pub use json::RawJson;
+pub use json::{RawJson, Text};
 pub use rules::{Problem, ProblemKind, Review, Violation, Warning};
 pub use state::JobState;
 pub use time::Timestamp;

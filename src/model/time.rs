@@ -8,6 +8,8 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
 
+use super::json::Text;
+
 const ATTOS_PER_NANO: i128 = 1_000_000_000;
 const ATTOS_PER_SECOND: i128 = 1_000_000_000_000_000_000;
 pub const ATTOS_PER_MILLI: i128 = 1_000_000_000_000_000;
@@ -18,17 +20,22 @@ pub struct Timestamp {
     time: DateTime<FixedOffset>,
     /// Attoseconds past `time`'s nanosecond: fraction digits 10 to 18.
     beyond_nanos: u32,
-    text: Box<str>,
+    text: Text,
 }
 
 impl Timestamp {
     /// Reads an RFC 3339 date-time; `None` if it is not one.
     pub fn parse(text: &str) -> Option<Timestamp> {
-        let time = DateTime::parse_from_rfc3339(text).ok()?;
+        Timestamp::read(Text::from(text))
+    }
+
+    /// [`Timestamp::parse`], keeping `text` itself (a span of a body, say) as written.
+    pub fn read(text: Text) -> Option<Timestamp> {
+        let time = DateTime::parse_from_rfc3339(&text).ok()?;
         Some(Timestamp {
             time,
-            beyond_nanos: digits_beyond_nanos(text),
-            text: text.into(),
+            beyond_nanos: digits_beyond_nanos(&text),
+            text,
         })
     }
 

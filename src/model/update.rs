@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::json::{self, Members, Position, RawJson};
+use super::json::{self, Members, Position, RawJson, Text};
 use super::rules::{Problem, ProblemKind};
 use super::state::JobState;
 use super::time::Timestamp;
@@ -38,16 +38,16 @@ pub struct Facts {
 /// The parts of `jobConfig` the mock reads; its type-specific fields stay raw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobConfig {
-    pub id: Option<String>,
-    pub job_type: Option<String>,
+    pub id: Option<Text>,
+    pub job_type: Option<Text>,
 }
 
 /// The parts of `result` the mock compares with the status; the rest stays raw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobResult {
-    pub job_run_id: Option<String>,
-    pub job_config_id: Option<String>,
-    pub state: Option<String>,
+    pub job_run_id: Option<Text>,
+    pub job_config_id: Option<Text>,
+    pub state: Option<Text>,
 }
 
 impl Facts {
@@ -141,10 +141,12 @@ impl StatusUpdate {
         let facts = Facts {
             state,
             job_config: present("jobConfig")
-                .and_then(|raw| read_job_config(raw, job_config_members, &mut bad)),
-            result: present("result").and_then(|raw| read_result(raw, result_members, &mut bad)),
-            start_time: present("startTime").and_then(|raw| read_time("startTime", raw, &mut bad)),
-            end_time: present("endTime").and_then(|raw| read_time("endTime", raw, &mut bad)),
+                .and_then(|raw| read_job_config(&doc, raw, job_config_members, &mut bad)),
+            result: present("result")
+                .and_then(|raw| read_result(&doc, raw, result_members, &mut bad)),
+            start_time: present("startTime")
+                .and_then(|raw| read_time(&doc, "startTime", raw, &mut bad)),
+            end_time: present("endTime").and_then(|raw| read_time(&doc, "endTime", raw, &mut bad)),
             duration: present("duration").and_then(|raw| read_duration(raw, &mut bad)),
         };
         let update = StatusUpdate {
@@ -195,6 +197,7 @@ pub fn is_valid_job_id(id: &str) -> bool {
 
 /// `read`: its members, when the parser has read them already.
 fn read_job_config(
+    doc: &Arc<str>,
     raw: &str,
     read: Option<json::Pairs<'_>>,
     bad: &mut impl FnMut(&str, String),
@@ -212,21 +215,22 @@ fn read_job_config(
         id
     });
     Some(JobConfig {
-        id: id.flatten().map(String::from),
-        job_type: last_string(&members, "type"),
+        id: id.flatten().map(|id| Text::within(doc, id)),
+        job_type: last_string(doc, &members, "type"),
     })
 }
 
 fn read_result(
+    doc: &Arc<str>,
     raw: &str,
     read: Option<json::Pairs<'_>>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobResult> {
     let members = object_member("result", raw, read, bad)?;
     Some(JobResult {
-        job_run_id: last_string(&members, "jobRunId"),
-        job_config_id: last_string(&members, "jobConfigId"),
-        state: last_string(&members, "state"),
+        job_run_id: last_string(doc, &members, "jobRunId"),
+        job_config_id: last_string(doc, &members, "jobConfigId"),
+        state: last_string(doc, &members, "state"),
     })
 }
 
@@ -255,10 +259,11 @@ fn last_value<'a>(members: &'a [(Cow<'_, str>, &'a str)], key: &str) -> Option<&
     Some(*value).filter(|value| *value != "null")
 }
 
-fn last_string(members: &[(Cow<'_, str>, &str)], key: &str) -> Option<String> {
+/// The last string value of `key` in an object of `doc`, as [`last_value`] finds it.
+fn last_string(doc: &Arc<str>, members: &[(Cow<'_, str>, &str)], key: &str) -> Option<Text> {
     last_value(members, key)
         .and_then(json::as_string)
-        .map(String::from)
+        .map(|text| Text::within(doc, text))
 }
 
 fn read_duration(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<u64> {
@@ -318,8 +323,13 @@ fn whole_number(raw: &str) -> Option<u64> {
     format!("{integer}{}", "0".repeat(zeros)).parse().ok()
 }
 
-fn read_time(field: &str, raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Timestamp> {
-    let time = json::as_string(raw).and_then(|s| Timestamp::parse(&s));
+fn read_time(
+    doc: &Arc<str>,
+    field: &str,
+    raw: &str,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<Timestamp> {
+    let time = json::as_string(raw).and_then(|s| Timestamp::read(Text::within(doc, s)));
     if time.is_none() {
         let message = format!(
             "{field} must be an RFC 3339 date-time such as \"2025-10-16T19:49:15.106Z\"; got {}",
