@@ -5,16 +5,14 @@
 //! - `POST /job-launcher/launcher`: launch a simulated run of a job config
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
-use tower::Service;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -172,13 +170,7 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
 }
 
 /// [`post_status`] as a service of its own: see `api::Dispatch`.
-pub(crate) fn post_status_service(
-    state: AppState,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+pub(crate) fn post_status_service(state: AppState) -> impl super::Answers {
     post_status.with_state(state)
 }
 

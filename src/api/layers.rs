@@ -350,7 +350,6 @@ impl Around for TimeRequests {
         S: Inner + Send + 'static,
         S::Future: Send,
     {
-        let started = Instant::now();
         // A clone of the matched path shares its text.
         let route = request.extensions().get::<MatchedPath>().cloned();
         // Any method can be sent to a route; only the standard ones get series of their own.
@@ -364,13 +363,19 @@ impl Around for TimeRequests {
             Method::OPTIONS => "OPTIONS",
             _ => "other",
         };
-        let response = next.run(request).await;
+        let (response, seconds) = timed(request, next).await;
         if let Some(route) = route {
-            self.0
-                .observe(route.as_str(), method, started.elapsed().as_secs_f64());
+            self.0.observe(route.as_str(), method, seconds);
         }
         response
     }
+}
+
+/// Runs a request: its answer, and the seconds it took.
+async fn timed<S: Inner>(request: Request, next: Next<S>) -> (Response, f64) {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    (response, started.elapsed().as_secs_f64())
 }
 
 /// [`TimeRequests`] for the one route `api::Dispatch` sends past the router: its
@@ -398,12 +403,11 @@ impl Around for TimeStatusPosts {
         S: Inner + Send + 'static,
         S::Future: Send,
     {
-        let started = Instant::now();
-        let response = next.run(request).await;
+        let (response, seconds) = timed(request, next).await;
         let series = self
             .series
             .get_or_init(|| self.metrics.latency_of(super::fusion::STATUS_PATH, "POST"));
-        series.observe(started.elapsed().as_secs_f64());
+        series.observe(seconds);
         response
     }
 }

@@ -303,15 +303,28 @@ pub fn app(state: AppState) -> Router {
     Router::new().fallback_service(stack)
 }
 
+/// A tower service that answers every request, as `serve` can run it on any worker.
+pub(crate) trait Answers:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Answers for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The whole service as one tower service: what [`app`] routes every request to, and
 /// what `serve` calls directly, without a router around it.
-pub(crate) fn service(
-    state: AppState,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+pub(crate) fn service(state: AppState) -> impl Answers {
     let BodyLimit(body_limit) = state.body_limit;
     let RequestTimeout(timeout) = state.request_timeout;
     let (router, _) = routes(timeout)
