@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -247,12 +247,9 @@ async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<
     let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
     if has_body && state.faults.needs_ids(method.as_str(), &path, now) {
         let (parts, body) = request.into_parts();
-        let Ok(bytes) = to_bytes(body, state.body_limit.0).await else {
-            return ApiError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {} bytes (--max-body-bytes)",
-                state.body_limit.0
-            ))
-            .into_response();
+        let bytes = match super::extract::read_body(body, state.body_limit.0).await {
+            Ok(bytes) => bytes,
+            Err(refusal) => return refusal.into_response(),
         };
         ids.read_body(&bytes, &path);
         request = Request::from_parts(parts, Body::from(bytes));
