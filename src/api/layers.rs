@@ -148,9 +148,9 @@ impl Around for Surround {
 /// disk. One layer rather than five: each layer is a boxed future and a clone of
 /// everything inside it, on every request. It also gives the request its
 /// `x-request-id` and the span of its log lines.
-async fn surround<S: Inner>(state: AppState, mut request: Request, next: Next<S>) -> Response {
+async fn surround<S: Inner>(state: AppState, request: Request, next: Next<S>) -> Response {
     let started = Instant::now();
-    let request_id = state.request_ids.of(&mut request);
+    let request_id = state.request_ids.of(&request);
     let span = super::request_span(&request, &request_id);
     let mut response = answer(state, request, next).instrument(span.clone()).await;
     span.in_scope(|| super::log_response(&response, started.elapsed()));

@@ -252,15 +252,13 @@ pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 pub struct RequestIds(Arc<AtomicU64>);
 
 impl RequestIds {
-    /// The request's `x-request-id`: the client's, or the next number, which is then
-    /// added to the request for the handlers and the log lines.
-    pub(crate) fn of(&self, request: &mut Request) -> HeaderValue {
-        if let Some(id) = request.headers().get(&REQUEST_ID) {
-            return id.clone();
+    /// The request's `x-request-id`, for its log lines and its answer: the client's, or
+    /// the next number. No handler reads it from the request, so it is not added there.
+    pub(crate) fn of(&self, request: &Request) -> HeaderValue {
+        match request.headers().get(&REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => HeaderValue::from(self.0.fetch_add(1, Ordering::Relaxed) + 1),
         }
-        let id = HeaderValue::from(self.0.fetch_add(1, Ordering::Relaxed) + 1);
-        request.headers_mut().insert(REQUEST_ID, id.clone());
-        id
     }
 }
 
