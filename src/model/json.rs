@@ -33,13 +33,20 @@ impl RawJson {
         RawJson { doc, span }
     }
 
-    /// The part of `doc` that `part` borrows from it.
+    /// The part of `doc` that `part` borrows from it. Callers pass parts of `doc`; were
+    /// `part` from elsewhere, it would get a document of its own rather than a wrong span.
     fn within(doc: &Arc<str>, part: &str) -> Self {
-        let start = offset_in(doc, part);
-        RawJson {
+        RawJson::span_of(doc, part).unwrap_or_else(|| RawJson::whole(Arc::from(part)))
+    }
+
+    /// The part of `doc` that `part` borrows from it; `None` when it borrows from
+    /// something else.
+    fn span_of(doc: &Arc<str>, part: &str) -> Option<Self> {
+        let start = (part.as_ptr() as usize).checked_sub(doc.as_ptr() as usize)?;
+        (start + part.len() <= doc.len()).then(|| RawJson {
             doc: Arc::clone(doc),
             span: start..start + part.len(),
-        }
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -81,17 +88,11 @@ impl Text {
     /// `text`, the unescaped string of a value in `doc`: a span of `doc` when it borrows
     /// from it.
     pub fn within(doc: &Arc<str>, text: Cow<'_, str>) -> Text {
-        let start = match &text {
-            Cow::Borrowed(part) => (part.as_ptr() as usize).checked_sub(doc.as_ptr() as usize),
+        let span = match &text {
+            Cow::Borrowed(part) => RawJson::span_of(doc, part),
             Cow::Owned(_) => None,
         };
-        match start {
-            Some(start) if start + text.len() <= doc.len() => Text::Span(RawJson {
-                doc: Arc::clone(doc),
-                span: start..start + text.len(),
-            }),
-            _ => Text::Own(Arc::from(text.as_ref())),
-        }
+        span.map_or_else(|| Text::Own(Arc::from(text.as_ref())), Text::Span)
     }
 
     pub fn as_str(&self) -> &str {
