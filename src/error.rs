@@ -358,13 +358,19 @@ impl ErrorCode {
 /// How much of a foreign error body is read to use as its message.
 const FOREIGN_BODY_LIMIT: usize = 16 * 1024;
 
+/// Whether an answer is an error, whose body [`render`] writes.
+pub fn is_refusal(response: &Response) -> bool {
+    let status = response.status();
+    status.is_client_error() || status.is_server_error()
+}
+
 /// Writes the JSON body of an error answer to `method path` (see the module docs); any
 /// other answer is given back as it is.
 pub async fn render(clock: &Clock, method: &Method, path: &str, response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !is_refusal(&response) {
         return response;
     }
+    let status = response.status();
     let (mut parts, body) = response.into_parts();
     let report = match parts.extensions.remove::<ErrorReport>() {
         Some(report) => report,

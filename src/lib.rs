@@ -42,6 +42,7 @@ pub mod telemetry;
 
 use std::future::Future;
 
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -99,14 +100,14 @@ pub async fn serve(
         let stack = stack.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let answer = stack.clone().oneshot(request.map(axum::body::Body::new));
-            async move {
-                let response = answer.await.unwrap_or_else(|never| match never {});
+            answer.map(|answer| {
+                let response = answer.unwrap_or_else(|never| match never {});
                 if response.extensions().get::<DropConnection>().is_some() {
                     // An error from the service makes hyper close the connection unanswered.
                     return Err(DroppedByFault);
                 }
                 Ok(response)
-            }
+            })
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());

@@ -337,6 +337,11 @@ impl Registry {
         Ok(registry)
     }
 
+    /// Whether changes are written to disk (`--data-dir`), for [`Registry::synced`].
+    pub fn is_durable(&self) -> bool {
+        self.store.is_some()
+    }
+
     /// Resolves once every change made so far is on disk (at once without a store).
     pub async fn synced(&self) {
         if let Some(store) = &self.store {

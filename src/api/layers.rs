@@ -3,14 +3,16 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
@@ -66,11 +68,14 @@ where
 pub struct Next<S>(S);
 
 impl<S: Inner> Next<S> {
-    async fn run(self, request: Request) -> Response {
-        match self.0.oneshot(request).await {
+    /// The answer of the rest of the stack. Not an `async fn`: that would keep the
+    /// service and the request twice in its future, once as arguments and once in the
+    /// call it awaits.
+    fn run(self, request: Request) -> impl Future<Output = Response> {
+        self.0.oneshot(request).map(|answer| match answer {
             Ok(response) => response.into_response(),
             Err(never) => match never {},
-        }
+        })
     }
 }
 
@@ -124,7 +129,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let around = self.around.clone();
         let next = Next(self.inner.clone());
-        Box::pin(async move { Ok(around.around(request, next).await) })
+        Box::pin(around.around(request, next).map(Ok))
     }
 }
 
@@ -148,16 +153,26 @@ impl Around for Surround {
 /// disk. One layer rather than five: each layer is a boxed future and a clone of
 /// everything inside it, on every request. It also gives the request its
 /// `x-request-id` and the span of its log lines.
-async fn surround<S: Inner>(state: AppState, request: Request, next: Next<S>) -> Response {
+///
+/// Every request's future is moved into an allocation of its own, so it is kept small:
+/// the functions on the way are not `async fn`s where a combinator does (see
+/// [`Next::run`]), and the branches a request seldom takes are boxed.
+fn surround<S: Inner>(
+    state: AppState,
+    request: Request,
+    next: Next<S>,
+) -> impl Future<Output = Response> {
     let started = Instant::now();
     let request_id = state.request_ids.of(&request);
     let span = super::request_span(&request, &request_id);
-    let mut response = answer(state, request, next).instrument(span.clone()).await;
-    span.in_scope(|| super::log_response(&response, started.elapsed()));
-    if !response.headers().contains_key(super::REQUEST_ID) {
-        response.headers_mut().insert(super::REQUEST_ID, request_id);
-    }
-    response
+    let answer = answer(state, request, next).instrument(span.clone());
+    answer.map(move |mut response| {
+        span.in_scope(|| super::log_response(&response, started.elapsed()));
+        if !response.headers().contains_key(super::REQUEST_ID) {
+            response.headers_mut().insert(super::REQUEST_ID, request_id);
+        }
+        response
+    })
 }
 
 /// [`surround`] within the request's span.
@@ -167,12 +182,18 @@ async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> R
     let journal = (!own).then(|| Pending::of(&state, &request));
     let method = request.method().clone();
     let uri = request.uri().clone();
+    // A future is as large as its largest state: fault rules and error bodies, seldom
+    // needed, are boxed.
     let response = match auth::refusal(&state.access, &request) {
         Some(refusal) => refusal,
-        None if own => durably(&state, request, next).await,
-        None => inject_faults(&state, request, next).await,
+        None if own || state.faults.is_empty() => durably(&state, request, next).await,
+        None => Box::pin(inject_faults(&state, request, next)).await,
     };
-    let response = error::render(&state.clock, &method, uri.path(), response).await;
+    let response = if error::is_refusal(&response) {
+        Box::pin(error::render(&state.clock, &method, uri.path(), response)).await
+    } else {
+        response
+    };
     if let Some(journal) = journal {
         journal.record(&state, uri.path(), &response);
     }
@@ -236,9 +257,6 @@ impl Pending {
 
 /// Applies the first fault rule that hits a request to the Fusion surface, or runs it.
 async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<S>) -> Response {
-    if state.faults.is_empty() {
-        return durably(state, request, next).await;
-    }
     let path = request.uri().path().to_owned();
     let now = state.clock.now();
     let method = request.method().clone();
@@ -342,7 +360,7 @@ impl Ids {
 pub struct TimeRequests(pub Arc<Metrics>);
 
 impl Around for TimeRequests {
-    async fn around<S>(self, request: Request, next: Next<S>) -> Response
+    fn around<S>(self, request: Request, next: Next<S>) -> impl Future<Output = Response> + Send
     where
         S: Inner + Send + 'static,
         S::Future: Send,
@@ -360,19 +378,26 @@ impl Around for TimeRequests {
             Method::OPTIONS => "OPTIONS",
             _ => "other",
         };
-        let (response, seconds) = timed(request, next).await;
-        if let Some(route) = route {
-            self.0.observe(route.as_str(), method, seconds);
-        }
-        response
+        timed(request, next, move |seconds| {
+            if let Some(route) = route {
+                self.0.observe(route.as_str(), method, seconds);
+            }
+        })
     }
 }
 
-/// Runs a request: its answer, and the seconds it took.
-async fn timed<S: Inner>(request: Request, next: Next<S>) -> (Response, f64) {
+/// Runs a request, timed from now until its answer, and tells `observe` the seconds it
+/// took. Not an `async fn`, for the reason given at [`Next::run`].
+fn timed<S: Inner>(
+    request: Request,
+    next: Next<S>,
+    observe: impl FnOnce(f64),
+) -> impl Future<Output = Response> {
     let started = Instant::now();
-    let response = next.run(request).await;
-    (response, started.elapsed().as_secs_f64())
+    next.run(request).map(move |response| {
+        observe(started.elapsed().as_secs_f64());
+        response
+    })
 }
 
 /// [`TimeRequests`] for the one route `api::Dispatch` sends past the router: its
@@ -395,33 +420,39 @@ impl TimeStatusPosts {
 }
 
 impl Around for TimeStatusPosts {
-    async fn around<S>(self, request: Request, next: Next<S>) -> Response
+    fn around<S>(self, request: Request, next: Next<S>) -> impl Future<Output = Response> + Send
     where
         S: Inner + Send + 'static,
         S::Future: Send,
     {
-        let (response, seconds) = timed(request, next).await;
-        let series = self
-            .series
-            .get_or_init(|| self.metrics.latency_of(super::fusion::STATUS_PATH, "POST"));
-        series.observe(seconds);
-        response
+        timed(request, next, move |seconds| {
+            let series = self
+                .series
+                .get_or_init(|| self.metrics.latency_of(super::fusion::STATUS_PATH, "POST"));
+            series.observe(seconds);
+        })
     }
 }
 
 /// Runs a request. With `--data-dir`, a request that changes something is answered only
 /// once its writes are on disk, so what a client was told survives a crash right after.
 /// The writes of concurrent requests share one commit.
-async fn durably<S: Inner>(state: &AppState, request: Request, next: Next<S>) -> Response {
+fn durably<S: Inner>(
+    state: &AppState,
+    request: Request,
+    next: Next<S>,
+) -> impl Future<Output = Response> {
     let changes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    let response = next.run(request).await;
-    if changes {
-        state.registry.synced().await;
-    }
-    response
+    let registry = (changes && state.registry.is_durable()).then(|| Arc::clone(&state.registry));
+    next.run(request).then(move |response| async move {
+        if let Some(registry) = registry {
+            registry.synced().await;
+        }
+        response
+    })
 }
 
 #[cfg(test)]
