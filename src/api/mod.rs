@@ -22,13 +22,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use futures_util::future::Either;
 use tokio::sync::watch;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use tracing::Span;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -284,8 +283,8 @@ fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
 }
 
 /// `--request-timeout`, for the routes that answer at once.
-fn prompt_timeout(timeout: Duration) -> TimeoutLayer {
-    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)
+fn prompt_timeout(timeout: Duration) -> layers::PromptTimeoutLayer {
+    layers::PromptTimeoutLayer(timeout)
 }
 
 /// The OpenAPI document of every route, as `/openapi.json` serves it.

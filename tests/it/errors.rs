@@ -404,3 +404,42 @@ async fn a_request_past_the_request_timeout_is_a_408() {
     assert_error_shape(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
     assert_error_snapshot!("timeout", answer);
 }
+
+#[tokio::test]
+async fn every_prompt_route_times_out_while_it_waits_and_only_then() {
+    let app = TestApp::with(Config {
+        request_timeout: std::time::Duration::from_millis(20).into(),
+        ..config()
+    });
+    // A route the router runs (the status update has a path of its own): its body never
+    // arrives, so the timer, armed when the handler first waits, answers.
+    let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/job-launcher/launcher")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(never))
+        .unwrap();
+    let answer = app.send(request).await;
+    assert_error_shape(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
+    // A body that arrives after a wait (so the timer was armed), but well within the
+    // timeout, is answered as usual; so is one answered at once.
+    let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+    let body = serde_json::to_vec(&update("late", "running")).unwrap();
+    let late = futures_util::stream::once(async move {
+        let _ = receiver.await;
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(body))
+    });
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(STATUS)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(late))
+        .unwrap();
+    let (answer, ()) = tokio::join!(app.send(request), async move {
+        tokio::task::yield_now().await;
+        let _ = sender.send(());
+    });
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    app.post_ok(update("prompt", "running")).await;
+}
