@@ -75,15 +75,8 @@ pub async fn serve(
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    // Each prompt request arms a `--request-timeout` timer. When no timer is due sooner,
-    // tokio wakes its time driver to re-arm it: under load (strace) an eventfd write per
-    // request and a parked thread woken for nothing. This tick keeps an earlier timer
-    // always pending, so a request's timer goes into the wheel quietly.
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let stream = tokio::select! {
-            _ = tick.tick() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -122,10 +115,6 @@ pub async fn serve(
     graceful.shutdown().await;
     Ok(())
 }
-
-/// How often [`serve`] ticks to keep a timer pending: well under any sensible
-/// `--request-timeout`, and rare enough to cost nothing.
-const TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The error a `drop` fault gives hyper, so that it closes the connection.
 #[derive(Debug, thiserror::Error)]
