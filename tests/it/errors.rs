@@ -245,12 +245,7 @@ async fn a_body_in_pieces_is_joined_and_held_to_the_limit() {
         let pieces = pieces
             .into_iter()
             .map(|piece| Ok::<_, std::io::Error>(axum::body::Bytes::from(piece)));
-        Request::builder()
-            .method(Method::POST)
-            .uri(STATUS)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from_stream(futures_util::stream::iter(pieces)))
-            .unwrap()
+        streamed_post(STATUS, futures_util::stream::iter(pieces))
     };
     let body = r#"{"jobId":"p1","state":"running"}"#;
     let pieces = vec![
@@ -386,6 +381,19 @@ async fn error_answers_keep_the_request_id() {
     assert_eq!(answer.headers["x-request-id"], "abc-123");
 }
 
+/// A JSON `POST` to `path` whose body is `pieces`, as they come.
+fn streamed_post(
+    path: &str,
+    pieces: impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static,
+) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(pieces))
+        .unwrap()
+}
+
 fn app_with_request_timeout(timeout: std::time::Duration) -> TestApp {
     TestApp::with(Config {
         request_timeout: timeout.into(),
@@ -400,14 +408,8 @@ async fn a_request_past_the_request_timeout_is_a_408() {
     // timer is armed when the handler first waits. The status update has a path of its
     // own; the launch is a route the router runs.
     for path in [STATUS, "/job-launcher/launcher"] {
-        let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from_stream(never))
-            .unwrap();
-        let answer = app.send(request).await;
+        let never = futures_util::stream::pending();
+        let answer = app.send(streamed_post(path, never)).await;
         assert_error_shape(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
         if path == STATUS {
             assert_error_snapshot!("timeout", answer);
@@ -426,13 +428,7 @@ async fn a_body_that_comes_after_a_wait_within_the_request_timeout_is_answered()
         let _ = receiver.await;
         Ok::<_, std::io::Error>(axum::body::Bytes::from(body))
     });
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(STATUS)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(late))
-        .unwrap();
-    let (answer, ()) = tokio::join!(app.send(request), async move {
+    let (answer, ()) = tokio::join!(app.send(streamed_post(STATUS, late)), async move {
         tokio::task::yield_now().await;
         let _ = sender.send(());
     });
