@@ -256,7 +256,13 @@ impl RequestIds {
     pub(crate) fn of(&self, request: &Request) -> HeaderValue {
         match request.headers().get(&REQUEST_ID) {
             Some(id) => id.clone(),
-            None => HeaderValue::from(self.0.fetch_add(1, Ordering::Relaxed) + 1),
+            None => {
+                // Not `HeaderValue::from(u64)`: that writes into a growable buffer and then
+                // shares it, two allocations; a copy of the exact digits is one.
+                let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+                HeaderValue::from_str(itoa::Buffer::new().format(n))
+                    .unwrap_or_else(|_| HeaderValue::from(n))
+            }
         }
     }
 }
