@@ -185,7 +185,8 @@ fn accepted_answer(accepted: &Accepted) -> Response {
             Bytes::from(body.into_boxed_slice()),
         )
             .into_response(),
-        // Not reached: an answer has no map keys that are not strings. `Json` says so.
+        // Not reached (an answer's only keys are strings): `Json` answers the error as it
+        // would on any route.
         Err(_) => Json(accepted).into_response(),
     }
 }
