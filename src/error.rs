@@ -230,6 +230,16 @@ pub enum Challenge {
     Bearer,
 }
 
+impl Challenge {
+    /// The `WWW-Authenticate` value.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Challenge::Basic => "Basic realm=\"job-launcher-mock\", charset=\"UTF-8\"",
+            Challenge::Bearer => "Bearer realm=\"job-launcher-mock\"",
+        }
+    }
+}
+
 /// What an [`ApiError`] leaves on its response for [`render`] to write out.
 #[derive(Debug, Clone)]
 pub struct ErrorReport {
@@ -263,13 +273,9 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let ApiError::Unauthorized { challenge, .. } = &self {
-            let challenge = match challenge {
-                Challenge::Basic => "Basic realm=\"job-launcher-mock\", charset=\"UTF-8\"",
-                Challenge::Bearer => "Bearer realm=\"job-launcher-mock\"",
-            };
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
+                HeaderValue::from_static(challenge.header_value()),
             );
         }
         response.extensions_mut().insert(report);

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
+use utoipa::openapi::OpenApi;
 
 use crate::config::{Config, Credentials, Secret};
 use crate::error::{ApiError, Challenge};
@@ -25,6 +26,11 @@ impl Access {
             api_key: config.api_key.clone(),
             admin_token: config.admin_token.clone(),
         }
+    }
+
+    /// Whether any route needs credentials.
+    pub fn guards_anything(&self) -> bool {
+        self.guards_fusion() || self.admin_token.is_some()
     }
 
     /// Whether the Fusion routes need credentials.
@@ -131,6 +137,93 @@ pub fn refusal(access: &Access, request: &Request) -> Option<Response> {
         );
     }
     None
+}
+
+/// Says in `document` what this process's flags guard: the schemes set (`basicAuth`,
+/// `apiKey`, `adminToken`), on each guarded operation the credentials it takes (any one
+/// of them) and its 401. Without flags the document is left as it is: everything is open.
+pub fn document(access: &Access, document: &mut OpenApi) {
+    use utoipa::openapi::security::{
+        ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+    };
+
+    let mut client = Vec::new();
+    let mut schemes = Vec::new();
+    if access.basic.is_some() {
+        let mut basic = Http::new(HttpAuthScheme::Basic);
+        basic.description = Some("The user and password of --basic-auth".to_owned());
+        schemes.push(("basicAuth", SecurityScheme::Http(basic)));
+        client.push(SecurityRequirement::new("basicAuth", Vec::<String>::new()));
+    }
+    if access.api_key.is_some() {
+        let key = ApiKeyValue::with_description("x-api-key", "The key of --api-key");
+        schemes.push(("apiKey", SecurityScheme::ApiKey(ApiKey::Header(key))));
+        client.push(SecurityRequirement::new("apiKey", Vec::<String>::new()));
+    }
+    let admin = access.admin_token.as_ref().map(|_| {
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.description = Some(
+            "The token of --admin-token; the dashboard and /_mock/events also take it \
+             as ?access_token="
+                .to_owned(),
+        );
+        schemes.push(("adminToken", SecurityScheme::Http(bearer)));
+        vec![SecurityRequirement::new("adminToken", Vec::<String>::new())]
+    });
+    if schemes.is_empty() {
+        return;
+    }
+    let components = document.components.get_or_insert_with(Default::default);
+    for (name, scheme) in schemes {
+        components.add_security_scheme(name, scheme);
+    }
+    for (path, item) in document.paths.paths.iter_mut() {
+        let (requirements, challenge, refused) = if is_fusion(path) && !client.is_empty() {
+            (
+                &client,
+                Challenge::Basic,
+                "The credentials are missing or wrong",
+            )
+        } else if let (true, Some(admin)) = (is_mock(path), &admin) {
+            (
+                admin,
+                Challenge::Bearer,
+                "The admin token is missing or wrong",
+            )
+        } else {
+            continue;
+        };
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(requirements.clone());
+            operation
+                .responses
+                .responses
+                .insert("401".to_owned(), unauthorized(refused, challenge).into());
+        }
+    }
+}
+
+/// A documented 401: the error body, and the challenge in `WWW-Authenticate`.
+fn unauthorized(description: &str, challenge: Challenge) -> utoipa::openapi::Response {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{Content, Header, Ref, ResponseBuilder};
+
+    let mut header = Header::new(ObjectBuilder::new().schema_type(Type::String));
+    header.description = Some(challenge.header_value().to_owned());
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .header("WWW-Authenticate", header)
+        .build()
 }
 
 #[cfg(test)]

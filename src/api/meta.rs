@@ -3,6 +3,7 @@
 //! - `GET /metrics`: Prometheus metrics, OpenMetrics text
 //! - `GET /openapi.json`: the OpenAPI document of every route
 
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::State;
@@ -13,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::auth::{self, Access};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::{self, Metrics};
 
@@ -62,23 +64,33 @@ async fn get_metrics(State(metrics): State<Arc<Metrics>>) -> Result<impl IntoRes
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text))
 }
 
-/// The document, written once: it depends on nothing but the code.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    super::openapi()
+/// The document of a process started without access flags, written once: then it depends
+/// on nothing but the code.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| written(&super::openapi()));
+
+fn written(document: &utoipa::openapi::OpenApi) -> String {
+    document
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\":\"the document could not be written: {e}\"}}"))
-});
+}
 
-/// This document: every route, its parameters, bodies and answers.
+/// This document: every route, its parameters, bodies and answers, and the credentials
+/// each route needs as this process was started (`--basic-auth`, `--api-key`,
+/// `--admin-token`).
 #[utoipa::path(
     get,
     path = "/openapi.json",
     tag = "service",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
-async fn get_openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
-    )
+async fn get_openapi(State(access): State<Arc<Access>>) -> impl IntoResponse {
+    let document = if access.guards_anything() {
+        // Seldom asked for, and only of a guarded process: written each time.
+        let mut document = super::openapi();
+        auth::document(&access, &mut document);
+        Cow::Owned(written(&document))
+    } else {
+        Cow::Borrowed(DOCUMENT.as_str())
+    };
+    ([(header::CONTENT_TYPE, "application/json")], document)
 }

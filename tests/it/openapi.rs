@@ -5,14 +5,21 @@ use std::collections::BTreeSet;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
+use job_launcher_mock::Config;
+use job_launcher_mock::config::{Credentials, Secret};
 use job_launcher_mock::{AppState, app};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::helpers::{TestApp, config};
 
 async fn document() -> Value {
-    let answer = TestApp::new().get("/openapi.json").await;
+    document_of(&config()).await
+}
+
+/// `/openapi.json` as a process started with `config` serves it.
+async fn document_of(config: &Config) -> Value {
+    let answer = TestApp::with(config.clone()).get("/openapi.json").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.content_type, "application/json");
     answer.json
@@ -33,11 +40,14 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_documented_operation_is_served() {
-    let doc = document().await;
+/// Calls every operation the document of a process started with `config` describes, with
+/// no credentials, and checks that each is routed and answers a status its documentation
+/// lists; returns the operations that answered 401.
+async fn answers_as_documented(config: &Config) -> BTreeSet<(String, String)> {
+    let doc = document_of(config).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let router = app(AppState::new(&config()).expect("the test's config is valid"));
+    let router = app(AppState::new(config).expect("the test's config is valid"));
+    let mut refused = BTreeSet::new();
     for (method, path) in operations(&doc) {
         let mut uri = path
             .replace("{jobId}", "some-run")
@@ -56,6 +66,16 @@ async fn every_documented_operation_is_served() {
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        // Each answer's status is one the document lists for the operation.
+        let documented = &doc["paths"][&path][method.to_lowercase()]["responses"];
+        assert!(
+            documented.get(status.as_str()).is_some(),
+            "{method} {path} answered {status}, which its documentation does not list"
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            refused.insert((method, path));
+            continue;
+        }
         if uri == "/_mock/events" {
             continue; // a stream that does not end
         }
@@ -65,13 +85,92 @@ async fn every_documented_operation_is_served() {
             !text.contains("no route for"),
             "{method} {path} is documented but not routed: {text}"
         );
-        // Each answer's status is one the document lists for the operation.
-        let documented = &doc["paths"][&path][method.to_lowercase()]["responses"];
+    }
+    refused
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let refused = answers_as_documented(&config()).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    let doc = document().await;
+    assert!(doc["components"].get("securitySchemes").is_none());
+    for (method, path) in operations(&doc) {
+        let operation = &doc["paths"][&path][method.to_lowercase()];
+        assert!(operation.get("security").is_none(), "{method} {path}");
+    }
+}
+
+/// Started with access flags, the document names the credentials each guarded operation
+/// takes, and exactly those operations refuse a call without them, with a documented 401.
+#[tokio::test]
+async fn a_guarded_process_documents_the_credentials_each_route_needs() {
+    let guarded = Config {
+        basic_auth: Some(Credentials {
+            user: "fusion".to_owned(),
+            password: Secret::new("pw-9f3e"),
+        }),
+        api_key: Some(Secret::new("key-7c1a")),
+        admin_token: Some(Secret::new("tok-5b2d")),
+        ..config()
+    };
+    let doc = document_of(&guarded).await;
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["basicAuth"]["type"], "http", "{schemes}");
+    assert_eq!(schemes["basicAuth"]["scheme"], "basic");
+    assert_eq!(schemes["apiKey"]["type"], "apiKey");
+    assert_eq!(schemes["apiKey"]["in"], "header");
+    assert_eq!(schemes["apiKey"]["name"], "x-api-key");
+    assert_eq!(schemes["adminToken"]["type"], "http");
+    assert_eq!(schemes["adminToken"]["scheme"], "bearer");
+    for secret in ["pw-9f3e", "key-7c1a", "tok-5b2d"] {
         assert!(
-            documented.get(status.as_str()).is_some(),
-            "{method} {path} answered {status}, which its documentation does not list"
+            !doc.to_string().contains(secret),
+            "{secret} in the document"
         );
     }
+
+    let refused = answers_as_documented(&guarded).await;
+    let mut declared = BTreeSet::new();
+    for (method, path) in operations(&doc) {
+        let operation = &doc["paths"][&path][method.to_lowercase()];
+        let Some(security) = operation.get("security") else {
+            continue;
+        };
+        let expected = if path.starts_with("/_mock") {
+            json!([{"adminToken": []}])
+        } else {
+            json!([{"basicAuth": []}, {"apiKey": []}])
+        };
+        assert_eq!(security, &expected, "{method} {path}");
+        declared.insert((method, path));
+    }
+    assert_eq!(declared, refused, "declared security vs. answered 401");
+    assert!(declared.contains(&(
+        "POST".to_owned(),
+        "/job-launcher/launcher/status".to_owned()
+    )));
+    assert!(declared.contains(&("GET".to_owned(), "/_mock/runs".to_owned())));
+    assert!(
+        !declared
+            .iter()
+            .any(|(_, path)| path.starts_with("/actuator")
+                || path == "/metrics"
+                || path == "/openapi.json")
+    );
+
+    // One credential set, one scheme: the mock's own routes stay open.
+    let key_only = Config {
+        api_key: Some(Secret::new("key-123")),
+        ..config()
+    };
+    let doc = document_of(&key_only).await;
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    assert_eq!(schemes.keys().collect::<Vec<_>>(), ["apiKey"]);
+    let status = &doc["paths"]["/job-launcher/launcher/status"]["post"];
+    assert_eq!(status["security"], json!([{"apiKey": []}]));
+    assert!(status["responses"].get("401").is_some());
+    assert!(doc["paths"]["/_mock/runs"]["get"].get("security").is_none());
 }
 
 /// Routes are only ever added through `routes!` on an annotated handler, which gives the
