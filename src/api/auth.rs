@@ -193,13 +193,7 @@ pub fn document(access: &Access, document: &mut OpenApi) {
         } else {
             continue;
         };
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in super::operations_mut(item) {
             operation.security = Some(requirements.clone());
             operation
                 .responses

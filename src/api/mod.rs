@@ -300,6 +300,20 @@ pub fn openapi() -> OpenApi {
     document
 }
 
+/// The operations of a documented path: the methods the mock routes.
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// The whole service as a router: the seam tests use.
 pub fn app(state: AppState) -> Router {
     let stack = service(state);

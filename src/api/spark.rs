@@ -62,13 +62,7 @@ pub fn document_app_routes(document: &mut utoipa::openapi::OpenApi) {
         if !path.starts_with(APP_PREFIX) {
             continue;
         }
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in super::operations_mut(item) {
             if let Some(id) = &mut operation.operation_id {
                 id.push_str("_in_app");
             }

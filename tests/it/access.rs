@@ -8,15 +8,21 @@ use job_launcher_mock::config::{Credentials, Secret};
 use crate::helpers::{Answer, STATUS, TestApp, config, update};
 
 fn guarded() -> TestApp {
-    TestApp::with(job_launcher_mock::Config {
+    TestApp::with(guarded_config())
+}
+
+/// All three flags set: `--basic-auth fusion:s3cret:pass --api-key key-123
+/// --admin-token tok-5b2d`.
+pub fn guarded_config() -> job_launcher_mock::Config {
+    job_launcher_mock::Config {
         basic_auth: Some(Credentials {
             user: "fusion".to_owned(),
             password: Secret::new("s3cret:pass"),
         }),
         api_key: Some(Secret::new("key-123")),
-        admin_token: Some(Secret::new("admin-tok")),
+        admin_token: Some(Secret::new("tok-5b2d")),
         ..config()
-    })
+    }
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -70,7 +76,7 @@ async fn the_fusion_routes_take_either_credential() {
             vec![("authorization", wrong_basic.as_str())],
             vec![("authorization", wrong_user.as_str())],
             vec![("authorization", "Basic !!!not-base64")],
-            vec![("authorization", "Bearer admin-tok")],
+            vec![("authorization", "Bearer tok-5b2d")],
             vec![("x-api-key", "key-12")],
             vec![("x-api-key", "key-1234")],
         ] {
@@ -101,7 +107,7 @@ async fn the_mock_routes_take_the_admin_token() {
             &app,
             Method::GET,
             path,
-            &[("authorization", "Bearer admin-tok")],
+            &[("authorization", "Bearer tok-5b2d")],
         )
         .await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text);
@@ -123,12 +129,12 @@ async fn the_mock_routes_take_the_admin_token() {
         }
     }
     // The dashboard and the event stream also take it in the query; nothing else does.
-    let page = call(&app, Method::GET, "/_mock/ui?access_token=admin-tok", &[]).await;
+    let page = call(&app, Method::GET, "/_mock/ui?access_token=tok-5b2d", &[]).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.content_type.starts_with("text/html"));
     let wrong = call(&app, Method::GET, "/_mock/ui?access_token=nope", &[]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let runs = call(&app, Method::GET, "/_mock/runs?access_token=admin-tok", &[]).await;
+    let runs = call(&app, Method::GET, "/_mock/runs?access_token=tok-5b2d", &[]).await;
     assert_eq!(runs.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -161,13 +167,13 @@ async fn no_secret_reaches_the_journal() {
         &app,
         Method::GET,
         "/_mock/requests",
-        &[("authorization", "Bearer admin-tok")],
+        &[("authorization", "Bearer tok-5b2d")],
     )
     .await;
     let entries = journal.json["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1]["code"], "unauthorized");
-    for secret in ["key-123", "guess", "admin-tok", "s3cret"] {
+    for secret in ["key-123", "guess", "tok-5b2d", "s3cret"] {
         assert!(
             !journal.text.contains(secret),
             "{secret} in {}",

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
 use job_launcher_mock::Config;
-use job_launcher_mock::config::{Credentials, Secret};
+use job_launcher_mock::config::Secret;
 use job_launcher_mock::{AppState, app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use crate::access::guarded_config;
 use crate::helpers::{TestApp, config};
 
 async fn document() -> Value {
@@ -105,15 +106,7 @@ async fn every_documented_operation_is_served() {
 /// takes, and exactly those operations refuse a call without them, with a documented 401.
 #[tokio::test]
 async fn a_guarded_process_documents_the_credentials_each_route_needs() {
-    let guarded = Config {
-        basic_auth: Some(Credentials {
-            user: "fusion".to_owned(),
-            password: Secret::new("pw-9f3e"),
-        }),
-        api_key: Some(Secret::new("key-7c1a")),
-        admin_token: Some(Secret::new("tok-5b2d")),
-        ..config()
-    };
+    let guarded = guarded_config();
     let doc = document_of(&guarded).await;
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["basicAuth"]["type"], "http", "{schemes}");
@@ -123,7 +116,7 @@ async fn a_guarded_process_documents_the_credentials_each_route_needs() {
     assert_eq!(schemes["apiKey"]["name"], "x-api-key");
     assert_eq!(schemes["adminToken"]["type"], "http");
     assert_eq!(schemes["adminToken"]["scheme"], "bearer");
-    for secret in ["pw-9f3e", "key-7c1a", "tok-5b2d"] {
+    for secret in ["s3cret:pass", "key-123", "tok-5b2d"] {
         assert!(
             !doc.to_string().contains(secret),
             "{secret} in the document"
