@@ -17,10 +17,17 @@ ENV CARGO_PROFILE_RELEASE_STRIP=true \
 
 # Dependencies first, against a dummy lib and main: this layer is rebuilt only when
 # Cargo.toml or Cargo.lock change, and is what the CI's layer cache (type=gha) keeps.
+# The image needs only the library and the binary, so the manifest's [[bench]],
+# [[example]] and [[test]] tables are dropped here (awk: from such a header to the next
+# table): a target whose file is not copied in cannot fail the manifest's parse, and
+# copying benches/ or tests/ in would rebuild this layer on every change to them.
 # /out/data becomes the image's /data, owned by the runtime user (distroless has no
 # shell to mkdir/chown in).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src /out/data \
+RUN awk '/^[[:space:]]*\[/ { skip = /^[[:space:]]*\[\[[[:space:]]*(bench|example|test)[[:space:]]*\]\]/ } !skip' \
+        Cargo.toml > Cargo.toml.image \
+    && mv Cargo.toml.image Cargo.toml \
+    && mkdir -p src /out/data \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && cargo build --release --locked --bin job-launcher-mock \
