@@ -1,0 +1,1 @@
+//! See tests/container.rs: this crate is an example of driving the image from a Rust test.
