@@ -379,8 +379,14 @@ const FOREIGN_BODY_LIMIT: usize = 16 * 1024;
 /// Whether an answer is an error, whose body [`render`] writes.
 pub fn is_refusal(response: &Response) -> bool {
     let status = response.status();
-    status.is_client_error() || status.is_server_error()
+    (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<OwnBody>().is_none()
 }
+
+/// On an answer with an error status whose body is the route's own and must be sent as
+/// it is: a health probe's `DOWN`, in Spring Boot's shape rather than an error body.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnBody;
 
 /// Writes the JSON body of an error answer to `method path` (see the module docs); any
 /// other answer is given back as it is.

@@ -825,6 +825,30 @@ mod tests {
         assert!((16..=48).contains(&count), "{count} of 64 at p = 0.5");
     }
 
+    #[tokio::test]
+    async fn a_rule_the_store_cannot_write_is_not_added() {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (store, _) = crate::store::flaky::store(&full);
+        let faults = Arc::new(Faults::with_store(Arc::new(store), None).unwrap());
+        let now = Utc::now();
+        faults
+            .add(&json!({"action": {"drop": true}}), now)
+            .await
+            .unwrap();
+        full.store(true, Ordering::SeqCst);
+        let refused = faults.add(&json!({"action": {"status": 503}}), now).await;
+        assert!(
+            matches!(refused, Err(ApiError::StorageUnavailable(_))),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            faults.clear().await,
+            Err(ApiError::StorageUnavailable(_))
+        ));
+        assert_eq!(faults.list(now).len(), 1);
+        assert!(faults.check(&request("GET", "/x", None), now).is_some());
+    }
+
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         assert_eq!(retry_after_seconds(Duration::from_secs(2)), 2);

@@ -1772,3 +1772,135 @@ fn parse_stored_time(text: &str) -> Option<DateTime<Utc>> {
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::clock::ClockMode;
+    use crate::store::flaky;
+
+    fn limits(max_runs: usize) -> Limits {
+        Limits {
+            max_runs: NonZeroUsize::new(max_runs).unwrap(),
+            max_history: NonZeroUsize::new(10).unwrap(),
+            max_status_bytes: NonZeroUsize::new(1 << 20).unwrap(),
+            validation: Validation::Strict,
+        }
+    }
+
+    fn durable(max_runs: usize, full: &Arc<AtomicBool>) -> Arc<Registry> {
+        let (store, mut restored) = flaky::store(full);
+        let clock = Arc::new(Clock::new(ClockMode::System));
+        let registry =
+            Registry::with_store(limits(max_runs), clock, Arc::new(store), &mut restored);
+        Arc::new(registry.unwrap())
+    }
+
+    async fn post(registry: &Arc<Registry>, body: &str) -> Result<Accepted, ApiError> {
+        let (update, problems) = StatusUpdate::parse(body.as_bytes()).unwrap();
+        let job_id = update.job_id.clone().unwrap();
+        let witness: DurableWitness = Box::new(|_| {});
+        registry
+            .apply_durably(job_id, update, problems, Creates::Yes, None, witness)
+            .await
+    }
+
+    fn state(registry: &Registry, job_id: &str) -> Option<JobState> {
+        registry.run(job_id).and_then(|run| run.state)
+    }
+
+    fn unavailable(outcome: Result<impl fmt::Debug, ApiError>) -> String {
+        match outcome {
+            Err(ApiError::StorageUnavailable(cause)) => cause,
+            other => panic!("expected 503 storage_unavailable, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_the_store_cannot_write_is_refused_and_made_nowhere() {
+        let full = Arc::new(AtomicBool::new(false));
+        let registry = durable(2, &full);
+        let first = post(&registry, r#"{"jobId":"r1","state":"starting"}"#)
+            .await
+            .unwrap();
+        post(&registry, r#"{"jobId":"old","state":"finished"}"#)
+            .await
+            .unwrap();
+
+        full.store(true, Ordering::SeqCst);
+        let cause = unavailable(post(&registry, r#"{"jobId":"r1","state":"running"}"#).await);
+        assert!(cause.contains("no space left on device"), "{cause}");
+        assert_eq!(state(&registry, "r1"), Some(JobState::Starting));
+        assert_eq!(registry.history("r1").unwrap().updates.len(), 1);
+        // A new run that would evict "old": neither happens.
+        unavailable(post(&registry, r#"{"jobId":"r2","state":"running"}"#).await);
+        assert!(!registry.contains("r2"));
+        assert_eq!(state(&registry, "old"), Some(JobState::Finished));
+        assert_eq!(registry.evicted(), 0);
+        unavailable(registry.remove_durably("r1").await);
+        assert!(registry.contains("r1"));
+        assert!(registry.clear_durably(Vec::new(), || {}).await.is_err());
+        assert_eq!(registry.list(&RunFilter::default(), 0, None).total, 2);
+        let store = registry.store().unwrap();
+        assert!(store.down().is_some());
+        assert!(store.errors() >= 4);
+        assert_eq!(
+            registry.last_seq(),
+            first.seq + 3,
+            "refused seqs are resolved"
+        );
+
+        // Space again: the next write succeeds, and no seq is handed out twice.
+        full.store(false, Ordering::SeqCst);
+        let running = post(&registry, r#"{"jobId":"r1","state":"running"}"#)
+            .await
+            .unwrap();
+        assert!(
+            running.seq > first.seq + 3,
+            "seq {} was refused before",
+            running.seq
+        );
+        assert_eq!(state(&registry, "r1"), Some(JobState::Running));
+        assert!(store.down().is_none());
+        post(&registry, r#"{"jobId":"r2","state":"running"}"#)
+            .await
+            .unwrap();
+        assert!(!registry.contains("old"), "evicted now");
+        assert_eq!(registry.evicted(), 1);
+    }
+
+    #[tokio::test]
+    async fn waiters_and_subscribers_hear_only_of_what_is_durable() {
+        let full = Arc::new(AtomicBool::new(false));
+        let registry = durable(10, &full);
+        let mut events = registry.subscribe();
+        full.store(true, Ordering::SeqCst);
+        let waiting = {
+            let registry = Arc::clone(&registry);
+            tokio::spawn(async move {
+                registry
+                    .wait(
+                        "r1",
+                        Until::State(JobState::Running),
+                        Duration::from_secs(30),
+                    )
+                    .await
+            })
+        };
+        let mut waiters = registry.waiters();
+        waiters.wait_for(|n| *n == 1).await.unwrap();
+        unavailable(post(&registry, r#"{"jobId":"r1","state":"running"}"#).await);
+        assert!(events.try_recv().is_err(), "no event for a refused update");
+        full.store(false, Ordering::SeqCst);
+        let accepted = post(&registry, r#"{"jobId":"r1","state":"running"}"#)
+            .await
+            .unwrap();
+        let run = waiting.await.unwrap().unwrap();
+        assert_eq!(run.update_count, 1);
+        assert_eq!(events.recv().await.unwrap().seq, accepted.seq);
+    }
+}

@@ -232,7 +232,26 @@ impl Store {
         })?;
         let path = dir.join(FILE);
         let existed = path.exists();
-        let db = Database::create(&path).map_err(|e| open_error(dir, &path, e))?;
+        let opener: Opener = {
+            let path = path.clone();
+            Box::new(move || Database::create(&path))
+        };
+        Store::open_with(dir, path, existed, opener)
+    }
+
+    /// [`Store::open`] with the database `opener` opens (again after a failed write): a
+    /// file, or for tests a backend that fails on demand.
+    pub(crate) fn open_with(
+        dir: &Path,
+        path: PathBuf,
+        existed: bool,
+        opener: Opener,
+    ) -> Result<(Store, Restored), StoreError> {
+        let other = |reason: String| StoreError::Other {
+            dir: dir.to_owned(),
+            reason,
+        };
+        let db = opener().map_err(|e| open_error(dir, &path, e))?;
         let corrupt = |cause: String| StoreError::Corrupt {
             dir: dir.to_owned(),
             file: path.clone(),
@@ -248,6 +267,7 @@ impl Store {
         let health = Arc::new(Health::default());
         let writer = Writer {
             db: Some(db),
+            opener,
             path,
             health: Arc::clone(&health),
         };
@@ -469,9 +489,13 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// redb's handle unusable, and opened again for the next) and the health it reports.
 struct Writer {
     db: Option<Database>,
+    opener: Opener,
     path: PathBuf,
     health: Arc<Health>,
 }
+
+/// Opens the database.
+pub(crate) type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send>;
 
 impl Writer {
     /// Each round takes every message waiting, writes them in one transaction, commits
@@ -525,7 +549,7 @@ impl Writer {
         let probe = writes.is_empty();
         let outcome = match &self.db {
             Some(db) => commit(db, writes, probe),
-            None => Database::create(&self.path)
+            None => (self.opener)()
                 .map_err(cause)
                 .and_then(|db| commit(self.db.insert(db), writes, probe)),
         };
@@ -802,5 +826,104 @@ pub async fn detached<T: Send + 'static>(
             // Cancelled only as the runtime shuts down, when no one waits for this.
             Err(_) => std::future::pending().await,
         },
+    }
+}
+
+/// A store in memory whose writes fail on demand, as a full disk's do: for tests of what
+/// the service does when it cannot write.
+#[cfg(test)]
+pub(crate) mod flaky {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use redb::backends::InMemoryBackend;
+    use redb::{Database, StorageBackend};
+
+    use super::{Opener, Restored, Store};
+
+    /// Opens a store in memory; while `full` is set, every write fails with ENOSPC.
+    pub(crate) fn store(full: &Arc<AtomicBool>) -> (Store, Restored) {
+        let memory = Arc::new(InMemoryBackend::new());
+        let full = Arc::clone(full);
+        let opener: Opener = Box::new(move || {
+            Database::builder().create_with_backend(Flaky {
+                memory: Arc::clone(&memory),
+                full: Arc::clone(&full),
+            })
+        });
+        let path = std::path::PathBuf::from("memory/job-launcher-mock.redb");
+        match Store::open_with(std::path::Path::new("memory"), path, false, opener) {
+            Ok(opened) => opened,
+            Err(e) => panic!("a store in memory opens: {e}"),
+        }
+    }
+
+    #[derive(Debug)]
+    struct Flaky {
+        memory: Arc<InMemoryBackend>,
+        full: Arc<AtomicBool>,
+    }
+
+    impl Flaky {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for Flaky {
+        fn len(&self) -> std::io::Result<u64> {
+            self.memory.len()
+        }
+
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.memory.read(offset, out)
+        }
+
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.memory.set_len(len)
+        }
+
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.memory.sync_data()
+        }
+
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.memory.write(offset, data)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_saved_value_changes_only_once_its_document_is_written() {
+        let full = Arc::new(AtomicBool::new(false));
+        let (store, _) = flaky::store(&full);
+        let saved = Saved::persisted(vec![1], Arc::new(store), "configs", |v| format!("{v:?}"));
+        saved.change(|v| v.push(2)).await.unwrap();
+        full.store(true, Ordering::SeqCst);
+        let refused = saved.change(|v| v.push(3)).await.map_err(|e| e.to_string());
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|cause| cause.contains("no space left on device")),
+            "{refused:?}"
+        );
+        assert_eq!(*saved.read(), [1, 2]);
+        full.store(false, Ordering::SeqCst);
+        saved.change(|v| v.push(4)).await.unwrap();
+        assert_eq!(*saved.read(), [1, 2, 4]);
     }
 }

@@ -10,15 +10,17 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use crate::error::OwnBody;
 use crate::registry::Registry;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -66,11 +68,12 @@ fn up() -> Json<Health> {
 }
 
 /// UP, or DOWN (503) with the reason while the store cannot write.
-fn serving(registry: &Registry) -> (StatusCode, Json<Health>) {
+fn serving(registry: &Registry) -> Response {
     match registry.store().and_then(|store| store.down()) {
-        None => (StatusCode::OK, up()),
+        None => up().into_response(),
         Some(cause) => (
             StatusCode::SERVICE_UNAVAILABLE,
+            Extension(OwnBody),
             Json(Health {
                 status: "DOWN",
                 components: Some(Components {
@@ -82,7 +85,8 @@ fn serving(registry: &Registry) -> (StatusCode, Json<Health>) {
                     },
                 }),
             }),
-        ),
+        )
+            .into_response(),
     }
 }
 
@@ -92,7 +96,7 @@ fn serving(registry: &Registry) -> (StatusCode, Json<Health>) {
         (status = 200, description = "Up", body = Health),
         (status = 503, description = "Down: --data-dir cannot be written; the reason in components.store", body = Health),
     ))]
-async fn get_health(State(registry): State<Arc<Registry>>) -> (StatusCode, Json<Health>) {
+async fn get_health(State(registry): State<Arc<Registry>>) -> Response {
     serving(&registry)
 }
 
@@ -109,6 +113,6 @@ async fn get_liveness() -> Json<Health> {
         (status = 200, description = "Up", body = Health),
         (status = 503, description = "Down: --data-dir cannot be written; the reason in components.store", body = Health),
     ))]
-async fn get_readiness(State(registry): State<Arc<Registry>>) -> (StatusCode, Json<Health>) {
+async fn get_readiness(State(registry): State<Arc<Registry>>) -> Response {
     serving(&registry)
 }
