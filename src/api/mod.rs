@@ -310,7 +310,38 @@ fn prompt_timeout(timeout: Duration) -> layers::PromptTimeoutLayer {
 pub fn openapi() -> OpenApi {
     let mut document = routes(Duration::ZERO).into_openapi();
     spark::document_app_routes(&mut document);
+    document_storage_failures(&mut document);
     document
+}
+
+/// Every operation that changes what `--data-dir` keeps may answer 503
+/// `storage_unavailable` when the store cannot write: documented once, here, rather than
+/// on each handler. The journal is not kept, so emptying it cannot fail that way.
+fn document_storage_failures(document: &mut OpenApi) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+
+    let unavailable = ResponseBuilder::new()
+        .description(
+            "--data-dir cannot be written (a full disk, an I/O error): the change was not made",
+        )
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build();
+    for (path, item) in document.paths.paths.iter_mut() {
+        let changes = [&mut item.put, &mut item.post, &mut item.delete];
+        for operation in changes.into_iter().flatten() {
+            if path == "/_mock/requests" {
+                continue;
+            }
+            operation
+                .responses
+                .responses
+                .entry("503".to_owned())
+                .or_insert_with(|| unavailable.clone().into());
+        }
+    }
 }
 
 /// The operations of a documented path: the methods the mock routes.

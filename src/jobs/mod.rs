@@ -40,6 +40,10 @@ pub use scenario::{Progression, Scenario, ScenarioView, Step};
 /// A launched run: its jobId and JobStatus.
 pub type Launched = (Arc<str>, Box<RawValue>);
 
+/// How long a simulated step the store could not keep waits before it is tried again,
+/// with the system clock: as often as the store itself tries.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// How long a cancelled run stays `cancelling` before it is `cancelled`.
 const CANCEL_TAKES: Duration = Duration::from_millis(100);
 
@@ -590,33 +594,46 @@ impl Jobs {
         }
     }
 
-    /// Applies run `job_id`'s next step at `at`, and schedules the one after.
-    async fn step(&self, job_id: &Arc<str>, at: DateTime<Utc>) {
+    /// Applies run `job_id`'s next step at `at`, and schedules the one after. A step the
+    /// store cannot keep (503) is put back, to be taken again: by the next poll, the next
+    /// advance of a manual clock, or a second later by the system's; the error says so.
+    async fn step(&self, job_id: &Arc<str>, at: DateTime<Utc>) -> Result<(), ApiError> {
         let (step, progression, generation) = {
             let mut sims = lock(&self.sims);
             let Some(sim) = sims.runs.get_mut(job_id) else {
-                return;
+                return Ok(());
             };
             let Some(step) = sim.pending.pop_front() else {
                 sims.runs.remove(job_id);
-                return;
+                return Ok(());
             };
             (step, sim.progression, sim.generation)
         };
         let Some(body) = self.step_body(job_id, &step, at) else {
             lock(&self.sims).runs.remove(job_id);
-            return;
+            return Ok(());
         };
         let outcome = self
             .submit(body.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
             .await
             .outcome;
         let mut sims = lock(&self.sims);
-        let Some(sim) = sims.runs.get(job_id) else {
-            return;
+        let Some(sim) = sims.runs.get_mut(job_id) else {
+            return Ok(());
         };
         if sim.generation != generation {
-            return; // re-planned meanwhile (a cancel): its own timer is set
+            return Ok(()); // re-planned meanwhile (a cancel): its own timer is set
+        }
+        if let Err(refusal @ ApiError::StorageUnavailable(_)) = outcome {
+            sim.pending.push_front(step);
+            if progression == Progression::Time {
+                let again = match self.clock.mode() {
+                    ClockMode::System => later(Utc::now(), STORE_RETRY),
+                    ClockMode::Manual => at,
+                };
+                sims.schedule(again, job_id, generation);
+            }
+            return Err(refusal);
         }
         let next_after = sim.pending.front().map(|s| s.after);
         match (outcome, next_after) {
@@ -633,6 +650,7 @@ impl Jobs {
                 }
             }
         }
+        Ok(())
     }
 
     /// The update a step posts: its state, its result merged into the run's, and the
@@ -687,7 +705,9 @@ impl Jobs {
         };
         let now = self.clock.now();
         for job_id in polled {
-            self.step(&job_id, now).await;
+            // A step the store cannot keep waits for the next poll; this one answers the
+            // run as it is.
+            let _ = self.step(&job_id, now).await;
         }
     }
 
@@ -703,7 +723,9 @@ impl Jobs {
         };
         let now = self.clock.now();
         for job_id in polled {
-            self.step(&job_id, now).await;
+            // A step the store cannot keep waits for the next poll; this one answers the
+            // run as it is.
+            let _ = self.step(&job_id, now).await;
         }
     }
 
@@ -763,7 +785,9 @@ impl Jobs {
         let target = later(self.clock.now(), by);
         while let Some(timer) = self.pop_due(target) {
             self.clock.set(timer.due);
-            self.step(&timer.job_id, timer.due).await;
+            // The clock stays where the step that could not be stored is due, and the
+            // step waits there for the next advance.
+            self.step(&timer.job_id, timer.due).await?;
         }
         self.clock.set(target);
         Ok(self.clock.now())
@@ -870,7 +894,8 @@ async fn drive(jobs: Weak<Jobs>, wake: Arc<Notify>) {
             };
             let now = jobs.clock.now();
             while let Some(timer) = jobs.pop_due(now) {
-                jobs.step(&timer.job_id, timer.due).await;
+                // A step the store cannot keep is due again a second later.
+                let _ = jobs.step(&timer.job_id, timer.due).await;
             }
             jobs.next_due()
         };
