@@ -78,6 +78,10 @@ pub enum ApiError {
          evicted for a new run"
     )]
     StorageFull { max_runs: usize },
+    /// 503: `--data-dir` cannot be written (a full disk, an I/O error, lost permission),
+    /// so the change was made neither on disk nor in memory; the message says why.
+    #[error("the change was not made: {0}")]
+    StorageUnavailable(String),
     /// A fault rule's status: `injected_fault`, with `Retry-After` when the rule says.
     #[error("injected fault: rule {rule} answers {status} (see /_mock/faults)")]
     InjectedFault {
@@ -166,6 +170,10 @@ impl ApiError {
             ApiError::StorageFull { .. } => {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
             }
+            ApiError::StorageUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StorageUnavailable,
+            ),
             ApiError::InjectedFault { status, .. } => (*status, ErrorCode::InjectedFault),
             ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
@@ -193,6 +201,7 @@ impl ApiError {
             | ApiError::WaitTimedOut { .. }
             | ApiError::InjectedFault { .. }
             | ApiError::Unauthorized { .. }
+            | ApiError::StorageUnavailable(_)
             | ApiError::Internal(_) => Vec::new(),
         }
     }
@@ -319,13 +328,14 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Unauthorized,
     StorageFull,
+    StorageUnavailable,
     InjectedFault,
     Timeout,
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -336,6 +346,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::Unauthorized,
         ErrorCode::StorageFull,
+        ErrorCode::StorageUnavailable,
         ErrorCode::InjectedFault,
         ErrorCode::Timeout,
         ErrorCode::InternalError,
@@ -354,6 +365,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::InjectedFault => "injected_fault",
             ErrorCode::Timeout => "timeout",
             ErrorCode::InternalError => "internal_error",
@@ -367,8 +379,14 @@ const FOREIGN_BODY_LIMIT: usize = 16 * 1024;
 /// Whether an answer is an error, whose body [`render`] writes.
 pub fn is_refusal(response: &Response) -> bool {
     let status = response.status();
-    status.is_client_error() || status.is_server_error()
+    (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<OwnBody>().is_none()
 }
+
+/// On an answer with an error status whose body is the route's own and must be sent as
+/// it is: a health probe's `DOWN`, in Spring Boot's shape rather than an error body.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnBody;
 
 /// Writes the JSON body of an error answer to `method path` (see the module docs); any
 /// other answer is given back as it is.

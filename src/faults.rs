@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::clock::later;
+use crate::error::ApiError;
 use crate::model::Violation;
-use crate::store::{Store, Write};
+use crate::store::{Store, Write, detached};
 
 /// The longest delay a rule may ask for.
 const MAX_DELAY: Duration = Duration::from_secs(3600);
@@ -22,14 +23,18 @@ pub struct Faults {
     count: AtomicUsize,
     /// Where the rules are saved with `--data-dir`, on every change (not on every hit).
     store: Option<Arc<Store>>,
+    /// With a store, one change to the list at a time: from writing the list as it will
+    /// be to making it so. Hits go on meanwhile; they are not saved.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Rules {
     list: Vec<Rule>,
     last_id: u64,
 }
 
+#[derive(Clone)]
 struct Rule {
     id: u64,
     matcher: Matcher,
@@ -122,6 +127,7 @@ impl Default for Faults {
             rules: Mutex::new(Rules::default()),
             count: AtomicUsize::new(0),
             store: None,
+            writes: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 }
@@ -133,29 +139,21 @@ impl Faults {
     }
 
     /// Reads, checks and adds a rule; every problem is listed, each naming its field.
-    pub fn add(&self, spec: &Value, now: DateTime<Utc>) -> Result<RuleView, Vec<Violation>> {
-        let parsed = parse(spec)?;
-        let mut rules = self.lock();
-        rules.last_id += 1;
-        let rule = Rule {
-            id: rules.last_id,
-            rng: parsed
-                .seed
-                .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
-            expires_at: parsed.ttl.map(|ttl| later(now, ttl)),
-            matcher: parsed.matcher,
-            action: parsed.action,
-            times: parsed.times,
-            probability: parsed.probability,
-            seed: parsed.seed,
-            ttl: parsed.ttl,
-            fired: 0,
-        };
-        let view = rule.view(now);
-        rules.list.push(rule);
-        self.count.store(rules.list.len(), Ordering::Relaxed);
-        self.save(&rules);
-        Ok(view)
+    /// With a store, the rule is added once the list with it is on disk.
+    pub async fn add(
+        self: &Arc<Self>,
+        spec: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<RuleView, ApiError> {
+        let parsed = parse(spec).map_err(invalid_rule)?;
+        self.change(move |rules| {
+            let rule = Rule::new(rules.last_id + 1, parsed.clone(), now);
+            let view = rule.view(now);
+            rules.last_id = rule.id;
+            rules.list.push(rule);
+            view
+        })
+        .await
     }
 
     /// Rules that save themselves to `store`, starting with those it saved before.
@@ -180,38 +178,69 @@ impl Faults {
         Ok(faults)
     }
 
-    fn save(&self, rules: &Rules) {
-        if let Some(store) = &self.store {
-            let views: Vec<RuleView> = rules
-                .list
-                .iter()
-                .map(|rule| rule.view(DateTime::<Utc>::MIN_UTC))
-                .collect();
-            store.write(Write::Document {
-                name: "faults",
-                json: serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_owned()),
-            });
-        }
+    /// Makes `change` to the rules; with a store, only once the list as it makes it is on
+    /// disk (the change runs to its end even if the caller goes away). The change is made
+    /// twice: to a copy of the list to write, then to the list itself, where the hits of
+    /// meanwhile are kept.
+    async fn change<R: Send + 'static>(
+        self: &Arc<Self>,
+        change: impl Fn(&mut Rules) -> R + Send + Sync + 'static,
+    ) -> Result<R, ApiError> {
+        let Some(store) = self.store.clone() else {
+            return Ok(self.change_now(&change));
+        };
+        let faults = Arc::clone(self);
+        detached(async move {
+            let _one = Arc::clone(&faults.writes).lock_owned().await;
+            let document = {
+                let mut copy = faults.lock().clone();
+                change(&mut copy);
+                copy.document()
+            };
+            store
+                .write(document)
+                .await
+                .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
+            Ok(faults.change_now(&change))
+        })
+        .await
+    }
+
+    fn change_now<R>(&self, change: &impl Fn(&mut Rules) -> R) -> R {
+        let mut rules = self.lock();
+        let result = change(&mut rules);
+        self.count.store(rules.list.len(), Ordering::Relaxed);
+        result
+    }
+
+    /// What a reset writes, and what it then does once that is durable: every rule gone.
+    pub async fn clear_staged(self: &Arc<Self>) -> (Option<Write>, Box<dyn FnOnce() + Send>) {
+        let one = Arc::clone(&self.writes).lock_owned().await;
+        let write = self.store.as_ref().map(|_| Rules::default().document());
+        let faults = Arc::clone(self);
+        let then = move || {
+            faults.change_now(&|rules: &mut Rules| rules.list.clear());
+            drop(one);
+        };
+        (write, Box::new(then))
     }
 
     pub fn list(&self, now: DateTime<Utc>) -> Vec<RuleView> {
         self.lock().list.iter().map(|rule| rule.view(now)).collect()
     }
 
-    pub fn remove(&self, id: u64) -> bool {
-        let mut rules = self.lock();
-        let before = rules.list.len();
-        rules.list.retain(|rule| rule.id != id);
-        self.count.store(rules.list.len(), Ordering::Relaxed);
-        self.save(&rules);
-        rules.list.len() < before
+    /// Removes rule `id`; `false` when there is none.
+    pub async fn remove(self: &Arc<Self>, id: u64) -> Result<bool, ApiError> {
+        self.change(move |rules| {
+            let before = rules.list.len();
+            rules.list.retain(|rule| rule.id != id);
+            rules.list.len() < before
+        })
+        .await
     }
 
-    pub fn clear(&self) {
-        let mut rules = self.lock();
-        rules.list.clear();
-        self.count.store(0, Ordering::Relaxed);
-        self.save(&rules);
+    pub async fn clear(self: &Arc<Self>) -> Result<(), ApiError> {
+        self.change(|rules| rules.list.clear()).await
     }
 
     /// Whether some active rule fitting this method and path matches on a jobId or a
@@ -248,8 +277,51 @@ impl Faults {
     }
 }
 
+impl Rules {
+    /// The write that saves the rules: each as the list shows it, expiry included.
+    fn document(&self) -> Write {
+        let views: Vec<RuleView> = self
+            .list
+            .iter()
+            .map(|rule| rule.view(DateTime::<Utc>::MIN_UTC))
+            .collect();
+        Write::Document {
+            name: "faults",
+            json: serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_owned()),
+        }
+    }
+}
+
+/// The 422 of a rule with these problems.
+fn invalid_rule(violations: Vec<Violation>) -> ApiError {
+    let first = violations
+        .first()
+        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
+    ApiError::ValidationFailed {
+        message: format!("the fault rule is not valid: {first}"),
+        violations,
+    }
+}
+
 impl Rule {
-    /// A rule as [`Faults::save`] wrote it: its spec read again, then its id, hits and
+    fn new(id: u64, parsed: Parsed, now: DateTime<Utc>) -> Rule {
+        Rule {
+            id,
+            rng: parsed
+                .seed
+                .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            expires_at: parsed.ttl.map(|ttl| later(now, ttl)),
+            matcher: parsed.matcher,
+            action: parsed.action,
+            times: parsed.times,
+            probability: parsed.probability,
+            seed: parsed.seed,
+            ttl: parsed.ttl,
+            fired: 0,
+        }
+    }
+
+    /// A rule as [`Rules::document`] wrote it: its spec read again, then its id, hits and
     /// expiry as they were. A seeded draw starts its sequence over.
     fn restored(saved: &Value) -> Option<Rule> {
         let spec: Map<String, Value> = ["match", "action", "times", "probability", "seed", "ttl"]
@@ -368,6 +440,7 @@ pub fn retry_after_seconds(retry_after: Duration) -> u64 {
     retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
 }
 
+#[derive(Clone)]
 struct Parsed {
     matcher: Matcher,
     action: Action,
@@ -664,13 +737,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rules_match_on_every_field_given() {
-        let faults = Faults::default();
+    #[tokio::test]
+    async fn rules_match_on_every_field_given() {
+        let faults = Arc::new(Faults::default());
         let now = Utc::now();
         let spec = json!({"match": {"method": "post", "path": "/job-launcher/*", "jobId": "r1"},
                           "action": {"status": 503}});
-        faults.add(&spec, now).unwrap();
+        faults.add(&spec, now).await.unwrap();
         assert!(
             faults
                 .check(
@@ -710,15 +783,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn times_spend_a_rule_and_ttl_expires_it() {
-        let faults = Faults::default();
+    #[tokio::test]
+    async fn times_spend_a_rule_and_ttl_expires_it() {
+        let faults = Arc::new(Faults::default());
         let now = Utc::now();
         faults
             .add(&json!({"action": {"drop": true}, "times": 2}), now)
+            .await
             .unwrap();
         faults
             .add(&json!({"action": {"status": 500}, "ttl": "1m"}), now)
+            .await
             .unwrap();
         let any = request("GET", "/x", None);
         let rules: Vec<u64> = (0..4)
@@ -733,21 +808,45 @@ mod tests {
         assert!(!faults.list(later_on)[1].active);
     }
 
-    #[test]
-    fn a_seed_gives_the_same_hits_in_the_same_order() {
-        let hits = |seed: u64| -> Vec<bool> {
-            let faults = Faults::default();
+    #[tokio::test]
+    async fn a_seed_gives_the_same_hits_in_the_same_order() {
+        async fn hits(seed: u64) -> Vec<bool> {
+            let faults = Arc::new(Faults::default());
             let now = Utc::now();
             let spec = json!({"action": {"status": 503}, "probability": 0.5, "seed": seed});
-            faults.add(&spec, now).unwrap();
+            faults.add(&spec, now).await.unwrap();
             (0..64)
                 .map(|_| faults.check(&request("GET", "/x", None), now).is_some())
                 .collect()
-        };
-        assert_eq!(hits(7), hits(7));
-        assert_ne!(hits(7), hits(8));
-        let count = hits(7).iter().filter(|h| **h).count();
+        }
+        assert_eq!(hits(7).await, hits(7).await);
+        assert_ne!(hits(7).await, hits(8).await);
+        let count = hits(7).await.iter().filter(|h| **h).count();
         assert!((16..=48).contains(&count), "{count} of 64 at p = 0.5");
+    }
+
+    #[tokio::test]
+    async fn a_rule_the_store_cannot_write_is_not_added() {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (store, _) = crate::store::flaky::store(&full);
+        let faults = Arc::new(Faults::with_store(Arc::new(store), None).unwrap());
+        let now = Utc::now();
+        faults
+            .add(&json!({"action": {"drop": true}}), now)
+            .await
+            .unwrap();
+        full.store(true, Ordering::SeqCst);
+        let refused = faults.add(&json!({"action": {"status": 503}}), now).await;
+        assert!(
+            matches!(refused, Err(ApiError::StorageUnavailable(_))),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            faults.clear().await,
+            Err(ApiError::StorageUnavailable(_))
+        ));
+        assert_eq!(faults.list(now).len(), 1);
+        assert!(faults.check(&request("GET", "/x", None), now).is_some());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let config = Config::parse();
     if let Some(Command::Healthcheck) = config.command {
         match healthcheck::check(config.bind, config.port) {
@@ -20,8 +20,15 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-    runtime.block_on(run(config))
+    let outcome = tokio::runtime::Runtime::new()
+        .context("cannot start the runtime")
+        .and_then(|runtime| runtime.block_on(run(config)));
+    if let Err(error) = outcome {
+        // The reason and its causes, one line; not anyhow's `Debug`, which adds a stack
+        // trace whenever RUST_BACKTRACE is set.
+        eprintln!("job-launcher-mock: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -171,6 +171,12 @@ impl Collector for Live {
                 "Journal entries dropped by --journal-size",
                 self.journal.dropped_total(),
             ),
+            (
+                "store_errors",
+                "Commits to --data-dir that failed (a full disk, an I/O error); each refused \
+                 its changes with 503 storage_unavailable",
+                self.runs.store().map_or(0, |store| store.errors()),
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -191,6 +197,15 @@ impl Collector for Live {
                 "event_subscribers",
                 "Clients subscribed to /_mock/events",
                 self.runs.subscribers(),
+            ),
+            (
+                "store_down",
+                "1 while --data-dir cannot be written (changes are refused), else 0",
+                usize::from(
+                    self.runs
+                        .store()
+                        .is_some_and(|store| store.down().is_some()),
+                ),
             ),
         ];
         for (name, help, value) in gauges {

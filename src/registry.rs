@@ -20,14 +20,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OwnedRwLockReadGuard, Semaphore, broadcast, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::config::Validation;
 use crate::error::ApiError;
 use crate::model::json::{self, Members, RawJson};
 use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
-use crate::store::{Restored, Store, StoredEntry, StoredRun, Write};
+use crate::store::{Restored, Store, StoredEntry, StoredRun, Unavailable, Write};
 
 /// At most this many distinct warnings are kept on a run; its history keeps them all.
 const MAX_RUN_WARNINGS: usize = 100;
@@ -64,10 +64,32 @@ pub struct Registry {
     evicted: AtomicU64,
     /// Runs evicted since the start, for the metrics, which never go down.
     evicted_total: AtomicU64,
+    /// The last `seq` whose update has been applied or abandoned: every `seq` up to it is
+    /// in its run's history unless refused by the store, dropped or forgotten. Readers
+    /// (waiters, the event stream's replay) start from it.
+    published: AtomicU64,
     limits: Limits,
     clock: Arc<Clock>,
     /// Where writes go with `--data-dir`.
     store: Option<Arc<Store>>,
+    /// With `--data-dir`, what a clear must not interleave with: updates and removals hold
+    /// it shared until their change is applied or abandoned; a clear holds it alone.
+    changes: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl Slot {
+    fn new(order: u64, ended_at: u64, run: Run, permits: usize) -> Self {
+        Slot {
+            order,
+            gate: Semaphore::new(permits),
+            ended_at: AtomicU64::new(ended_at),
+            run: Mutex::new(run),
+        }
+    }
+
+    fn job_id(&self) -> Arc<str> {
+        Arc::clone(&lock(&self.run).job_id)
+    }
 }
 
 /// The runs by jobId.
@@ -77,12 +99,17 @@ type RunMap = HashMap<Arc<str>, Arc<Slot>, foldhash::fast::RandomState>;
 struct Slot {
     /// The `seq` of the run's first update: runs are listed in this order.
     order: u64,
+    /// With `--data-dir`, one change to the run at a time: its permit is held from when a
+    /// change is judged until its write has been applied or abandoned, so the next change
+    /// is judged against what is on disk.
+    gate: Semaphore,
     /// The `seq` of the run's last update while it has ended, else `u64::MAX`: its key in
     /// the eviction order, read without locking the run.
     ended_at: AtomicU64,
     run: Mutex<Run>,
 }
 
+#[derive(Clone)]
 struct Run {
     job_id: Arc<str>,
     /// The `seq` of its first update (0 before it has one): runs are listed in this order.
@@ -90,6 +117,8 @@ struct Run {
     /// Set when the run is forgotten, so that an update that found it just before
     /// looks it up again instead of writing to a run no one can read.
     removed: bool,
+    // A run with no update yet (`update_count` 0) is one whose first update is still
+    // being written (`--data-dir`): readers do not see it (`is_visible`).
     /// The current status: every update's members merged at the top level, in the order
     /// each key first appeared. Values share the bodies in history they came from; when
     /// an entry is dropped its values are copied out (`log`), so a
@@ -299,9 +328,11 @@ impl Registry {
             ended: Mutex::new(BTreeMap::new()),
             evicted: AtomicU64::new(0),
             evicted_total: AtomicU64::new(0),
+            published: AtomicU64::new(0),
             limits,
             clock,
             store: None,
+            changes: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 
@@ -323,55 +354,51 @@ impl Registry {
             if ended_at != u64::MAX {
                 lock(&registry.ended).insert(ended_at, Arc::clone(&job_id));
             }
-            let slot = Slot {
-                order,
-                ended_at: AtomicU64::new(ended_at),
-                run: Mutex::new(run),
-            };
-            runs.insert(job_id, Arc::new(slot));
+            runs.insert(job_id, Arc::new(Slot::new(order, ended_at, run, 1)));
         }
         registry.runs = RwLock::new(runs);
         registry.sequencer = Mutex::new(restored.last_seq);
+        registry.published = AtomicU64::new(restored.last_seq);
         registry.evicted = AtomicU64::new(restored.evicted);
         registry.store = Some(store);
         Ok(registry)
     }
 
-    /// Whether changes are written to disk (`--data-dir`), for [`Registry::synced`].
-    pub fn is_durable(&self) -> bool {
-        self.store.is_some()
-    }
-
-    /// Resolves once every change made so far is on disk (at once without a store).
-    pub async fn synced(&self) {
-        if let Some(store) = &self.store {
-            store.synced().await;
-        }
+    /// The store changes are written to (`--data-dir`), if any: then they are made with
+    /// the `_durably` methods, which apply a change only once it is on disk.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
     }
 
     /// Checks `update` against run `job_id` and, unless a problem refuses it, applies it.
     ///
     /// `problems` are the well-formedness problems found before the run was consulted;
     /// the rules add theirs, and a refusal lists them all. A refused update changes
-    /// nothing.
+    /// nothing. In memory only: with a store, use [`Registry::apply_durably`].
     pub fn apply(
         &self,
         job_id: Arc<str>,
         update: StatusUpdate,
         problems: Vec<Problem>,
     ) -> Result<Accepted, ApiError> {
-        self.apply_witnessed(job_id, update, problems, &|_| {})
+        self.apply_witnessed(job_id, update, problems, Creates::Yes, &|_| {})
     }
 
     /// [`Registry::apply`], calling `witness` with the update once it is in history and
     /// before it is published. A repeat, which adds no history entry, is not witnessed.
+    /// With [`Creates::No`], an update to a run that does not exist is refused (404).
     pub fn apply_witnessed(
         &self,
         job_id: Arc<str>,
         mut update: StatusUpdate,
         problems: Vec<Problem>,
+        creates: Creates,
         witness: Witness<'_>,
     ) -> Result<Accepted, ApiError> {
+        debug_assert!(
+            self.store.is_none(),
+            "changes with a store are made durably"
+        );
         loop {
             let slot = read(&self.runs).get(&job_id).cloned();
             if let Some(slot) = slot {
@@ -380,6 +407,8 @@ impl Registry {
                 if !run.removed {
                     return self.apply_to_known(&slot, &mut run, update, &problems, witness);
                 }
+            } else if creates == Creates::No {
+                return Err(no_such_run(&job_id));
             } else {
                 match self.apply_to_new(&job_id, update, &problems, witness) {
                     Ok(outcome) => return outcome,
@@ -398,8 +427,25 @@ impl Registry {
         problems: &[Problem],
         witness: Witness<'_>,
     ) -> Result<Accepted, ApiError> {
+        let judged = match self.review_known(run, update, problems)? {
+            Review::Repeat(accepted) => return Ok(accepted),
+            Review::Judged(judged) => judged,
+        };
+        let accepted = self.record(run, judged, witness);
+        self.set_ended(slot, &run.job_id, run.ended_at(accepted.seq));
+        self.watchers.notify(&accepted.job_id);
+        Ok(accepted)
+    }
+
+    /// An update to a known run, reviewed: a repeat's answer, or the update judged.
+    fn review_known(
+        &self,
+        run: &Run,
+        update: StatusUpdate,
+        problems: &[Problem],
+    ) -> Result<Review, ApiError> {
         if problems.is_empty() && run.is_repeat(&update) {
-            return Ok(run.repeated());
+            return Ok(Review::Repeat(run.repeated()));
         }
         let StatusUpdate {
             raw,
@@ -417,10 +463,12 @@ impl Registry {
             )));
         }
         let (merged, warnings) = self.judge(&run.job_id, Some(&run.facts), facts, problems)?;
-        let accepted = self.record(run, raw, members, merged, warnings, witness);
-        self.set_ended(slot, &run.job_id, run.ended_at(accepted.seq));
-        self.watchers.notify(&accepted.job_id);
-        Ok(accepted)
+        Ok(Review::Judged(Judged {
+            raw,
+            members,
+            merged,
+            warnings,
+        }))
     }
 
     /// Creates a run with its first update. The update is judged before any lock is
@@ -455,20 +503,15 @@ impl Registry {
             None
         };
         let mut run = Run::new(Arc::clone(job_id), self.clock.now());
-        let accepted = self.record(
-            &mut run,
-            update.raw,
-            update.members,
+        let judged = Judged {
+            raw: update.raw,
+            members: update.members,
             merged,
             warnings,
-            witness,
-        );
-        let ended_at = run.ended_at(accepted.seq);
-        let slot = Slot {
-            order: accepted.seq,
-            ended_at: AtomicU64::new(u64::MAX),
-            run: Mutex::new(run),
         };
+        let accepted = self.record(&mut run, judged, witness);
+        let ended_at = run.ended_at(accepted.seq);
+        let slot = Slot::new(accepted.seq, u64::MAX, run, 1);
         self.set_ended(&slot, job_id, ended_at);
         runs.insert(Arc::clone(job_id), Arc::new(slot));
         drop(runs);
@@ -516,6 +559,19 @@ impl Registry {
     /// Forgets the ended run whose last update is oldest, to make room for a new one;
     /// gives it back, for the caller to free.
     fn evict_one(&self, runs: &mut RunMap) -> Result<Arc<Slot>, ApiError> {
+        let (slot, _) = self.choose_victim(runs)?;
+        let mut run = lock(&slot.run);
+        run.removed = true;
+        drop(run);
+        runs.remove(&slot.job_id());
+        self.count_eviction();
+        Ok(slot)
+    }
+
+    /// The ended run whose last update is oldest, taken out of the eviction order, with
+    /// the key it had there; 507 when no run has ended. With a store, only a run whose
+    /// gate is free is chosen, and its gate is kept for the caller.
+    fn choose_victim(&self, runs: &RunMap) -> Result<(Arc<Slot>, u64), ApiError> {
         loop {
             let oldest = lock(&self.ended).pop_first();
             let Some((ended_at, job_id)) = oldest else {
@@ -526,86 +582,342 @@ impl Registry {
             let Some(slot) = runs.get(&job_id).cloned() else {
                 continue; // forgotten meanwhile
             };
+            // With a store, the victim's gate is taken (its permit forgotten) for the
+            // caller; a change to it being written makes it no victim for now.
+            let gated = self.store.is_some();
+            if gated {
+                match slot.gate.try_acquire() {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => continue,
+                }
+            }
             let run = lock(&slot.run);
             // A lenient update may have moved it on since it was noted: its current
             // marker, if any, is another entry.
             if slot.ended_at.load(Ordering::Relaxed) != ended_at || !run.has_ended() {
+                drop(run);
+                if gated {
+                    slot.gate.add_permits(1);
+                }
                 continue;
             }
-            let mut run = run;
-            run.removed = true;
-            let evicted = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
-            self.evicted_total.fetch_add(1, Ordering::Relaxed);
-            if let Some(store) = &self.store {
-                store.write(run.removal());
-                store.write(Write::Document {
-                    name: "evicted",
-                    json: evicted.to_string(),
-                });
-            }
             drop(run);
-            runs.remove(&job_id);
-            return Ok(slot);
+            return Ok((slot, ended_at));
         }
+    }
+
+    fn count_eviction(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+        self.evicted_total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records an accepted update in its run under the next `seq`, has it witnessed, and
     /// publishes it. The status is merged first; only the history entry is written under
     /// the sequencer, so runs wait on one another no longer than that.
-    fn record(
-        &self,
-        run: &mut Run,
-        raw: RawJson,
-        members: Members,
-        merged: Facts,
-        warnings: Vec<Warning>,
-        witness: Witness<'_>,
-    ) -> Accepted {
+    fn record(&self, run: &mut Run, judged: Judged, witness: Witness<'_>) -> Accepted {
         let now = self.clock.now();
-        run.merge(members, merged, &warnings, now);
-        let mut entry = Entry {
-            seq: 0,
+        let subscribed = self.events.receiver_count() > 0;
+        run.merge(judged.members, judged.merged, &judged.warnings, now);
+        let mut last = lock(&self.sequencer);
+        let seq = *last + 1;
+        *last = seq;
+        let entry = Entry {
+            seq,
             received_at: now,
-            update: raw,
-            warnings,
+            update: judged.raw,
+            warnings: judged.warnings,
             state: run.facts.state,
         };
-        let mut last = lock(&self.sequencer);
-        entry.seq = *last + 1;
-        *last = entry.seq;
-        if run.order == 0 {
-            run.order = entry.seq;
-        }
-        let event = (self.events.receiver_count() > 0).then(|| UpdateEvent {
-            job_id: Arc::clone(&run.job_id),
-            seq: entry.seq,
-            received_at: timestamp(now),
-            update: entry.update.clone(),
-        });
-        let stored = self
-            .store
-            .as_ref()
-            .map(|_| stored_entry(&run.job_id, &entry));
-        let (accepted, trimmed) = run.log(entry, &self.limits);
-        if let (Some(store), Some(entry)) = (&self.store, stored) {
-            // Queued under the sequencer: the store sees writes in seq order.
-            store.write(Write::Update {
-                entry: Box::new(entry),
-                run: Box::new(run.stored()),
-                trimmed,
-            });
-        }
+        let (accepted, event, _) = run.log(entry, subscribed, &self.limits);
         witness(&accepted);
         if let Some(event) = event {
             // An error means every subscriber left meanwhile: no one to tell.
             let _ = self.events.send(Arc::new(event));
         }
+        self.published.store(seq, Ordering::Relaxed);
         accepted
+    }
+
+    // --- Changes with a store: applied once durable ----------------------------------
+
+    /// [`Registry::apply_witnessed`] with a store: the update is judged against the run as
+    /// it is on disk, written, and applied in memory only once the write is durable; if it
+    /// cannot be written, nothing changes and the answer is 503 `storage_unavailable`.
+    ///
+    /// The write's outcome is handled on the store's thread, in `seq` order (so events go
+    /// out in order), whether or not this future is still awaited: a client that hangs up
+    /// does not leave a change half made. `witness` is called there too.
+    pub async fn apply_durably(
+        self: &Arc<Self>,
+        job_id: Arc<str>,
+        mut update: StatusUpdate,
+        problems: Vec<Problem>,
+        creates: Creates,
+        also: Option<Write>,
+        witness: DurableWitness,
+    ) -> Result<Accepted, ApiError> {
+        let Some(store) = self.store.clone() else {
+            return Err(ApiError::Internal(
+                "a durable update to a registry with no store".to_owned(),
+            ));
+        };
+        let changes = Arc::clone(&self.changes).read_owned().await;
+        let (answer, answered) = oneshot::channel();
+        let mut pending = PendingParts {
+            changes,
+            also,
+            witness,
+            answer,
+        };
+        loop {
+            let slot = read(&self.runs).get(&job_id).cloned();
+            let Some(slot) = slot else {
+                if creates == Creates::No {
+                    return Err(no_such_run(&job_id));
+                }
+                match self.stage_new(&store, &job_id, update, &problems, pending) {
+                    Ok(Ok(())) => break,
+                    Ok(Err(refusal)) => return Err(refusal),
+                    Err((appeared, parts)) => {
+                        (update, pending) = (*appeared, parts);
+                        continue;
+                    }
+                }
+            };
+            let Ok(permit) = slot.gate.acquire().await else {
+                return Err(ApiError::Internal("a run's gate was closed".to_owned()));
+            };
+            let run = lock(&slot.run);
+            if run.removed {
+                continue; // forgotten, or its first update could not be written: look again
+            }
+            let judged = match self.review_known(&run, update, &problems)? {
+                Review::Repeat(accepted) => return Ok(accepted),
+                Review::Judged(judged) => judged,
+            };
+            let mut next = run.clone();
+            drop(run);
+            self.stage(&store, Some(&slot), &mut next, judged, None, pending);
+            permit.forget();
+            break;
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(ApiError::StorageUnavailable(
+                "the store's writer has stopped".to_owned(),
+            ))
+        })
+    }
+
+    /// Stages a new run's first update: judged, then, under the map's lock, a hidden slot
+    /// for it (its gate held), and an eviction if the registry is full, all written in one.
+    /// `Err` gives the update back when the run appeared meanwhile.
+    #[allow(clippy::type_complexity)]
+    fn stage_new(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        job_id: &Arc<str>,
+        mut update: StatusUpdate,
+        problems: &[Problem],
+        pending: PendingParts,
+    ) -> Result<Result<(), ApiError>, (Box<StatusUpdate>, PendingParts)> {
+        let facts = std::mem::take(&mut update.facts);
+        let (merged, warnings) = match self.judge(job_id, None, facts, problems) {
+            Ok(judged) => judged,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let mut runs = write(&self.runs);
+        if runs.contains_key(job_id) {
+            update.facts = merged;
+            return Err((Box::new(update), pending));
+        }
+        let victim = if runs.len() >= self.limits.max_runs.get() {
+            match self.choose_victim(&runs) {
+                Ok(victim) => Some(victim),
+                Err(full) => return Ok(Err(full)),
+            }
+        } else {
+            None
+        };
+        let now = self.clock.now();
+        let mut next = Run::new(Arc::clone(job_id), now);
+        let judged = Judged {
+            raw: update.raw,
+            members: update.members,
+            merged,
+            warnings,
+        };
+        // The seq is known only once staged; the slot is made for it there.
+        let slot = self.stage(store, None, &mut next, judged, victim, pending);
+        runs.insert(Arc::clone(job_id), slot);
+        Ok(Ok(()))
+    }
+
+    /// Records `judged` in `next` (a copy of its run, or a new one) under the next `seq`,
+    /// and queues its write, with what to do once the write is durable or has failed,
+    /// while the sequencer is held, so the store sees writes in `seq` order. Gives back
+    /// the run's slot: `slot`, or for a new run (`None`) a hidden one made here, its gate
+    /// held.
+    fn stage(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        slot: Option<&Arc<Slot>>,
+        next: &mut Run,
+        judged: Judged,
+        victim: Option<(Arc<Slot>, u64)>,
+        pending: PendingParts,
+    ) -> Arc<Slot> {
+        let now = self.clock.now();
+        next.merge(judged.members, judged.merged, &judged.warnings, now);
+        let mut last = lock(&self.sequencer);
+        let seq = *last + 1;
+        *last = seq;
+        let entry = Entry {
+            seq,
+            received_at: now,
+            update: judged.raw,
+            warnings: judged.warnings,
+            state: next.facts.state,
+        };
+        let stored = stored_entry(&next.job_id, &entry);
+        let (accepted, event, trimmed) = next.log(entry, true, &self.limits);
+        let created = slot.is_none();
+        let slot = slot.map_or_else(
+            // Hidden (no update yet) until the write is durable; its gate held meanwhile.
+            || {
+                Arc::new(Slot::new(
+                    seq,
+                    u64::MAX,
+                    Run::new(Arc::clone(&next.job_id), now),
+                    0,
+                ))
+            },
+            Arc::clone,
+        );
+        let mut writes = vec![Write::Update {
+            entry: Box::new(stored),
+            run: Box::new(next.stored()),
+            trimmed,
+        }];
+        if let Some((victim, _)) = &victim {
+            writes.push(lock(&victim.run).eviction());
+        }
+        let PendingParts {
+            changes,
+            also,
+            witness,
+            answer,
+        } = pending;
+        writes.extend(also);
+        let change = Pending {
+            registry: Arc::clone(self),
+            slot: Arc::clone(&slot),
+            next: std::mem::replace(next, Run::new(Arc::clone(&next.job_id), now)),
+            accepted,
+            event,
+            created,
+            victim,
+            witness,
+            answer,
+            _changes: changes,
+        };
+        store.write_then(Write::All(writes), move |outcome| change.finish(outcome));
+        drop(last);
+        slot
+    }
+
+    /// Forgets run `job_id` once that is on disk; `false` when there was none.
+    pub async fn remove_durably(self: &Arc<Self>, job_id: &str) -> Result<bool, ApiError> {
+        let Some(store) = self.store.clone() else {
+            return Ok(self.remove(job_id));
+        };
+        let changes = Arc::clone(&self.changes).read_owned().await;
+        let Some(slot) = read(&self.runs).get(job_id).cloned() else {
+            return Ok(false);
+        };
+        let Ok(permit) = slot.gate.acquire().await else {
+            return Err(ApiError::Internal("a run's gate was closed".to_owned()));
+        };
+        let removal = {
+            let run = lock(&slot.run);
+            if !run.is_visible() {
+                return Ok(false);
+            }
+            run.removal()
+        };
+        permit.forget();
+        let (answer, answered) = oneshot::channel();
+        let registry = Arc::clone(self);
+        store.write_then(removal, move |outcome| {
+            if outcome.is_ok() {
+                registry.forget(&slot);
+            }
+            slot.gate.add_permits(1);
+            drop(changes);
+            let _ = answer.send(outcome);
+        });
+        match answered.await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(cause)) => Err(ApiError::StorageUnavailable(cause.to_string())),
+            Err(_) => Err(ApiError::StorageUnavailable(
+                "the store's writer has stopped".to_owned(),
+            )),
+        }
+    }
+
+    /// Forgets every run once that, and `also` with it, is on disk; then calls `then`
+    /// (on the store's thread), for what else a reset clears in memory.
+    pub async fn clear_durably(
+        self: &Arc<Self>,
+        also: Vec<Write>,
+        then: impl FnOnce() + Send + 'static,
+    ) -> Result<(), Unavailable> {
+        let Some(store) = self.store.clone() else {
+            self.clear();
+            then();
+            return Ok(());
+        };
+        // Every change in flight is applied or abandoned before this is written.
+        let changes = Arc::clone(&self.changes).write_owned().await;
+        let (answer, answered) = oneshot::channel();
+        let registry = Arc::clone(self);
+        let mut writes = vec![Write::Clear];
+        writes.extend(also);
+        store.write_then(Write::All(writes), move |outcome| {
+            if outcome.is_ok() {
+                registry.clear_memory();
+                then();
+            }
+            drop(changes);
+            let _ = answer.send(outcome);
+        });
+        answered
+            .await
+            .unwrap_or_else(|_| Err(Unavailable::from("the store's writer has stopped")))
+    }
+
+    /// Removes `slot` from the map (if it is still there) and marks it forgotten.
+    fn forget(&self, slot: &Arc<Slot>) {
+        let mut runs = write(&self.runs);
+        let job_id = slot.job_id();
+        if runs
+            .get(&job_id)
+            .is_some_and(|held| Arc::ptr_eq(held, slot))
+        {
+            runs.remove(&job_id);
+        }
+        lock(&slot.run).removed = true;
+        let ended_at = slot.ended_at.load(Ordering::Relaxed);
+        if ended_at != u64::MAX {
+            let mut ended = lock(&self.ended);
+            if ended.get(&ended_at).is_some_and(|id| *id == job_id) {
+                ended.remove(&ended_at);
+            }
+        }
     }
 
     /// The last `seq` handed out.
     pub fn last_seq(&self) -> u64 {
-        *lock(&self.sequencer)
+        self.published.load(Ordering::Relaxed)
     }
 
     /// A receiver of every update accepted from now on, in `seq` order.
@@ -628,7 +940,7 @@ impl Registry {
         let mut page: BinaryHeap<BySeq> = BinaryHeap::new();
         for slot in self.slots() {
             let run = lock(&slot.run);
-            if run.removed {
+            if !run.is_visible() {
                 continue;
             }
             let start = run.history.partition_point(|e| e.seq <= after);
@@ -694,7 +1006,7 @@ impl Registry {
     fn reached(&self, job_id: &str, until: Until, since: u64) -> Option<RunView> {
         let slot = read(&self.runs).get(job_id).cloned()?;
         let run = lock(&slot.run);
-        if run.removed {
+        if !run.is_visible() {
             return None;
         }
         let now = until.is_met(run.facts.state);
@@ -719,21 +1031,22 @@ impl Registry {
     pub fn facts(&self, job_id: &str) -> Option<(Facts, Option<RawJson>)> {
         let slot = read(&self.runs).get(job_id).cloned()?;
         let run = lock(&slot.run);
-        (!run.removed).then(|| (run.facts.clone(), run.status.get("result").cloned()))
+        run.is_visible()
+            .then(|| (run.facts.clone(), run.status.get("result").cloned()))
     }
 
     /// The current status of run `job_id`: Fusion's JobStatus.
     pub fn status(&self, job_id: &str) -> Option<Box<RawValue>> {
         let slot = read(&self.runs).get(job_id).cloned()?;
         let run = lock(&slot.run);
-        (!run.removed).then(|| json::raw_value(run.status_json()))
+        run.is_visible().then(|| json::raw_value(run.status_json()))
     }
 
     /// The jobId of the latest run of config `config_id`: the one that appeared last.
     pub fn latest_run_of(&self, config_id: &str) -> Option<Arc<str>> {
         self.slots().iter().rev().find_map(|slot| {
             let run = lock(&slot.run);
-            (!run.removed && run.facts.config_id() == Some(config_id))
+            (run.is_visible() && run.facts.config_id() == Some(config_id))
                 .then(|| Arc::clone(&run.job_id))
         })
     }
@@ -744,7 +1057,7 @@ impl Registry {
         let mut latest: IndexMap<String, Arc<str>> = IndexMap::new();
         for slot in self.slots() {
             let run = lock(&slot.run);
-            if run.removed {
+            if !run.is_visible() {
                 continue;
             }
             if let Some(config_id) = run.facts.config_id() {
@@ -756,7 +1069,8 @@ impl Registry {
 
     /// Whether a run `job_id` is held.
     pub fn contains(&self, job_id: &str) -> bool {
-        read(&self.runs).contains_key(job_id)
+        let slot = read(&self.runs).get(job_id).cloned();
+        slot.is_some_and(|slot| lock(&slot.run).is_visible())
     }
 
     /// How many runs are in each state; `None` counts runs no update has given a state.
@@ -766,7 +1080,7 @@ impl Registry {
         counts.push((None, 0));
         for slot in self.slots() {
             let run = lock(&slot.run);
-            if run.removed {
+            if !run.is_visible() {
                 continue;
             }
             if let Some(count) = counts.iter_mut().find(|(s, _)| *s == run.facts.state) {
@@ -794,7 +1108,7 @@ impl Registry {
             .iter()
             .filter_map(|slot| {
                 let run = lock(&slot.run);
-                (!run.removed).then(|| json::raw_value(run.status_json()))
+                run.is_visible().then(|| json::raw_value(run.status_json()))
             })
             .collect()
     }
@@ -805,7 +1119,7 @@ impl Registry {
         let mut runs = Vec::new();
         for slot in self.slots() {
             let run = lock(&slot.run);
-            if run.removed || !filter.matches(&run.facts) {
+            if !run.is_visible() || !filter.matches(&run.facts) {
                 continue;
             }
             if total >= offset && limit.is_none_or(|limit| runs.len() < limit) {
@@ -823,14 +1137,14 @@ impl Registry {
     pub fn run(&self, job_id: &str) -> Option<RunView> {
         let slot = read(&self.runs).get(job_id).cloned()?;
         let run = lock(&slot.run);
-        (!run.removed).then(|| run.view())
+        run.is_visible().then(|| run.view())
     }
 
     pub fn history(&self, job_id: &str) -> Option<HistoryView> {
         let slot = read(&self.runs).get(job_id).cloned()?;
         let (job_id, dropped, entries) = {
             let run = lock(&slot.run);
-            if run.removed {
+            if !run.is_visible() {
                 return None;
             }
             let entries: Vec<Entry> = run.history.iter().cloned().collect();
@@ -852,29 +1166,37 @@ impl Registry {
         })
     }
 
-    /// Forgets one run; `false` when there was none.
+    /// Forgets one run; `false` when there was none. In memory only: with a store, use
+    /// [`Registry::remove_durably`].
     pub fn remove(&self, job_id: &str) -> bool {
+        debug_assert!(
+            self.store.is_none(),
+            "changes with a store are made durably"
+        );
         // The flag is set under the map's lock: an update that found the run before it
         // went must not write to it after a new run of the same id has appeared.
-        let mut runs = write(&self.runs);
-        let slot = runs.remove(job_id);
-        if let Some(slot) = &slot {
-            let mut run = lock(&slot.run);
-            run.removed = true;
-            let ended_at = slot.ended_at.load(Ordering::Relaxed);
-            if ended_at != u64::MAX {
-                lock(&self.ended).remove(&ended_at);
+        let slot = read(&self.runs).get(job_id).cloned();
+        match slot {
+            Some(slot) => {
+                self.forget(&slot);
+                true
             }
-            if let Some(store) = &self.store {
-                store.write(run.removal());
-            }
+            None => false,
         }
-        slot.is_some()
     }
 
     /// Forgets every run and the count of evicted ones. `seq` goes on counting, so an
-    /// update seen before the reset is never confused with one after it.
+    /// update seen before the reset is never confused with one after it. In memory only:
+    /// with a store, use [`Registry::clear_durably`].
     pub fn clear(&self) {
+        debug_assert!(
+            self.store.is_none(),
+            "changes with a store are made durably"
+        );
+        self.clear_memory();
+    }
+
+    fn clear_memory(&self) {
         let mut runs = write(&self.runs);
         for slot in runs.values() {
             lock(&slot.run).removed = true;
@@ -882,9 +1204,123 @@ impl Registry {
         runs.clear();
         lock(&self.ended).clear();
         self.evicted.store(0, Ordering::Relaxed);
-        if let Some(store) = &self.store {
-            store.write(Write::Clear);
-        }
+    }
+}
+
+/// Whether an update may create its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creates {
+    /// A client's report, or a launch: the first update of a run creates it.
+    Yes,
+    /// A simulated step or a cancel: only for a run that exists, so a run forgotten
+    /// meanwhile stays forgotten.
+    No,
+}
+
+fn no_such_run(job_id: &str) -> ApiError {
+    ApiError::NotFound(format!("no run {job_id}"))
+}
+
+/// An update judged acceptable, ready to record.
+struct Judged {
+    raw: RawJson,
+    members: Members,
+    merged: Facts,
+    warnings: Vec<Warning>,
+}
+
+/// What reviewing an update to a known run found.
+// Moved once, on the stack: boxing the judged update would allocate for every update.
+#[allow(clippy::large_enum_variant)]
+enum Review {
+    /// An exact repeat of its last update, and the answer it gets.
+    Repeat(Accepted),
+    Judged(Judged),
+}
+
+/// [`Witness`] for a change written first: called on the store's thread once the update
+/// is durable and applied, before it is published.
+pub type DurableWitness = Box<dyn FnOnce(&Accepted) + Send>;
+
+/// What a durable update takes along until its write has an outcome.
+struct PendingParts {
+    /// Held until then, so a clear waits for it.
+    changes: OwnedRwLockReadGuard<()>,
+    /// Written in the same transaction (a config the update makes known).
+    also: Option<Write>,
+    witness: DurableWitness,
+    answer: oneshot::Sender<Result<Accepted, ApiError>>,
+}
+
+/// An update written but not yet applied: what to do once its write has an outcome.
+struct Pending {
+    registry: Arc<Registry>,
+    slot: Arc<Slot>,
+    /// The run as it is once the update is applied.
+    next: Run,
+    accepted: Accepted,
+    event: Option<UpdateEvent>,
+    /// Whether `slot` was made for this update (a run's first).
+    created: bool,
+    /// A run evicted to make room, and its place in the eviction order.
+    victim: Option<(Arc<Slot>, u64)>,
+    witness: DurableWitness,
+    answer: oneshot::Sender<Result<Accepted, ApiError>>,
+    _changes: OwnedRwLockReadGuard<()>,
+}
+
+impl Pending {
+    /// On the store's thread, in `seq` order: applies the update if it is durable, else
+    /// undoes what staging it did (the hidden slot, the victim taken out of the order).
+    fn finish(self, outcome: Result<(), Unavailable>) {
+        let Pending {
+            registry,
+            slot,
+            next,
+            accepted,
+            event,
+            created,
+            victim,
+            witness,
+            answer,
+            _changes,
+        } = self;
+        let seq = accepted.seq;
+        let answered = match outcome {
+            Ok(()) => {
+                let ended_at = next.ended_at(seq);
+                let mut run = lock(&slot.run);
+                *run = next;
+                registry.set_ended(&slot, &accepted.job_id, ended_at);
+                drop(run);
+                if let Some((victim, _)) = &victim {
+                    registry.forget(victim);
+                    registry.count_eviction();
+                    victim.gate.add_permits(1);
+                }
+                registry.watchers.notify(&accepted.job_id);
+                witness(&accepted);
+                if let Some(event) = event
+                    && registry.events.receiver_count() > 0
+                {
+                    let _ = registry.events.send(Arc::new(event));
+                }
+                Ok(accepted)
+            }
+            Err(cause) => {
+                if created {
+                    registry.forget(&slot);
+                }
+                if let Some((victim, ended_at)) = &victim {
+                    lock(&registry.ended).insert(*ended_at, victim.job_id());
+                    victim.gate.add_permits(1);
+                }
+                Err(ApiError::StorageUnavailable(cause.to_string()))
+            }
+        };
+        registry.published.store(seq, Ordering::Relaxed);
+        slot.gate.add_permits(1);
+        let _ = answer.send(answered);
     }
 }
 
@@ -1011,11 +1447,25 @@ impl Run {
         }
     }
 
-    /// Adds an accepted update's entry to the history, within `--max-history`.
     /// Adds an accepted update's entry to the history, within `--max-history`; gives
-    /// the answer and the seqs of the entries pushed out.
-    fn log(&mut self, entry: Entry, limits: &Limits) -> (Accepted, Vec<u64>) {
+    /// the answer, the event to publish (if `with_event`), and the seqs of the entries
+    /// pushed out.
+    fn log(
+        &mut self,
+        entry: Entry,
+        with_event: bool,
+        limits: &Limits,
+    ) -> (Accepted, Option<UpdateEvent>, Vec<u64>) {
         let (seq, warnings) = (entry.seq, entry.warnings.clone());
+        if self.order == 0 {
+            self.order = seq;
+        }
+        let event = with_event.then(|| UpdateEvent {
+            job_id: Arc::clone(&self.job_id),
+            seq,
+            received_at: timestamp(entry.received_at),
+            update: entry.update.clone(),
+        });
         self.history.push_back(entry);
         let mut trimmed = Vec::new();
         while self.history.len() > limits.max_history.get() {
@@ -1031,7 +1481,7 @@ impl Run {
             }
             self.dropped += 1;
         }
-        (self.accepted(seq, false, warnings), trimmed)
+        (self.accepted(seq, false, warnings), event, trimmed)
     }
 
     /// The write that forgets this run and its history.
@@ -1040,6 +1490,19 @@ impl Run {
             job_id: self.job_id.to_string(),
             seqs: self.history.iter().map(|e| e.seq).collect(),
         }
+    }
+
+    /// The write that evicts this run: forgets it and counts it.
+    fn eviction(&self) -> Write {
+        Write::EvictRun {
+            job_id: self.job_id.to_string(),
+            seqs: self.history.iter().map(|e| e.seq).collect(),
+        }
+    }
+
+    /// Whether readers see the run: not forgotten, and its first update applied.
+    fn is_visible(&self) -> bool {
+        !self.removed && self.update_count > 0
     }
 
     /// The run as the store keeps it.
@@ -1308,4 +1771,136 @@ fn parse_stored_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::clock::ClockMode;
+    use crate::store::flaky;
+
+    fn limits(max_runs: usize) -> Limits {
+        Limits {
+            max_runs: NonZeroUsize::new(max_runs).unwrap(),
+            max_history: NonZeroUsize::new(10).unwrap(),
+            max_status_bytes: NonZeroUsize::new(1 << 20).unwrap(),
+            validation: Validation::Strict,
+        }
+    }
+
+    fn durable(max_runs: usize, full: &Arc<AtomicBool>) -> Arc<Registry> {
+        let (store, mut restored) = flaky::store(full);
+        let clock = Arc::new(Clock::new(ClockMode::System));
+        let registry =
+            Registry::with_store(limits(max_runs), clock, Arc::new(store), &mut restored);
+        Arc::new(registry.unwrap())
+    }
+
+    async fn post(registry: &Arc<Registry>, body: &str) -> Result<Accepted, ApiError> {
+        let (update, problems) = StatusUpdate::parse(body.as_bytes()).unwrap();
+        let job_id = update.job_id.clone().unwrap();
+        let witness: DurableWitness = Box::new(|_| {});
+        registry
+            .apply_durably(job_id, update, problems, Creates::Yes, None, witness)
+            .await
+    }
+
+    fn state(registry: &Registry, job_id: &str) -> Option<JobState> {
+        registry.run(job_id).and_then(|run| run.state)
+    }
+
+    fn unavailable(outcome: Result<impl fmt::Debug, ApiError>) -> String {
+        match outcome {
+            Err(ApiError::StorageUnavailable(cause)) => cause,
+            other => panic!("expected 503 storage_unavailable, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_the_store_cannot_write_is_refused_and_made_nowhere() {
+        let full = Arc::new(AtomicBool::new(false));
+        let registry = durable(2, &full);
+        let first = post(&registry, r#"{"jobId":"r1","state":"starting"}"#)
+            .await
+            .unwrap();
+        post(&registry, r#"{"jobId":"old","state":"finished"}"#)
+            .await
+            .unwrap();
+
+        full.store(true, Ordering::SeqCst);
+        let cause = unavailable(post(&registry, r#"{"jobId":"r1","state":"running"}"#).await);
+        assert!(cause.contains("no space left on device"), "{cause}");
+        assert_eq!(state(&registry, "r1"), Some(JobState::Starting));
+        assert_eq!(registry.history("r1").unwrap().updates.len(), 1);
+        // A new run that would evict "old": neither happens.
+        unavailable(post(&registry, r#"{"jobId":"r2","state":"running"}"#).await);
+        assert!(!registry.contains("r2"));
+        assert_eq!(state(&registry, "old"), Some(JobState::Finished));
+        assert_eq!(registry.evicted(), 0);
+        unavailable(registry.remove_durably("r1").await);
+        assert!(registry.contains("r1"));
+        assert!(registry.clear_durably(Vec::new(), || {}).await.is_err());
+        assert_eq!(registry.list(&RunFilter::default(), 0, None).total, 2);
+        let store = registry.store().unwrap();
+        assert!(store.down().is_some());
+        assert!(store.errors() >= 4);
+        assert_eq!(
+            registry.last_seq(),
+            first.seq + 3,
+            "refused seqs are resolved"
+        );
+
+        // Space again: the next write succeeds, and no seq is handed out twice.
+        full.store(false, Ordering::SeqCst);
+        let running = post(&registry, r#"{"jobId":"r1","state":"running"}"#)
+            .await
+            .unwrap();
+        assert!(
+            running.seq > first.seq + 3,
+            "seq {} was refused before",
+            running.seq
+        );
+        assert_eq!(state(&registry, "r1"), Some(JobState::Running));
+        assert!(store.down().is_none());
+        post(&registry, r#"{"jobId":"r2","state":"running"}"#)
+            .await
+            .unwrap();
+        assert!(!registry.contains("old"), "evicted now");
+        assert_eq!(registry.evicted(), 1);
+    }
+
+    #[tokio::test]
+    async fn waiters_and_subscribers_hear_only_of_what_is_durable() {
+        let full = Arc::new(AtomicBool::new(false));
+        let registry = durable(10, &full);
+        let mut events = registry.subscribe();
+        full.store(true, Ordering::SeqCst);
+        let waiting = {
+            let registry = Arc::clone(&registry);
+            tokio::spawn(async move {
+                registry
+                    .wait(
+                        "r1",
+                        Until::State(JobState::Running),
+                        Duration::from_secs(30),
+                    )
+                    .await
+            })
+        };
+        let mut waiters = registry.waiters();
+        waiters.wait_for(|n| *n == 1).await.unwrap();
+        unavailable(post(&registry, r#"{"jobId":"r1","state":"running"}"#).await);
+        assert!(events.try_recv().is_err(), "no event for a refused update");
+        full.store(false, Ordering::SeqCst);
+        let accepted = post(&registry, r#"{"jobId":"r1","state":"running"}"#)
+            .await
+            .unwrap();
+        let run = waiting.await.unwrap().unwrap();
+        assert_eq!(run.update_count, 1);
+        assert_eq!(events.recv().await.unwrap().seq, accepted.seq);
+    }
 }

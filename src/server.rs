@@ -177,7 +177,8 @@ impl MockServer {
     /// Forgets every run, the journal, configs, simulated runs and fault rules, as
     /// `POST /_mock/reset` does; the scenarios are those the server started with again.
     pub async fn reset(&self) {
-        self.state.reset();
+        // In memory, where nothing can fail to be stored.
+        let _ = self.state.reset().await;
     }
 
     /// Launches a simulated run of `config` (`{"id", "type", ...}`), as
@@ -188,7 +189,7 @@ impl MockServer {
     /// The refusal the route would answer: a config without a valid `id` or `type`.
     pub async fn launch(&self, config: &Value) -> Result<Value, ApiError> {
         let body = config.to_string();
-        let (_, status) = self.state.jobs.launch_posted(body.as_bytes(), None)?;
+        let (_, status) = self.state.jobs.launch_posted(body.as_bytes(), None).await?;
         Ok(to_value(&status))
     }
 
@@ -200,7 +201,11 @@ impl MockServer {
     /// A scenario that could not run, each problem named.
     pub async fn put_scenario(&self, scenario: &Value) -> Result<(), ApiError> {
         let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
-        self.state.jobs.put_scenario(pattern, scenario).map(|_| ())
+        self.state
+            .jobs
+            .put_scenario(pattern, scenario)
+            .await
+            .map(|_| ())
     }
 
     /// Moves a manual clock forward by `by`, applying every simulated step due within
@@ -225,13 +230,8 @@ impl MockServer {
     ///
     /// A rule that is not valid, each problem named.
     pub async fn add_fault(&self, rule: &Value) -> Result<u64, ApiError> {
-        let added = self.state.faults.add(rule, self.now());
-        added
-            .map(|rule| rule.id)
-            .map_err(|violations| ApiError::ValidationFailed {
-                message: "the fault rule is not valid".to_owned(),
-                violations,
-            })
+        let added = self.state.faults.add(rule, self.now()).await;
+        added.map(|rule| rule.id)
     }
 
     /// Every fault rule, with `fired` and `active`, as `GET /_mock/faults` lists them.
@@ -242,7 +242,8 @@ impl MockServer {
 
     /// Removes every fault rule.
     pub async fn clear_faults(&self) {
-        self.state.faults.clear();
+        // In memory, where nothing can fail to be stored.
+        let _ = self.state.faults.clear().await;
     }
 
     /// A future that resolves once the server has stopped serving (after it is dropped,

@@ -84,7 +84,7 @@ async fn put_scenario(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let value = read_json(&body)?;
-    let (created, scenario) = jobs.put_scenario(&pattern, &value)?;
+    let (created, scenario) = jobs.put_scenario(&pattern, &value).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -104,7 +104,7 @@ async fn delete_scenario(
     State(jobs): State<Arc<Jobs>>,
     Path(MatchPath { pattern }): Path<MatchPath>,
 ) -> Result<StatusCode, ApiError> {
-    if jobs.delete_scenario(&pattern) {
+    if jobs.delete_scenario(&pattern).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_scenario(&pattern))
@@ -345,24 +345,16 @@ async fn add_fault(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let value = read_json(&body)?;
-    let rule = faults.add(&value, clock.now()).map_err(|violations| {
-        let first = violations
-            .first()
-            .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
-        ApiError::ValidationFailed {
-            message: format!("the fault rule is not valid: {first}"),
-            violations,
-        }
-    })?;
+    let rule = faults.add(&value, clock.now()).await?;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
 /// Removes every fault rule.
 #[utoipa::path(delete, path = "/_mock/faults", tag = "mock",
     responses((status = 204, description = "Every rule removed")))]
-async fn delete_faults(State(faults): State<Arc<Faults>>) -> StatusCode {
-    faults.clear();
-    StatusCode::NO_CONTENT
+async fn delete_faults(State(faults): State<Arc<Faults>>) -> Result<StatusCode, ApiError> {
+    faults.clear().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,7 +373,10 @@ async fn delete_fault(
     State(faults): State<Arc<Faults>>,
     Path(RulePath { id }): Path<RulePath>,
 ) -> Result<StatusCode, ApiError> {
-    let removed = id.parse::<u64>().is_ok_and(|id| faults.remove(id));
+    let removed = match id.parse::<u64>() {
+        Ok(id) => faults.remove(id).await?,
+        Err(_) => false,
+    };
     if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {

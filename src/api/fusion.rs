@@ -23,7 +23,7 @@ use super::{AppState, JobIdNote, Journaled, record_job_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::{Jobs, Source, Submitted};
 use crate::model::JobState;
-use crate::registry::{Accepted, Registry};
+use crate::registry::{Accepted, Creates, Registry};
 
 pub const STATUS_PATH: &str = "/job-launcher/launcher/status";
 pub const LAUNCH_PATH: &str = "/job-launcher/launcher";
@@ -150,7 +150,9 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
         job_id,
         outcome,
         journal_seq,
-    } = jobs.submit(&body.bytes, problems, Source::Request);
+    } = jobs
+        .submit(&body.bytes, problems, Source::Request, Creates::Yes)
+        .await;
     if let Some(job_id) = &job_id {
         record_job_id(job_id);
     }
@@ -212,7 +214,7 @@ async fn list_statuses(
     State(registry): State<Arc<Registry>>,
     State(jobs): State<Arc<Jobs>>,
 ) -> ([(&'static str, String); 1], Json<Vec<Box<RawValue>>>) {
-    jobs.poll_all();
+    jobs.poll_all().await;
     let evicted = registry.evicted();
     (
         [(EVICTED_HEADER, evicted.to_string())],
@@ -239,7 +241,9 @@ const EVICTED_HEADER: &str = "x-mock-evicted";
     )
 )]
 async fn launch(State(jobs): State<Arc<Jobs>>, body: JsonBody) -> Result<Response, ApiError> {
-    let (job_id, status) = jobs.launch_posted(&body.bytes, body.media_type_problem())?;
+    let (job_id, status) = jobs
+        .launch_posted(&body.bytes, body.media_type_problem())
+        .await?;
     record_job_id(&job_id);
     let mut response = Json(status).into_response();
     response.headers_mut().insert(

@@ -187,7 +187,7 @@ async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> R
     // needed, are boxed.
     let response = match auth::refusal(&state.access, &request) {
         Some(refusal) => refusal,
-        None if own || state.faults.is_empty() => durably(&state, request, next).await,
+        None if own || state.faults.is_empty() => next.run(request).await,
         None => Box::pin(inject_faults(&state, request, next)).await,
     };
     let response = if error::is_refusal(&response) {
@@ -280,7 +280,7 @@ async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<
         job_config_id: ids.job_config_id.as_deref(),
     };
     let Some(hit) = state.faults.check(&seen, now) else {
-        return durably(state, request, next).await;
+        return next.run(request).await;
     };
     tracing::info!(rule = hit.rule, action = ?hit.action, "injected fault");
     let mut response = match hit.action {
@@ -298,7 +298,7 @@ async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<
                 () = tokio::time::sleep(delay) => {}
                 () = state.stopping.stopped() => {}
             }
-            durably(state, request, next).await
+            next.run(request).await
         }
         Action::Drop => {
             let mut response = StatusCode::NO_CONTENT.into_response();
@@ -509,27 +509,6 @@ where
         ready!(timer.as_mut().poll(cx));
         Poll::Ready(Ok(StatusCode::REQUEST_TIMEOUT.into_response()))
     }
-}
-
-/// Runs a request. With `--data-dir`, a request that changes something is answered only
-/// once its writes are on disk, so what a client was told survives a crash right after.
-/// The writes of concurrent requests share one commit.
-fn durably<S: Inner>(
-    state: &AppState,
-    request: Request,
-    next: Next<S>,
-) -> impl Future<Output = Response> {
-    let changes = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    let registry = (changes && state.registry.is_durable()).then(|| Arc::clone(&state.registry));
-    next.run(request).then(move |response| async move {
-        if let Some(registry) = registry {
-            registry.synced().await;
-        }
-        response
-    })
 }
 
 #[cfg(test)]

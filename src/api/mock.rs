@@ -31,6 +31,7 @@ use utoipa_axum::routes;
 use super::extract::Query;
 use super::{AppState, MaxWait, Stopping, record_job_id};
 use crate::error::{ApiError, ErrorBody};
+use crate::jobs::Jobs;
 use crate::journal::{Journal, JournalFilter, JournalView};
 use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
@@ -149,9 +150,15 @@ fn parse_states(list: &str) -> Result<Vec<JobState>, ApiError> {
 /// Forgets every run.
 #[utoipa::path(delete, path = "/_mock/runs", tag = "mock",
     responses((status = 204, description = "Every run is forgotten")))]
-async fn delete_runs(State(registry): State<Arc<Registry>>) -> StatusCode {
-    registry.clear();
-    StatusCode::NO_CONTENT
+async fn delete_runs(
+    State(registry): State<Arc<Registry>>,
+    State(jobs): State<Arc<Jobs>>,
+) -> Result<StatusCode, ApiError> {
+    registry
+        .clear_durably(Vec::new(), move || jobs.forget_simulations())
+        .await
+        .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One run.
@@ -189,10 +196,13 @@ async fn get_run(
 )]
 async fn delete_run(
     State(registry): State<Arc<Registry>>,
+    State(jobs): State<Arc<Jobs>>,
     Path(job_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     record_job_id(&job_id);
-    if registry.remove(&job_id) {
+    // Its simulation ends too: a step due later must not bring it back.
+    jobs.forget_simulation(&job_id);
+    if registry.remove_durably(&job_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_run(&job_id))
@@ -368,9 +378,12 @@ async fn delete_requests(State(journal): State<Arc<Journal>>) -> StatusCode {
 /// mock for the next test.
 #[utoipa::path(post, path = "/_mock/reset", tag = "mock",
     responses((status = 204, description = "Everything is forgotten")))]
-async fn reset(State(state): State<AppState>) -> StatusCode {
-    state.reset();
-    StatusCode::NO_CONTENT
+async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    state
+        .reset()
+        .await
+        .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Accepted updates as they happen, as Server-Sent Events: each event's `id` is its

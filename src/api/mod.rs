@@ -39,7 +39,7 @@ use crate::jobs::{Jobs, Scenario, scenario};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
-use crate::store::{Restored, Store};
+use crate::store::{Restored, Store, Unavailable, detached};
 
 /// What handlers share, behind one reference count: a request passes it through several
 /// layers, each holding a clone, and one count to update (on a cache line both workers
@@ -204,7 +204,7 @@ impl AppState {
         );
         if let Some((store, restored)) = persisted.take() {
             jobs.persist_to(
-                store,
+                &store,
                 restored.scenarios.as_deref(),
                 restored.configs.as_deref(),
             )
@@ -233,12 +233,25 @@ impl AppState {
     }
 
     /// Forgets every run, the journal, configs, simulated runs and fault rules; the
-    /// scenarios are those of the start again. The clock does not go back.
-    pub fn reset(&self) {
-        self.jobs.reset();
-        self.registry.clear();
-        self.journal.clear();
-        self.faults.clear();
+    /// scenarios are those of the start again. The clock does not go back. With a store,
+    /// all of it is written in one transaction and forgotten once that is durable.
+    pub async fn reset(&self) -> Result<(), Unavailable> {
+        let state = self.clone();
+        detached(async move {
+            let (mut writes, jobs_then) = state.jobs.reset_staged().await;
+            let (faults_write, faults_then) = state.faults.clear_staged().await;
+            writes.extend(faults_write);
+            let journal = Arc::clone(&state.journal);
+            state
+                .registry
+                .clear_durably(writes, move || {
+                    jobs_then();
+                    faults_then();
+                    journal.clear();
+                })
+                .await
+        })
+        .await
     }
 }
 
@@ -297,7 +310,38 @@ fn prompt_timeout(timeout: Duration) -> layers::PromptTimeoutLayer {
 pub fn openapi() -> OpenApi {
     let mut document = routes(Duration::ZERO).into_openapi();
     spark::document_app_routes(&mut document);
+    document_storage_failures(&mut document);
     document
+}
+
+/// Every operation that changes what `--data-dir` keeps may answer 503
+/// `storage_unavailable` when the store cannot write: documented once, here, rather than
+/// on each handler. The journal is not kept, so emptying it cannot fail that way.
+fn document_storage_failures(document: &mut OpenApi) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+
+    let unavailable = ResponseBuilder::new()
+        .description(
+            "--data-dir cannot be written (a full disk, an I/O error): the change was not made",
+        )
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build();
+    for (path, item) in document.paths.paths.iter_mut() {
+        let changes = [&mut item.put, &mut item.post, &mut item.delete];
+        for operation in changes.into_iter().flatten() {
+            if path == "/_mock/requests" {
+                continue;
+            }
+            operation
+                .responses
+                .responses
+                .entry("503".to_owned())
+                .or_insert_with(|| unavailable.clone().into());
+        }
+    }
 }
 
 /// The operations of a documented path: the methods the mock routes.

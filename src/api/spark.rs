@@ -126,7 +126,9 @@ async fn put_config(
     Path(IdPath { id }): Path<IdPath>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let (created, config) = jobs.put_config(&id, &body.bytes, body.media_type_problem())?;
+    let (created, config) = jobs
+        .put_config(&id, &body.bytes, body.media_type_problem())
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -146,7 +148,7 @@ async fn delete_config(
     State(jobs): State<Arc<Jobs>>,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<StatusCode, ApiError> {
-    if jobs.delete_config(&id) {
+    if jobs.delete_config(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_config(&id))
@@ -161,7 +163,8 @@ async fn list_jobs(
     State(jobs): State<Arc<Jobs>>,
 ) -> Json<Vec<Box<RawValue>>> {
     let latest = registry.latest_runs();
-    jobs.poll(latest.iter().map(|(_, job_id)| job_id.as_ref()));
+    jobs.poll(latest.iter().map(|(_, job_id)| job_id.as_ref()))
+        .await;
     Json(
         latest
             .iter()
@@ -184,6 +187,7 @@ async fn start_job(
 ) -> Result<Response, ApiError> {
     let (job_id, status) = jobs
         .launch_known(&id)
+        .await
         .ok_or_else(|| unknown_config(&id))??;
     Ok(with_job_id(job_id, Json(status)))
 }
@@ -201,7 +205,7 @@ async fn get_job(
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     let job_id = registry.latest_run_of(&id).ok_or_else(|| never_ran(&id))?;
-    jobs.poll([job_id.as_ref()]);
+    jobs.poll([job_id.as_ref()]).await;
     let status = registry.status(&job_id).ok_or_else(|| never_ran(&id))?;
     Ok(with_job_id(job_id, Json(status)))
 }
@@ -220,7 +224,7 @@ async fn cancel_job(
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     let job_id = registry.latest_run_of(&id).ok_or_else(|| never_ran(&id))?;
-    let status = jobs.cancel(&job_id).ok_or_else(|| never_ran(&id))??;
+    let status = jobs.cancel(&job_id).await.ok_or_else(|| never_ran(&id))??;
     Ok(with_job_id(job_id, Json(status)))
 }
 

@@ -16,8 +16,8 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -33,12 +33,16 @@ use crate::metrics::Metrics;
 use crate::model::json::{self, RawJson};
 use crate::model::time::ATTOS_PER_MILLI;
 use crate::model::{JobState, Problem, StatusUpdate, Timestamp, Violation};
-use crate::registry::{Accepted, Registry};
-use crate::store::{Store, Write};
+use crate::registry::{Accepted, Creates, DurableWitness, Registry};
+use crate::store::{Saved, Store, Unavailable, Write};
 pub use scenario::{Progression, Scenario, ScenarioView, Step};
 
 /// A launched run: its jobId and JobStatus.
 pub type Launched = (Arc<str>, Box<RawValue>);
+
+/// How long a simulated step the store could not keep waits before it is tried again,
+/// with the system clock: as often as the store itself tries.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a cancelled run stays `cancelling` before it is `cancelled`.
 const CANCEL_TAKES: Duration = Duration::from_millis(100);
@@ -68,8 +72,8 @@ pub struct Jobs {
     metrics: Arc<Metrics>,
     clock: Arc<Clock>,
     /// Job configs by id, in the order they became known.
-    configs: Mutex<IndexMap<String, RawJson>>,
-    scenarios: RwLock<Vec<Arc<Scenario>>>,
+    configs: Saved<Configs>,
+    scenarios: Saved<Vec<Arc<Scenario>>>,
     /// The scenarios of `--scenarios`, which a reset brings back.
     initial_scenarios: Vec<Arc<Scenario>>,
     sims: Mutex<Sims>,
@@ -80,9 +84,10 @@ pub struct Jobs {
     driver_started: AtomicBool,
     /// One advance at a time, so steps are applied in due order.
     advancing: tokio::sync::Mutex<()>,
-    /// Where scenarios and configs are saved with `--data-dir`.
-    store: Option<Arc<Store>>,
 }
+
+/// Job configs by id, in the order they became known.
+type Configs = IndexMap<String, RawJson>;
 
 #[derive(Default)]
 struct Sims {
@@ -122,15 +127,14 @@ impl Jobs {
             journal,
             metrics,
             clock,
-            configs: Mutex::new(IndexMap::new()),
-            scenarios: RwLock::new(scenarios.clone()),
+            configs: Saved::new(IndexMap::new(), render_configs),
+            scenarios: Saved::new(scenarios.clone(), render_scenarios),
             initial_scenarios: scenarios,
             sims: Mutex::new(Sims::default()),
             launches: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             driver_started: AtomicBool::new(false),
             advancing: tokio::sync::Mutex::new(()),
-            store: None,
         }
     }
 
@@ -139,19 +143,22 @@ impl Jobs {
     /// back).
     pub fn persist_to(
         &mut self,
-        store: Arc<Store>,
+        store: &Arc<Store>,
         scenarios: Option<&str>,
         configs: Option<&str>,
     ) -> Result<(), String> {
-        if let Some(saved) = scenarios {
-            let saved = scenario::parse_list(saved)
-                .map_err(|e| format!("the saved scenarios cannot be read: {e}"))?;
-            *write(&self.scenarios) = saved.into_iter().map(Arc::new).collect();
-        }
+        let scenarios = match scenarios {
+            Some(saved) => scenario::parse_list(saved)
+                .map_err(|e| format!("the saved scenarios cannot be read: {e}"))?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+            None => self.initial_scenarios.clone(),
+        };
+        let mut known = IndexMap::new();
         if let Some(saved) = configs {
             let saved: Vec<&RawValue> = serde_json::from_str(saved)
                 .map_err(|e| format!("the saved configs cannot be read: {e}"))?;
-            let mut configs = lock(&self.configs);
             for config in saved {
                 let id = ConfigBody::read(config.get().as_bytes())
                     .ok()
@@ -161,32 +168,14 @@ impl Jobs {
                             .map(|id| id.into_owned())
                     })
                     .ok_or_else(|| format!("a saved config has no id: {}", config.get()))?;
-                configs.insert(id, RawJson::whole(Arc::from(config.get())));
+                known.insert(id, RawJson::whole(Arc::from(config.get())));
             }
         }
-        self.store = Some(store);
+        let store = Arc::clone(store);
+        self.scenarios =
+            Saved::persisted(scenarios, Arc::clone(&store), "scenarios", render_scenarios);
+        self.configs = Saved::persisted(known, store, "configs", render_configs);
         Ok(())
-    }
-
-    fn save_scenarios(&self, scenarios: &[Arc<Scenario>]) {
-        if let Some(store) = &self.store {
-            let views: Vec<ScenarioView> = scenarios.iter().map(|s| s.view()).collect();
-            let json = serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_owned());
-            store.write(Write::Document {
-                name: "scenarios",
-                json,
-            });
-        }
-    }
-
-    fn save_configs(&self, configs: &IndexMap<String, RawJson>) {
-        if let Some(store) = &self.store {
-            let listed: Vec<&str> = configs.values().map(RawJson::as_str).collect();
-            store.write(Write::Document {
-                name: "configs",
-                json: format!("[{}]", listed.join(",")),
-            });
-        }
     }
 
     pub fn clock(&self) -> &Clock {
@@ -194,32 +183,120 @@ impl Jobs {
     }
 
     /// Parses, judges and applies one status update: the path of every update. Gives the
-    /// jobId when one could be read, and the outcome.
+    /// jobId when one could be read, and the outcome. With [`Creates::No`] the update is
+    /// only for a run that exists (a simulated step), so a forgotten run stays forgotten.
     ///
     /// The update is journaled (as a POST of the status route) and counted here, an
     /// accepted one before a waiter or a subscriber can hear of it: a test that has
     /// seen a run change always finds the request that changed it in the journal.
-    pub fn submit(&self, body: &[u8], mut problems: Vec<Problem>, source: Source) -> Submitted {
-        let time = self.clock.now();
-        let journaled = std::cell::Cell::new(0);
-        let journal = |job_id: Option<&Arc<str>>, outcome: Result<&Accepted, &ApiError>| {
-            match outcome {
-                Ok(_) => self.metrics.update_accepted(),
-                Err(refusal) => self.metrics.update_refused(refusal.code()),
-            }
-            let seq = self.journal.record(Record {
-                time,
-                method: Cow::Borrowed("POST"),
-                path: Cow::Borrowed(crate::api::fusion::STATUS_PATH),
-                job_id: job_id.cloned(),
-                status: Some(outcome.map_or_else(|e| e.status().as_u16(), |_| 200)),
-                code: outcome.err().map(ApiError::code),
-                warnings: outcome.map(|a| a.warnings.clone()).unwrap_or_default(),
-                simulated: source == Source::Simulation,
-                fault: None,
-            });
-            journaled.set(seq);
+    pub async fn submit(
+        &self,
+        body: &[u8],
+        problems: Vec<Problem>,
+        source: Source,
+        creates: Creates,
+    ) -> Submitted {
+        let journaling = self.journaling(source);
+        let (job_id, update, problems) = match self.read_update(body, problems, &journaling) {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
+        if self.registry.store().is_some() {
+            // Boxed: the in-memory path, the busy one, keeps a small future.
+            return Box::pin(self.submit_durably(job_id, update, problems, creates, journaling))
+                .await;
+        }
+        let config = config_of(&update);
+        let journaled = std::cell::Cell::new(None);
+        let witness = |accepted: &Accepted| {
+            journaled.set(Some(journaling.record(Some(&job_id), Ok(accepted))));
+        };
+        let outcome =
+            self.registry
+                .apply_witnessed(Arc::clone(&job_id), update, problems, creates, &witness);
+        if let (Ok(_), Some((id, config))) = (&outcome, config)
+            && !self.knows_config(&id, &config)
+        {
+            self.configs
+                .change_now(|configs| configs.insert(id, config.detached()));
+        }
+        // A refusal, or a repeat (which adds no history entry), was not witnessed.
+        let journal_seq = journaled
+            .get()
+            .unwrap_or_else(|| journaling.record(Some(&job_id), outcome.as_ref()));
+        Submitted {
+            job_id: Some(job_id),
+            outcome,
+            journal_seq,
+        }
+    }
+
+    /// [`Jobs::submit`] with a store: a config the update makes known is written in the
+    /// same transaction as the update, and both are applied once that is durable.
+    async fn submit_durably(
+        &self,
+        job_id: Arc<str>,
+        update: StatusUpdate,
+        problems: Vec<Problem>,
+        creates: Creates,
+        journaling: Journaling,
+    ) -> Submitted {
+        let (also, remember) = match config_of(&update) {
+            Some((id, config)) if !self.knows_config(&id, &config) => {
+                let configs = self.configs.lock().await;
+                let mut known = configs.value();
+                known.insert(id, config.detached());
+                let write = configs.document(&known).map(|(_, write)| write);
+                (write, Some((configs, known)))
+            }
+            _ => (None, None),
+        };
+        let journaled = Arc::new(AtomicU64::new(0));
+        let witness: DurableWitness = {
+            let (journaling, journaled, job_id) = (
+                journaling.clone(),
+                Arc::clone(&journaled),
+                Arc::clone(&job_id),
+            );
+            Box::new(move |accepted: &Accepted| {
+                if let Some((configs, known)) = remember {
+                    configs.install(known);
+                }
+                let seq = journaling.record(Some(&job_id), Ok(accepted));
+                journaled.store(seq, Ordering::Relaxed);
+            })
+        };
+        let outcome = self
+            .registry
+            .apply_durably(
+                Arc::clone(&job_id),
+                update,
+                problems,
+                creates,
+                also,
+                witness,
+            )
+            .await;
+        let journal_seq = match journaled.load(Ordering::Relaxed) {
+            0 => journaling.record(Some(&job_id), outcome.as_ref()),
+            seq => seq,
+        };
+        Submitted {
+            job_id: Some(job_id),
+            outcome,
+            journal_seq,
+        }
+    }
+
+    /// Reads a status update: its jobId, the update, and the problems found so far; or,
+    /// when it cannot be checked against a run (malformed, no jobId), its refusal,
+    /// journaled.
+    fn read_update(
+        &self,
+        body: &[u8],
+        mut problems: Vec<Problem>,
+        journaling: &Journaling,
+    ) -> Result<(Arc<str>, StatusUpdate, Vec<Problem>), Submitted> {
         let update = match StatusUpdate::parse(body) {
             Ok((update, form)) => {
                 problems.extend(form);
@@ -227,12 +304,11 @@ impl Jobs {
             }
             Err(malformed) => {
                 let refusal = ApiError::MalformedJson(malformed.0);
-                journal(None, Err(&refusal));
-                return Submitted {
+                return Err(Submitted {
                     job_id: None,
+                    journal_seq: journaling.record(None, Err(&refusal)),
                     outcome: Err(refusal),
-                    journal_seq: journaled.get(),
-                };
+                });
             }
         };
         let Some(job_id) = update.job_id.clone() else {
@@ -244,38 +320,30 @@ impl Jobs {
                 .and_then(|raw| json::as_string(raw.as_str()))
                 .map(|id| Arc::from(id.as_ref()));
             let refusal = ApiError::refusal(problems);
-            journal(named.as_ref(), Err(&refusal));
-            return Submitted {
+            return Err(Submitted {
+                journal_seq: journaling.record(named.as_ref(), Err(&refusal)),
                 job_id: named,
                 outcome: Err(refusal),
-                journal_seq: journaled.get(),
-            };
+            });
         };
-        let config = update
-            .facts
-            .config_id()
-            .map(str::to_owned)
-            .zip(update.members.get("jobConfig").cloned());
-        let witnessed = std::cell::Cell::new(false);
-        let witness = |accepted: &Accepted| {
-            journal(Some(&job_id), Ok(accepted));
-            witnessed.set(true);
-        };
-        let outcome =
-            self.registry
-                .apply_witnessed(Arc::clone(&job_id), update, problems, &witness);
-        // A refusal, or a repeat (which adds no history entry), was not witnessed.
-        if !witnessed.get() {
-            journal(Some(&job_id), outcome.as_ref());
+        Ok((job_id, update, problems))
+    }
+
+    fn journaling(&self, source: Source) -> Journaling {
+        Journaling {
+            journal: Arc::clone(&self.journal),
+            metrics: Arc::clone(&self.metrics),
+            time: self.clock.now(),
+            source,
         }
-        if let (Ok(_), Some((id, config))) = (&outcome, config) {
-            self.remember_config(id, &config);
-        }
-        Submitted {
-            job_id: Some(job_id),
-            outcome,
-            journal_seq: journaled.get(),
-        }
+    }
+
+    /// Whether config `id` is known exactly as `config`.
+    fn knows_config(&self, id: &str, config: &RawJson) -> bool {
+        self.configs
+            .read()
+            .get(id)
+            .is_some_and(|known| known.as_str() == config.as_str())
     }
 
     /// Counts an update refused before it could be read (a body too large to read).
@@ -283,24 +351,11 @@ impl Jobs {
         self.metrics.update_refused(refusal.code());
     }
 
-    /// Keeps a config seen in a run, unless it is already known as it is.
-    fn remember_config(&self, id: String, config: &RawJson) {
-        let mut configs = lock(&self.configs);
-        if configs
-            .get(&id)
-            .is_some_and(|known| known.as_str() == config.as_str())
-        {
-            return;
-        }
-        configs.insert(id, config.detached());
-        self.save_configs(&configs);
-    }
-
     // --- Configs -------------------------------------------------------------------
 
     /// Creates or replaces config `id`; `true` when it created it. The body's `id`, when
     /// given, must be `id`; it is added when missing.
-    pub fn put_config(
+    pub async fn put_config(
         &self,
         id: &str,
         body: &[u8],
@@ -325,39 +380,44 @@ impl Jobs {
         }
         let text = config.with_id(id);
         let raw = RawJson::whole(Arc::from(text.as_str()));
-        let mut configs = lock(&self.configs);
-        let created = configs.insert(id.to_owned(), raw).is_none();
-        self.save_configs(&configs);
-        drop(configs);
+        let id = id.to_owned();
+        let created = self
+            .configs
+            .change(move |configs| configs.insert(id, raw).is_none())
+            .await
+            .map_err(not_stored)?;
         Ok((created, json::raw_value(text)))
     }
 
     pub fn config(&self, id: &str) -> Option<Box<RawValue>> {
-        lock(&self.configs).get(id).map(RawJson::to_raw_value)
+        self.configs.read().get(id).map(RawJson::to_raw_value)
     }
 
     pub fn configs(&self) -> Vec<Box<RawValue>> {
-        lock(&self.configs)
+        self.configs
+            .read()
             .values()
             .map(RawJson::to_raw_value)
             .collect()
     }
 
-    pub fn delete_config(&self, id: &str) -> bool {
-        let mut configs = lock(&self.configs);
-        let removed = configs.shift_remove(id).is_some();
-        self.save_configs(&configs);
-        removed
+    pub async fn delete_config(&self, id: &str) -> Result<bool, ApiError> {
+        let id = id.to_owned();
+        self.configs
+            .change(move |configs| configs.shift_remove(&id).is_some())
+            .await
+            .map_err(not_stored)
     }
 
     // --- Scenarios -----------------------------------------------------------------
 
     pub fn scenarios(&self) -> Vec<ScenarioView> {
-        read(&self.scenarios).iter().map(|s| s.view()).collect()
+        self.scenarios.read().iter().map(|s| s.view()).collect()
     }
 
     pub fn scenario(&self, pattern: &str) -> Option<ScenarioView> {
-        read(&self.scenarios)
+        self.scenarios
+            .read()
             .iter()
             .find(|s| s.pattern == pattern)
             .map(|s| s.view())
@@ -365,40 +425,49 @@ impl Jobs {
 
     /// Adds or replaces the scenario for `pattern` (in place, keeping its turn); `true`
     /// when it added it.
-    pub fn put_scenario(
+    pub async fn put_scenario(
         &self,
         pattern: &str,
         body: &Value,
     ) -> Result<(bool, ScenarioView), ApiError> {
-        let scenario = Scenario::parse(body, Some(pattern)).map_err(invalid_scenario)?;
+        let scenario = Arc::new(Scenario::parse(body, Some(pattern)).map_err(invalid_scenario)?);
         let view = scenario.view();
-        let mut scenarios = write(&self.scenarios);
-        let created = match scenarios.iter_mut().find(|s| s.pattern == pattern) {
-            Some(existing) => {
-                *existing = Arc::new(scenario);
-                false
-            }
-            None => {
-                scenarios.push(Arc::new(scenario));
-                true
-            }
-        };
-        self.save_scenarios(&scenarios);
+        let pattern = pattern.to_owned();
+        let created = self
+            .scenarios
+            .change(
+                move |scenarios| match scenarios.iter_mut().find(|s| s.pattern == pattern) {
+                    Some(existing) => {
+                        *existing = scenario;
+                        false
+                    }
+                    None => {
+                        scenarios.push(scenario);
+                        true
+                    }
+                },
+            )
+            .await
+            .map_err(not_stored)?;
         Ok((created, view))
     }
 
-    pub fn delete_scenario(&self, pattern: &str) -> bool {
-        let mut scenarios = write(&self.scenarios);
-        let before = scenarios.len();
-        scenarios.retain(|s| s.pattern != pattern);
-        self.save_scenarios(&scenarios);
-        scenarios.len() < before
+    pub async fn delete_scenario(&self, pattern: &str) -> Result<bool, ApiError> {
+        let pattern = pattern.to_owned();
+        self.scenarios
+            .change(move |scenarios| {
+                let before = scenarios.len();
+                scenarios.retain(|s| s.pattern != pattern);
+                scenarios.len() < before
+            })
+            .await
+            .map_err(not_stored)
     }
 
     /// The scenario a run of config `id` goes through: an exact match, else the first
     /// wildcard that fits, in the order they were added, else the default.
     fn scenario_for(&self, id: &str) -> Arc<Scenario> {
-        let scenarios = read(&self.scenarios);
+        let scenarios = self.scenarios.read();
         let exact = scenarios.iter().find(|s| s.is_exact() && s.pattern == id);
         let found = exact.or_else(|| scenarios.iter().find(|s| !s.is_exact() && s.fits(id)));
         found
@@ -409,7 +478,7 @@ impl Jobs {
     // --- Runs ----------------------------------------------------------------------
 
     /// Launches a run of a config given as a JSON body: `POST /job-launcher/launcher`.
-    pub fn launch_posted(
+    pub async fn launch_posted(
         &self,
         body: &[u8],
         media_type: Option<Problem>,
@@ -428,15 +497,16 @@ impl Jobs {
             return Err(invalid_config(violations));
         }
         self.launch(&RawJson::whole(Arc::from(config.text.as_str())))
+            .await
     }
 
     /// Launches a run of a known config: `POST /api/spark/jobs/{id}`.
-    pub fn launch_known(&self, id: &str) -> Option<Result<Launched, ApiError>> {
-        let config = lock(&self.configs).get(id).cloned()?;
-        Some(self.launch(&config))
+    pub async fn launch_known(&self, id: &str) -> Option<Result<Launched, ApiError>> {
+        let config = self.configs.read().get(id).cloned()?;
+        Some(self.launch(&config).await)
     }
 
-    fn launch(&self, config: &RawJson) -> Result<Launched, ApiError> {
+    async fn launch(&self, config: &RawJson) -> Result<Launched, ApiError> {
         let config_id = json::object_members(config.as_str())
             .ok()
             .and_then(|members| {
@@ -457,8 +527,14 @@ impl Jobs {
             config.as_str(),
             Value::from(config_id.as_str()),
         );
-        self.submit(body.as_bytes(), Vec::new(), Source::Simulation)
-            .outcome?;
+        self.submit(
+            body.as_bytes(),
+            Vec::new(),
+            Source::Simulation,
+            Creates::Yes,
+        )
+        .await
+        .outcome?;
         let scenario = self.scenario_for(&config_id);
         let nth = {
             let mut launches = lock(&self.launches);
@@ -518,32 +594,46 @@ impl Jobs {
         }
     }
 
-    /// Applies run `job_id`'s next step at `at`, and schedules the one after.
-    fn step(&self, job_id: &Arc<str>, at: DateTime<Utc>) {
+    /// Applies run `job_id`'s next step at `at`, and schedules the one after. A step the
+    /// store cannot keep (503) is put back, to be taken again: by the next poll, the next
+    /// advance of a manual clock, or a second later by the system's; the error says so.
+    async fn step(&self, job_id: &Arc<str>, at: DateTime<Utc>) -> Result<(), ApiError> {
         let (step, progression, generation) = {
             let mut sims = lock(&self.sims);
             let Some(sim) = sims.runs.get_mut(job_id) else {
-                return;
+                return Ok(());
             };
             let Some(step) = sim.pending.pop_front() else {
                 sims.runs.remove(job_id);
-                return;
+                return Ok(());
             };
             (step, sim.progression, sim.generation)
         };
         let Some(body) = self.step_body(job_id, &step, at) else {
             lock(&self.sims).runs.remove(job_id);
-            return;
+            return Ok(());
         };
         let outcome = self
-            .submit(body.as_bytes(), Vec::new(), Source::Simulation)
+            .submit(body.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
+            .await
             .outcome;
         let mut sims = lock(&self.sims);
-        let Some(sim) = sims.runs.get(job_id) else {
-            return;
+        let Some(sim) = sims.runs.get_mut(job_id) else {
+            return Ok(());
         };
         if sim.generation != generation {
-            return; // re-planned meanwhile (a cancel): its own timer is set
+            return Ok(()); // re-planned meanwhile (a cancel): its own timer is set
+        }
+        if let Err(refusal @ ApiError::StorageUnavailable(_)) = outcome {
+            sim.pending.push_front(step);
+            if progression == Progression::Time {
+                let again = match self.clock.mode() {
+                    ClockMode::System => later(Utc::now(), STORE_RETRY),
+                    ClockMode::Manual => at,
+                };
+                sims.schedule(again, job_id, generation);
+            }
+            return Err(refusal);
         }
         let next_after = sim.pending.front().map(|s| s.after);
         match (outcome, next_after) {
@@ -560,6 +650,7 @@ impl Jobs {
                 }
             }
         }
+        Ok(())
     }
 
     /// The update a step posts: its state, its result merged into the run's, and the
@@ -595,7 +686,7 @@ impl Jobs {
     }
 
     /// A poll of these runs: each simulated run that moves by polls takes its next step.
-    pub fn poll<'a>(&self, job_ids: impl IntoIterator<Item = &'a str>) {
+    pub async fn poll<'a>(&self, job_ids: impl IntoIterator<Item = &'a str>) {
         let polled: Vec<Arc<str>> = {
             let sims = lock(&self.sims);
             if !sims
@@ -614,12 +705,14 @@ impl Jobs {
         };
         let now = self.clock.now();
         for job_id in polled {
-            self.step(&job_id, now);
+            // A step the store cannot keep waits for the next poll; this one answers the
+            // run as it is.
+            let _ = self.step(&job_id, now).await;
         }
     }
 
     /// A poll of every run.
-    pub fn poll_all(&self) {
+    pub async fn poll_all(&self) {
         let polled: Vec<Arc<str>> = {
             let sims = lock(&self.sims);
             sims.runs
@@ -630,13 +723,15 @@ impl Jobs {
         };
         let now = self.clock.now();
         for job_id in polled {
-            self.step(&job_id, now);
+            // A step the store cannot keep waits for the next poll; this one answers the
+            // run as it is.
+            let _ = self.step(&job_id, now).await;
         }
     }
 
     /// Cancels run `job_id`: `cancelling` now, `cancelled` 100 ms of the clock later.
     /// Gives its status; `None` when there is no such run.
-    pub fn cancel(&self, job_id: &Arc<str>) -> Option<Result<Box<RawValue>, ApiError>> {
+    pub async fn cancel(&self, job_id: &Arc<str>) -> Option<Result<Box<RawValue>, ApiError>> {
         let (facts, _) = self.registry.facts(job_id)?;
         match facts.state {
             Some(state) if state.is_ended() => {
@@ -652,7 +747,8 @@ impl Jobs {
                     Value::from(job_id.as_ref())
                 );
                 if let Err(refusal) = self
-                    .submit(body.as_bytes(), Vec::new(), Source::Simulation)
+                    .submit(body.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
+                    .await
                     .outcome
                 {
                     return Some(Err(refusal));
@@ -689,7 +785,9 @@ impl Jobs {
         let target = later(self.clock.now(), by);
         while let Some(timer) = self.pop_due(target) {
             self.clock.set(timer.due);
-            self.step(&timer.job_id, timer.due);
+            // The clock stays where the step that could not be stored is due, and the
+            // step waits there for the next advance.
+            self.step(&timer.job_id, timer.due).await?;
         }
         self.clock.set(target);
         Ok(self.clock.now())
@@ -740,20 +838,41 @@ impl Jobs {
         tokio::spawn(drive(weak, wake));
     }
 
-    /// Forgets every config and simulated run; the scenarios are those of the start again.
-    pub fn reset(&self) {
-        let mut configs = lock(&self.configs);
-        configs.clear();
-        self.save_configs(&configs);
-        drop(configs);
-        lock(&self.launches).clear();
-        let mut scenarios = write(&self.scenarios);
-        *scenarios = self.initial_scenarios.clone();
-        self.save_scenarios(&scenarios);
-        drop(scenarios);
+    /// What a reset writes, and what it then does in memory once that is durable: every
+    /// config and simulated run forgotten, the scenarios of the start again.
+    pub async fn reset_staged(self: &Arc<Self>) -> (Vec<Write>, Box<dyn FnOnce() + Send>) {
+        let configs = self.configs.lock().await;
+        let scenarios = self.scenarios.lock().await;
+        let initial = self.initial_scenarios.clone();
+        let writes = [
+            configs.document(&IndexMap::new()),
+            scenarios.document(&initial),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(_, write)| write)
+        .collect();
+        let jobs = Arc::clone(self);
+        let then = move || {
+            configs.install(IndexMap::new());
+            scenarios.install(initial);
+            jobs.forget_simulations();
+            lock(&jobs.launches).clear();
+        };
+        (writes, Box::new(then))
+    }
+
+    /// Ends every simulated run: their runs are forgotten.
+    pub fn forget_simulations(&self) {
         let mut sims = lock(&self.sims);
         sims.runs.clear();
         sims.timers.clear();
+    }
+
+    /// Ends run `job_id`'s simulation, if it has one: the run is forgotten, and a step
+    /// must not bring it back.
+    pub fn forget_simulation(&self, job_id: &str) {
+        lock(&self.sims).runs.remove(job_id);
     }
 }
 
@@ -775,7 +894,8 @@ async fn drive(jobs: Weak<Jobs>, wake: Arc<Notify>) {
             };
             let now = jobs.clock.now();
             while let Some(timer) = jobs.pop_due(now) {
-                jobs.step(&timer.job_id, timer.due);
+                // A step the store cannot keep is due again a second later.
+                let _ = jobs.step(&timer.job_id, timer.due).await;
             }
             jobs.next_due()
         };
@@ -909,14 +1029,62 @@ fn invalid_scenario(violations: Vec<Violation>) -> ApiError {
     }
 }
 
+/// The config an update makes known: its `jobConfig`, when it has an id.
+fn config_of(update: &StatusUpdate) -> Option<(String, RawJson)> {
+    update
+        .facts
+        .config_id()
+        .map(str::to_owned)
+        .zip(update.members.get("jobConfig").cloned())
+}
+
+fn render_configs(configs: &Configs) -> String {
+    let listed: Vec<&str> = configs.values().map(RawJson::as_str).collect();
+    format!("[{}]", listed.join(","))
+}
+
+#[allow(clippy::ptr_arg)] // `Saved` renders its value, a `Vec`, through a `fn(&T)`
+fn render_scenarios(scenarios: &Vec<Arc<Scenario>>) -> String {
+    let views: Vec<ScenarioView> = scenarios.iter().map(|s| s.view()).collect();
+    serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// A change the store could not keep: 503.
+fn not_stored(cause: Unavailable) -> ApiError {
+    ApiError::StorageUnavailable(cause.to_string())
+}
+
+/// How one update is journaled and counted: owned, so a durable update's witness can
+/// take it to the store's thread.
+#[derive(Clone)]
+struct Journaling {
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+    time: DateTime<Utc>,
+    source: Source,
+}
+
+impl Journaling {
+    /// Journals and counts an update with its outcome; gives its journal `seq`.
+    fn record(&self, job_id: Option<&Arc<str>>, outcome: Result<&Accepted, &ApiError>) -> u64 {
+        match outcome {
+            Ok(_) => self.metrics.update_accepted(),
+            Err(refusal) => self.metrics.update_refused(refusal.code()),
+        }
+        self.journal.record(Record {
+            time: self.time,
+            method: Cow::Borrowed("POST"),
+            path: Cow::Borrowed(crate::api::fusion::STATUS_PATH),
+            job_id: job_id.cloned(),
+            status: Some(outcome.map_or_else(|e| e.status().as_u16(), |_| 200)),
+            code: outcome.err().map(ApiError::code),
+            warnings: outcome.map(|a| a.warnings.clone()).unwrap_or_default(),
+            simulated: self.source == Source::Simulation,
+            fault: None,
+        })
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }

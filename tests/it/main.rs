@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod disk_full;
 mod errors;
 mod faults;
 mod fuzz;

@@ -209,7 +209,11 @@ fn a_corrupt_or_foreign_data_dir_stops_the_start_with_a_clear_error() {
     std::fs::write(garbage.join("job-launcher-mock.redb"), vec![0x5a; 8192]).unwrap();
     let error = refused_start(garbage.path());
     assert!(
-        error.contains("cannot open") && error.contains("job-launcher-mock.redb"),
+        error.contains("job-launcher-mock.redb is corrupt") && error.contains(garbage.path()),
+        "{error}"
+    );
+    assert!(
+        !error.contains("locked") && !error.contains("permission"),
         "{error}"
     );
     assert!(!error.contains("panicked"), "{error}");
@@ -264,4 +268,60 @@ fn a_corrupt_or_foreign_data_dir_stops_the_start_with_a_clear_error() {
     }
     let error = refused_start(corrupt.path());
     assert!(error.contains("run record is corrupt"), "{error}");
+}
+
+#[test]
+fn a_data_dir_in_use_by_another_process_is_refused_as_locked() {
+    let dir = TempDir::new("locked");
+    let (first, _) = start(&["--port", "0", "--data-dir", dir.path()], &[]);
+    let error = refused_start(dir.path());
+    assert!(
+        error.contains("locked by another process") && error.contains(dir.path()),
+        "{error}"
+    );
+    assert!(
+        !error.contains("corrupt") && !error.contains("permission"),
+        "{error}"
+    );
+    stop(first);
+}
+
+#[test]
+fn a_data_dir_this_user_cannot_write_is_refused_naming_the_permission() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let dir = TempDir::new("not-mine");
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
+    command
+        .args(["--port", "0", "--data-dir", data.to_str().unwrap()])
+        .env("RUST_BACKTRACE", "1");
+    // Root may write anywhere: run as nobody then; anyone else gets a directory closed
+    // to its owner.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    if root {
+        command.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o500)).unwrap();
+    }
+    let output = command.output().expect("the binary runs");
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains("permission denied") && error.contains(data.to_str().unwrap()),
+        "{error}"
+    );
+    assert!(error.contains("runs as uid"), "{error}");
+    assert!(
+        !error.contains("locked") && !error.contains("corrupt"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("stack backtrace"),
+        "RUST_BACKTRACE=1 adds no trace: {error}"
+    );
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -44,7 +44,7 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
 }
 
 /// Starts the binary with request-level logs, and returns them as they come.
-fn start_logging(args: &[&str]) -> (Running, String, mpsc::Receiver<String>) {
+pub fn start_logging(args: &[&str]) -> (Running, String, mpsc::Receiver<String>) {
     let env = [("RUST_LOG", "tower_http=debug,job_launcher_mock=debug")];
     let (mut child, base) = spawn(args, &env, Stdio::piped());
     let logs = log_lines(child.stderr.take().expect("stderr is piped"));
@@ -172,7 +172,7 @@ fn log_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
 }
 
 /// Waits for a log line containing `needle`; fails after a generous bound.
-fn wait_for_log(lines: &mpsc::Receiver<String>, needle: &str) {
+pub fn wait_for_log(lines: &mpsc::Receiver<String>, needle: &str) {
     loop {
         match lines.recv_timeout(Duration::from_secs(20)) {
             Ok(line) if line.contains(needle) => return,

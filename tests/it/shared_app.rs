@@ -23,6 +23,9 @@ thread_local! {
 /// This thread's runtime and app, the app reset.
 pub fn reset_app() -> &'static (Runtime, TestApp) {
     let shared = APP.with(|shared| *shared);
-    shared.1.state.reset();
+    shared
+        .0
+        .block_on(shared.1.state.reset())
+        .expect("a reset in memory cannot fail");
     shared
 }

@@ -666,3 +666,56 @@ async fn a_config_is_kept_as_posted_whatever_its_numbers() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(created.text, r#"{"id":"fresh","type" : "t", "e":1E400 }"#);
 }
+
+#[tokio::test]
+async fn a_forgotten_run_stays_forgotten_when_its_steps_fall_due() {
+    let app = TestApp::with(manual());
+    let launched = launch(&app, "my-python-job").await.json;
+    let job_id = launched["jobId"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/_mock/runs/{job_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // The default scenario's three steps fall due within the hour.
+    advance(&app, "1h").await;
+    assert_eq!(
+        app.get(&format!("/_mock/runs/{job_id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let journal = app.get("/_mock/requests").await.json;
+    let about_it = journal["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["jobId"] == job_id)
+        .count();
+    // The launch's own two (its first status, its request), no step after the delete.
+    assert_eq!(about_it, 2, "{journal}");
+}
+
+#[tokio::test]
+async fn a_step_for_a_run_that_is_gone_is_refused_rather_than_creating_it() {
+    use job_launcher_mock::jobs::Source;
+    use job_launcher_mock::registry::Creates;
+
+    // A step whose run was forgotten between reading it and applying the step.
+    let app = TestApp::with(manual());
+    let step = update("gone", "running").to_string();
+    let submitted = app
+        .state
+        .jobs
+        .submit(step.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
+        .await;
+    assert!(
+        matches!(
+            submitted.outcome,
+            Err(job_launcher_mock::error::ApiError::NotFound(_))
+        ),
+        "{:?}",
+        submitted.outcome
+    );
+    assert_eq!(
+        app.get("/_mock/runs/gone").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
