@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::json::{self, Members, Position, RawJson, Text};
-use super::rules::{Problem, ProblemKind};
+use super::rules::{Problem, ProblemKind, Warning};
 use super::state::JobState;
 use super::time::Timestamp;
 
@@ -33,6 +33,12 @@ pub struct Facts {
     pub start_time: Option<Timestamp>,
     pub end_time: Option<Timestamp>,
     pub duration: Option<u64>,
+    /// Warnings for the names the update writes more than once, in the objects the
+    /// mock reads (its top level, `jobConfig`, `result`): they are read last-wins, as
+    /// Fusion's Jackson reads them, and the client is told. Taken by the rules as the
+    /// update's warnings, so a run's own facts never hold any; boxed, as it is nearly
+    /// always `None`.
+    pub repeated_keys: Option<Box<[Warning]>>,
 }
 
 /// The parts of `jobConfig` the mock reads; its type-specific fields stay raw.
@@ -61,6 +67,7 @@ impl Facts {
             start_time: update.start_time.or_else(|| self.start_time.clone()),
             end_time: update.end_time.or_else(|| self.end_time.clone()),
             duration: update.duration.or(self.duration),
+            repeated_keys: None,
         }
     }
 
@@ -93,13 +100,21 @@ impl StatusUpdate {
         let doc: Arc<str> = Arc::from(text);
         // The parser first, so that its own errors are the ones reported; it scans nested
         // values without recursing, so deep nesting cannot hurt it.
-        let (members, job_config_members, result_members, shallow) = match json::read_status(&doc) {
-            Some(read) => (read.members, read.job_config, read.result, read.shallow),
-            None => {
-                let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
-                (members, None, None, false)
-            }
-        };
+        let (members, repeats, job_config_members, result_members, shallow) =
+            match json::read_status(&doc) {
+                Some(read) => (
+                    read.members,
+                    read.repeats,
+                    read.job_config,
+                    read.result,
+                    read.shallow,
+                ),
+                None => {
+                    let (members, repeats) = json::parse_members_and_repeats(&doc)
+                        .map_err(|e| Malformed(e.to_string()))?;
+                    (members, repeats, None, None, false)
+                }
+            };
         if !shallow && let Some(offset) = json::find_too_deep(body) {
             let at = Position::of(body, offset);
             return Err(Malformed(format!(
@@ -138,16 +153,20 @@ impl StatusUpdate {
                 None
             }
         };
+        let mut repeated = Vec::new();
+        note_repeats("", repeats, &mut repeated);
         let facts = Facts {
             state,
-            job_config: present("jobConfig")
-                .and_then(|raw| read_job_config(&doc, raw, job_config_members, &mut bad)),
+            job_config: present("jobConfig").and_then(|raw| {
+                read_job_config(&doc, raw, job_config_members, &mut repeated, &mut bad)
+            }),
             result: present("result")
-                .and_then(|raw| read_result(&doc, raw, result_members, &mut bad)),
+                .and_then(|raw| read_result(&doc, raw, result_members, &mut repeated, &mut bad)),
             start_time: present("startTime")
                 .and_then(|raw| read_time(&doc, "startTime", raw, &mut bad)),
             end_time: present("endTime").and_then(|raw| read_time(&doc, "endTime", raw, &mut bad)),
             duration: present("duration").and_then(|raw| read_duration(raw, &mut bad)),
+            repeated_keys: (!repeated.is_empty()).then(|| repeated.into_boxed_slice()),
         };
         let update = StatusUpdate {
             raw: RawJson::whole(doc),
@@ -195,14 +214,31 @@ pub fn is_valid_job_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A warning for each name of an object at `path` (`""` for the top level) that
+/// `repeats` lists.
+fn note_repeats(path: &str, repeats: json::Repeats, warnings: &mut Vec<Warning>) {
+    for (name, count) in repeats {
+        let field = format!("{path}{name}");
+        warnings.push(Warning {
+            message: Arc::from(format!(
+                "{} appears {count} times; the last value is used",
+                serde_json::Value::from(field.as_str())
+            )),
+            field: Arc::from(field),
+        });
+    }
+}
+
 /// `read`: its members, when the parser has read them already.
 fn read_job_config(
     doc: &Arc<str>,
     raw: &str,
     read: Option<json::Pairs<'_>>,
+    repeated: &mut Vec<Warning>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobConfig> {
     let members = object_member("jobConfig", raw, read, bad)?;
+    note_repeats("jobConfig.", json::repeats(&members), repeated);
     let id = last_value(&members, "id").map(|value| {
         let id = json::as_string(value).filter(|id| !id.is_empty());
         if id.is_none() {
@@ -224,9 +260,11 @@ fn read_result(
     doc: &Arc<str>,
     raw: &str,
     read: Option<json::Pairs<'_>>,
+    repeated: &mut Vec<Warning>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobResult> {
     let members = object_member("result", raw, read, bad)?;
+    note_repeats("result.", json::repeats(&members), repeated);
     Some(JobResult {
         job_run_id: last_string(doc, &members, "jobRunId"),
         job_config_id: last_string(doc, &members, "jobConfigId"),
@@ -418,8 +456,28 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(update.facts.state, Some(JobState::Running));
         assert_eq!(update.facts.config_id(), Some("x"));
-        let (_, problems) = parse(r#"{"jobId":"r","state":"running","state":null}"#);
+        let repeated: Vec<(&str, &str)> = update
+            .facts
+            .repeated_keys
+            .iter()
+            .flatten()
+            .map(|w| (&*w.field, &*w.message))
+            .collect();
+        assert_eq!(
+            repeated,
+            [
+                ("state", "\"state\" appears 2 times; the last value is used"),
+                (
+                    "jobConfig.id",
+                    "\"jobConfig.id\" appears 2 times; the last value is used"
+                )
+            ]
+        );
+        let (update, problems) = parse(r#"{"jobId":"r","state":"running","state":null}"#);
         assert_eq!(fields(&problems), ["state"]);
+        assert_eq!(update.facts.repeated_keys.map(|r| r.len()), Some(1));
+        let (update, _) = parse(r#"{"jobId":"r","state":"running","jobConfig":{"id":"x"}}"#);
+        assert_eq!(update.facts.repeated_keys, None);
     }
 
     #[test]
