@@ -19,6 +19,7 @@ mod persistence;
 mod process;
 mod properties;
 mod registry_bounds;
+mod secrets;
 mod shared_app;
 mod simulation;
 mod socket;
