@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::clock::later;
+use crate::clock::{later, past_the_end};
 use crate::model::Violation;
 use crate::store::{Store, Write};
 
@@ -106,7 +106,7 @@ pub struct RuleView {
     pub seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
-    /// When it expires, by the mock's clock.
+    /// When it expires, by the mock's clock; never after 9999-12-31T23:59:59.999Z.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
@@ -135,6 +135,13 @@ impl Faults {
     /// Reads, checks and adds a rule; every problem is listed, each naming its field.
     pub fn add(&self, spec: &Value, now: DateTime<Utc>) -> Result<RuleView, Vec<Violation>> {
         let parsed = parse(spec)?;
+        let expires_at = match parsed.ttl {
+            None => None,
+            Some(ttl) => Some(later(now, ttl).ok_or_else(|| {
+                let what = format!("expiring {} from now", crate::duration::format(ttl));
+                vec![past_the_end("ttl", &what, now)]
+            })?),
+        };
         let mut rules = self.lock();
         rules.last_id += 1;
         let rule = Rule {
@@ -142,7 +149,7 @@ impl Faults {
             rng: parsed
                 .seed
                 .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
-            expires_at: parsed.ttl.map(|ttl| later(now, ttl)),
+            expires_at,
             matcher: parsed.matcher,
             action: parsed.action,
             times: parsed.times,
@@ -728,7 +735,7 @@ mod tests {
         assert_eq!(rules, [1, 1, 2, 2]);
         let list = faults.list(now);
         assert_eq!((list[0].fired, list[0].active), (2, false));
-        let later_on = later(now, Duration::from_secs(60));
+        let later_on = later(now, Duration::from_secs(60)).unwrap();
         assert!(faults.check(&any, later_on).is_none());
         assert!(!faults.list(later_on)[1].active);
     }

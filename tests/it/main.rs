@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod bounds;
 mod errors;
 mod faults;
 mod fuzz;
