@@ -311,7 +311,8 @@ pub struct StatusAction {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DelayAction {
-    /// At most `1h`.
+    /// At most `1h`; one at least as long as the server's `--request-timeout` ends
+    /// the request when the timeout does, unserved (408 `timeout`).
     #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     delay: String,
 }

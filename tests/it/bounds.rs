@@ -1,13 +1,14 @@
 //! Bounds: no time the mock holds or computes passes 9999-12-31T23:59:59.999Z (the clock,
-//! a fault rule's expiry, a scenario's due times). What would pass it is refused, naming
-//! its field, and changes nothing.
+//! a fault rule's expiry, a scenario's due times), and a fault's delay ends with
+//! `--request-timeout`. What would pass a bound is refused, naming its field, and
+//! changes nothing.
 
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use job_launcher_mock::AppState;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{Answer, Config, STATUS, TestApp, config, manual, update};
 
@@ -249,4 +250,89 @@ fn a_scenarios_file_whose_steps_could_never_come_stops_the_start() {
     let error = started.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("steps[0].after"), "{error}");
     assert!(error.contains(END), "{error}");
+}
+
+fn short_timeout() -> Config {
+    Config {
+        request_timeout: Duration::from_millis(50).into(),
+        ..config()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fault_delay_longer_than_the_request_timeout_ends_as_the_timeout_does() {
+    let app = TestApp::with(short_timeout());
+    let rule = json!({"match": {"path": STATUS}, "action": {"delay": "1h"}});
+    let added = app.send_json(Method::POST, "/_mock/faults", &rule).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+
+    let started = tokio::time::Instant::now();
+    let answer = app.post(update("held", "running")).await;
+    let took = started.elapsed();
+    assert_eq!(
+        answer.status,
+        StatusCode::REQUEST_TIMEOUT,
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.json["code"], "timeout");
+    assert_eq!(
+        answer.json["message"],
+        "POST /job-launcher/launcher/status took longer than the server's request timeout"
+    );
+    assert!(
+        (Duration::from_millis(50)..Duration::from_secs(1)).contains(&took),
+        "{took:?}"
+    );
+    // Unserved: no run; the journal marks the fault.
+    assert_eq!(
+        app.get("/_mock/runs/held").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let entry = &app.get("/_mock/requests").await.json["entries"][0];
+    assert_eq!(
+        (&entry["status"], &entry["code"], &entry["fault"]),
+        (&json!(408), &json!("injected_fault"), &json!(1))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fault_delay_shorter_than_the_request_timeout_is_served_after_it() {
+    let app = TestApp::with(short_timeout());
+    let rule = json!({"match": {"path": STATUS}, "action": {"delay": "40ms"}});
+    let added = app.send_json(Method::POST, "/_mock/faults", &rule).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let started = tokio::time::Instant::now();
+    let answer = app.post(update("served", "running")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    assert_eq!(app.run("served").await["state"], "running");
+}
+
+#[tokio::test]
+async fn over_a_socket_a_delayed_request_gets_the_timeouts_408_when_the_timeout_ends() {
+    let (_server, base) =
+        crate::process::start(&["--port", "0", "--request-timeout", "300ms"], &[]);
+    let client = reqwest::Client::new();
+    let rule = json!({"match": {"path": STATUS}, "action": {"delay": "1h"}});
+    let added = client
+        .post(format!("{base}/_mock/faults"))
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let started = std::time::Instant::now();
+    let answer = client
+        .post(format!("{base}{STATUS}"))
+        .json(&update("held", "running"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer well within the hour");
+    let took = started.elapsed();
+    assert_eq!(answer.status(), 408);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "timeout");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
 }
