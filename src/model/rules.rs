@@ -95,7 +95,7 @@ pub fn review(job_id: &str, current: Option<&Facts>, mut update: Facts) -> Revie
     let mut review = Review::default();
     // Names written twice were read last-wins; the client is told, in both modes.
     if let Some(repeated) = update.repeated_keys.take() {
-        review.warnings.extend(repeated);
+        review.warnings.extend(*repeated);
     }
     let merged = match current {
         Some(current) => {

@@ -33,12 +33,13 @@ pub struct Facts {
     pub start_time: Option<Timestamp>,
     pub end_time: Option<Timestamp>,
     pub duration: Option<u64>,
-    /// Warnings for the names the update writes more than once, in the objects the
-    /// mock reads (its top level, `jobConfig`, `result`): they are read last-wins, as
-    /// Fusion's Jackson reads them, and the client is told. Taken by the rules as the
-    /// update's warnings, so a run's own facts never hold any; boxed, as it is nearly
-    /// always `None`.
-    pub repeated_keys: Option<Box<[Warning]>>,
+    /// Warnings for the names the update writes more than once where the mock reads
+    /// them (any at its top level; in `jobConfig` and `result`, the members the rules
+    /// read): they are read last-wins, as Fusion's Jackson reads them, and the client
+    /// is told. Taken by the rules as the update's warnings, so a run's own facts never
+    /// hold any. Nearly always `None`, and facts are moved several times per update: a
+    /// thin box keeps this to one word.
+    pub repeated_keys: Option<Box<Vec<Warning>>>,
 }
 
 /// The parts of `jobConfig` the mock reads; its type-specific fields stay raw.
@@ -153,8 +154,10 @@ impl StatusUpdate {
                 None
             }
         };
-        let mut repeated = Vec::new();
-        note_repeats("", repeats, &mut repeated);
+        let mut repeated: Vec<Warning> = repeats
+            .into_iter()
+            .map(|(name, count)| repeated_key(name, count))
+            .collect();
         let facts = Facts {
             state,
             job_config: present("jobConfig").and_then(|raw| {
@@ -166,7 +169,7 @@ impl StatusUpdate {
                 .and_then(|raw| read_time(&doc, "startTime", raw, &mut bad)),
             end_time: present("endTime").and_then(|raw| read_time(&doc, "endTime", raw, &mut bad)),
             duration: present("duration").and_then(|raw| read_duration(raw, &mut bad)),
-            repeated_keys: (!repeated.is_empty()).then(|| repeated.into_boxed_slice()),
+            repeated_keys: (!repeated.is_empty()).then(|| Box::new(repeated)),
         };
         let update = StatusUpdate {
             raw: RawJson::whole(doc),
@@ -214,18 +217,14 @@ pub fn is_valid_job_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A warning for each name of an object at `path` (`""` for the top level) that
-/// `repeats` lists.
-fn note_repeats(path: &str, repeats: json::Repeats, warnings: &mut Vec<Warning>) {
-    for (name, count) in repeats {
-        let field = format!("{path}{name}");
-        warnings.push(Warning {
-            message: Arc::from(format!(
-                "{} appears {count} times; the last value is used",
-                serde_json::Value::from(field.as_str())
-            )),
-            field: Arc::from(field),
-        });
+/// The warning for `field`, a name written `count` times in its object.
+fn repeated_key(field: String, count: usize) -> Warning {
+    Warning {
+        message: Arc::from(format!(
+            "{} appears {count} times; the last value is used",
+            serde_json::Value::from(field.as_str())
+        )),
+        field: Arc::from(field),
     }
 }
 
@@ -238,8 +237,8 @@ fn read_job_config(
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobConfig> {
     let members = object_member("jobConfig", raw, read, bad)?;
-    note_repeats("jobConfig.", json::repeats(&members), repeated);
-    let id = last_value(&members, "id").map(|value| {
+    let [id, job_type] = read_keys("jobConfig", &members, ["id", "type"], repeated);
+    let id = id.map(|value| {
         let id = json::as_string(value).filter(|id| !id.is_empty());
         if id.is_none() {
             let message = format!(
@@ -252,7 +251,7 @@ fn read_job_config(
     });
     Some(JobConfig {
         id: id.flatten().map(|id| Text::within(doc, id)),
-        job_type: last_string(doc, &members, "type"),
+        job_type: string(doc, job_type),
     })
 }
 
@@ -264,11 +263,12 @@ fn read_result(
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobResult> {
     let members = object_member("result", raw, read, bad)?;
-    note_repeats("result.", json::repeats(&members), repeated);
+    let keys = ["jobRunId", "jobConfigId", "state"];
+    let [job_run_id, job_config_id, state] = read_keys("result", &members, keys, repeated);
     Some(JobResult {
-        job_run_id: last_string(doc, &members, "jobRunId"),
-        job_config_id: last_string(doc, &members, "jobConfigId"),
-        state: last_string(doc, &members, "state"),
+        job_run_id: string(doc, job_run_id),
+        job_config_id: string(doc, job_config_id),
+        state: string(doc, state),
     })
 }
 
@@ -291,15 +291,34 @@ fn object_member<'a>(
     members
 }
 
-/// The last non-null value of `key` in an object, as parsers read a repeated key.
-fn last_value<'a>(members: &'a [(Cow<'_, str>, &'a str)], key: &str) -> Option<&'a str> {
-    let (_, value) = members.iter().rev().find(|(name, _)| name == key)?;
-    Some(*value).filter(|value| *value != "null")
+/// The value of each of `keys` in the object at `path`, as parsers read a repeated key:
+/// its last (`None` when absent, or when the last is `null`). A key written more than
+/// once gets a warning in `repeated`. One pass over the members, where a search for each
+/// key from the end took as many comparisons; the other names of the object, which the
+/// mock keeps as sent and never reads, are not looked at.
+fn read_keys<'a, const N: usize>(
+    path: &str,
+    members: &[(Cow<'_, str>, &'a str)],
+    keys: [&str; N],
+    repeated: &mut Vec<Warning>,
+) -> [Option<&'a str>; N] {
+    let mut found = [(None, 0usize); N];
+    for (name, value) in members {
+        if let Some(i) = keys.iter().position(|key| name.as_ref() == *key) {
+            found[i] = (Some(*value), found[i].1 + 1);
+        }
+    }
+    for (key, (_, count)) in keys.iter().zip(&found) {
+        if *count > 1 {
+            repeated.push(repeated_key(format!("{path}.{key}"), *count));
+        }
+    }
+    found.map(|(value, _)| value.filter(|value| *value != "null"))
 }
 
-/// The last string value of `key` in an object of `doc`, as [`last_value`] finds it.
-fn last_string(doc: &Arc<str>, members: &[(Cow<'_, str>, &str)], key: &str) -> Option<Text> {
-    last_value(members, key)
+/// A string value of `doc`, unescaped: a span of it when it has no escapes.
+fn string(doc: &Arc<str>, value: Option<&str>) -> Option<Text> {
+    value
         .and_then(json::as_string)
         .map(|text| Text::within(doc, text))
 }
@@ -460,7 +479,7 @@ mod tests {
             .facts
             .repeated_keys
             .iter()
-            .flatten()
+            .flat_map(|r| r.iter())
             .map(|w| (&*w.field, &*w.message))
             .collect();
         assert_eq!(

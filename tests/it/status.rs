@@ -255,7 +255,7 @@ async fn numbers_with_enormous_exponents_are_compared_not_overflowed() {
 async fn a_repeated_key_is_read_last_wins_with_a_warning_naming_it() {
     for app in [TestApp::new(), TestApp::with(lenient())] {
         let body = r#"{"jobId":"dup","state":"starting","state":"running",
-            "jobConfig":{"id":"a","type":"t","id":"b","params":{"x":1,"x":2}},
+            "jobConfig":{"id":"a","type":"t","id":"b","sql":"1","sql":"2","params":{"x":1,"x":2}},
             "result":{"jobRunId":"dup","state":"running","state":"running","state":"running"}}"#;
         let answer = app.post_text(body).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
@@ -266,7 +266,8 @@ async fn a_repeated_key_is_read_last_wins_with_a_warning_naming_it() {
             {"field": "result.state",
              "message": "\"result.state\" appears 3 times; the last value is used"},
         ]);
-        // Deeper objects, which the mock keeps as sent and never reads, are not looked at.
+        // What the mock keeps as sent and never reads (`jobConfig.sql`, deeper objects)
+        // is not looked at.
         assert_eq!(answer.json["warnings"], warnings, "{}", answer.text);
         // Last wins, as Jackson reads it: the run is running, of config b.
         let run = app.run("dup").await;
