@@ -60,16 +60,16 @@ pub struct Config {
 
     /// Require `Authorization: Basic` with these credentials on the Fusion routes
     /// (`/job-launcher/*`, `/api/*`); with --api-key too, either one is enough.
-    #[arg(long, env = "JLM_BASIC_AUTH", value_name = "USER:PASS", value_parser = Credentials::parse)]
+    #[arg(long, env = "JLM_BASIC_AUTH", hide_env_values = true, allow_hyphen_values = true, value_name = "USER:PASS", value_parser = Credentials::parse)]
     pub basic_auth: Option<Credentials>,
 
     /// Require this key in `x-api-key` on the Fusion routes.
-    #[arg(long, env = "JLM_API_KEY", value_name = "KEY", value_parser = Secret::parse)]
+    #[arg(long, env = "JLM_API_KEY", hide_env_values = true, allow_hyphen_values = true, value_name = "KEY", value_parser = Secret::parse)]
     pub api_key: Option<Secret>,
 
     /// Require `Authorization: Bearer TOKEN` on every /_mock route (the dashboard and the
     /// event stream also take `?access_token=TOKEN`).
-    #[arg(long, env = "JLM_ADMIN_TOKEN", value_name = "TOKEN", value_parser = Secret::parse)]
+    #[arg(long, env = "JLM_ADMIN_TOKEN", hide_env_values = true, allow_hyphen_values = true, value_name = "TOKEN", value_parser = Secret::parse)]
     pub admin_token: Option<Secret>,
 
     /// Log line format.
@@ -179,6 +179,74 @@ impl Config {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
     }
+
+    /// The flags of this process, from its command line and environment, as
+    /// [`Parser::parse`] reads them, except that no secret is printed: `--help` shows
+    /// the secrets' variables without their values (`hide_env_values`), a secret that
+    /// starts with `-` is taken as the value it is (`allow_hyphen_values`) rather than
+    /// quoted back as an unknown flag, and an error message, which clap writes with the
+    /// offending value in it (`invalid value 'nocolon' for '--basic-auth'`), has every
+    /// secret given replaced by `***`.
+    pub fn parse_hiding_secrets() -> Config {
+        Config::try_parse().unwrap_or_else(|error| {
+            if !error.use_stderr() {
+                error.exit(); // --help or --version, on stdout
+            }
+            let secrets = secrets_given(std::env::args_os(), std::env::vars_os());
+            eprint!("{}", hide(&error.render().to_string(), &secrets));
+            std::process::exit(error.exit_code());
+        })
+    }
+}
+
+/// The flags that take a secret, with their environment variables.
+const SECRET_FLAGS: [(&str, &str); 3] = [
+    ("--basic-auth", "JLM_BASIC_AUTH"),
+    ("--api-key", "JLM_API_KEY"),
+    ("--admin-token", "JLM_ADMIN_TOKEN"),
+];
+
+/// Every secret value given on the command line (`--api-key K`, `--api-key=K`) or in
+/// the environment, whether or not it is valid, and the password of each `USER:PASS`.
+fn secrets_given(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<String> {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let mut secrets = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        for (flag, _) in SECRET_FLAGS {
+            if arg == flag {
+                secrets.extend(args.get(i + 1).cloned());
+            } else if let Some(value) = arg.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+                secrets.push(value.to_owned());
+            }
+        }
+    }
+    for (name, value) in vars {
+        if SECRET_FLAGS.iter().any(|(_, var)| name == *var) {
+            secrets.push(value.to_string_lossy().into_owned());
+        }
+    }
+    let passwords: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| s.split_once(':').map(|(_, password)| password.to_owned()))
+        .collect();
+    secrets.extend(passwords);
+    secrets.retain(|s| !s.is_empty());
+    // The longest first, so that a password inside its `USER:PASS` goes with it.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// `text` with every occurrence of each secret replaced by `***`.
+fn hide(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |text, secret| {
+        text.replace(secret.as_str(), "***")
+    })
 }
 
 impl Default for Config {
@@ -236,5 +304,35 @@ mod tests {
         );
         assert!(Config::try_parse_from(["job-launcher-mock", "--max-runs=0"]).is_err());
         assert!(Config::try_parse_from(["job-launcher-mock", "--validation=loose"]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_found_however_they_are_given_and_hidden() {
+        let args = [
+            "job-launcher-mock",
+            "--api-key",
+            "-dash-key",
+            "--admin-token=tok",
+            "--basic-auth",
+            "user:pass-word",
+            "--port",
+            "0",
+        ]
+        .map(std::ffi::OsString::from);
+        let vars = [("JLM_BASIC_AUTH", "nocolon"), ("JLM_PORT", "8083")]
+            .map(|(k, v)| (k.into(), v.into()));
+        let secrets = secrets_given(args, vars);
+        assert_eq!(
+            secrets,
+            ["user:pass-word", "-dash-key", "pass-word", "nocolon", "tok"]
+        );
+        assert_eq!(
+            hide("invalid value 'nocolon'; use '-- -dash-key'", &secrets),
+            "invalid value '***'; use '-- ***'"
+        );
+        assert_eq!(
+            hide("user:pass-word and pass-word", &secrets),
+            "*** and ***"
+        );
     }
 }

@@ -20,8 +20,8 @@ use tokio::time::Sleep;
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
-use super::AppState;
 use super::auth;
+use super::{AppState, RequestTimeout};
 use crate::error::{self, ApiError, ErrorCode, ErrorReport};
 use crate::faults::{self, Action};
 use crate::journal::Record;
@@ -294,11 +294,19 @@ async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<
         }
         .into_response(),
         Action::Delay(delay) => {
+            // The delay is the request's own time, so `--request-timeout` bounds it as
+            // it bounds any request: one that would outlast the timeout ends there,
+            // unserved, with the timeout's 408.
+            let RequestTimeout(timeout) = state.request_timeout;
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(delay.min(timeout)) => {}
                 () = state.stopping.stopped() => {}
             }
-            next.run(request).await
+            if delay < timeout {
+                next.run(request).await
+            } else {
+                StatusCode::REQUEST_TIMEOUT.into_response()
+            }
         }
         Action::Drop => {
             let mut response = StatusCode::NO_CONTENT.into_response();

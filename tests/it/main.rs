@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod bounds;
 mod disk_full;
 mod errors;
 mod faults;
@@ -20,6 +21,7 @@ mod persistence;
 mod process;
 mod properties;
 mod registry_bounds;
+mod secrets;
 mod shared_app;
 mod simulation;
 mod socket;
