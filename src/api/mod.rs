@@ -39,6 +39,7 @@ use crate::jobs::{Jobs, Scenario, scenario};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
+use crate::serve::Peers;
 use crate::store::{Restored, Store};
 
 /// What handlers share, behind one reference count: a request passes it through several
@@ -96,6 +97,9 @@ pub struct Shared {
     pub request_timeout: RequestTimeout,
     pub max_wait: MaxWait,
     pub request_ids: RequestIds,
+    /// `--header-timeout`, `--idle-timeout`, `--max-connections`, `--shutdown-timeout`:
+    /// read by `serve`, not by handlers.
+    pub peers: Peers,
 }
 
 /// Set when the server begins to shut down, so that long-lived answers (waits, event
@@ -229,6 +233,7 @@ impl AppState {
             request_timeout: RequestTimeout(*config.request_timeout),
             max_wait: MaxWait(*config.max_wait),
             request_ids: RequestIds::default(),
+            peers: Peers::of(config),
         })))
     }
 
