@@ -260,7 +260,9 @@ impl RequestIds {
     /// the next number. No handler reads it from the request, so it is not added there.
     pub(crate) fn of(&self, request: &Request) -> HeaderValue {
         match request.headers().get(&REQUEST_ID) {
-            Some(id) => id.clone(),
+            // Copied rather than cloned: a clone shares the buffer hyper read the request
+            // head into, which a long wait would then hold.
+            Some(id) => HeaderValue::from_bytes(id.as_bytes()).unwrap_or_else(|_| id.clone()),
             None => {
                 // Not `HeaderValue::from(u64)`: that writes into a growable buffer and then
                 // shares it, two allocations; a copy of the exact digits is one.
