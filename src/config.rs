@@ -270,4 +270,53 @@ mod tests {
         assert!(Config::try_parse_from(["job-launcher-mock", "--max-runs=0"]).is_err());
         assert!(Config::try_parse_from(["job-launcher-mock", "--validation=loose"]).is_err());
     }
+
+    #[test]
+    fn peer_flags_default_and_parse_durations() {
+        let defaults = Config::try_parse_from(["job-launcher-mock"]).ok();
+        let defaults = defaults.map(|c| {
+            (
+                *c.header_timeout,
+                *c.idle_timeout,
+                c.max_connections.get(),
+                *c.shutdown_timeout,
+            )
+        });
+        assert_eq!(
+            defaults,
+            Some((
+                DEFAULT_HEADER_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT,
+                DEFAULT_MAX_CONNECTIONS.get(),
+                DEFAULT_SHUTDOWN_TIMEOUT
+            ))
+        );
+        let config = Config::try_parse_from([
+            "job-launcher-mock",
+            "--header-timeout=300ms",
+            "--idle-timeout=2m",
+            "--max-connections=3",
+            "--shutdown-timeout=1s",
+        ])
+        .ok();
+        let given = config.map(|c| {
+            (
+                *c.header_timeout,
+                *c.idle_timeout,
+                c.max_connections.get(),
+                *c.shutdown_timeout,
+            )
+        });
+        assert_eq!(
+            given,
+            Some((
+                Duration::from_millis(300),
+                Duration::from_secs(120),
+                3,
+                Duration::from_secs(1)
+            ))
+        );
+        assert!(Config::try_parse_from(["job-launcher-mock", "--max-connections=0"]).is_err());
+        assert!(Config::try_parse_from(["job-launcher-mock", "--idle-timeout=soon"]).is_err());
+    }
 }
