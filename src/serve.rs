@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use futures_util::FutureExt;
+use futures_util::task::AtomicWaker;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
@@ -300,6 +301,9 @@ struct Activity {
     idle_since: AtomicU64,
     /// When the first byte after the last answer arrived (HTTP/1 only).
     head_since: AtomicU64,
+    /// The connection's task, when its answers are sent by tasks of their own (HTTP/2):
+    /// woken when the last one is sent, to start the idle timeout.
+    idle: AtomicWaker,
 }
 
 impl Activity {
@@ -309,6 +313,7 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
+            idle: AtomicWaker::new(),
         }
     }
 
@@ -359,7 +364,9 @@ impl Drop for InFlight {
         let activity = &self.0;
         activity.head_since.store(0, Ordering::Release);
         activity.idle_since.store(activity.now(), Ordering::Release);
-        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            activity.idle.wake();
+        }
     }
 }
 
@@ -523,6 +530,12 @@ impl<S> Conn<S>
 where
     S: Handles,
 {
+    /// Whether its answers are sent by tasks other than the connection's: HTTP/2 runs
+    /// each stream on a task of its own.
+    fn answers_elsewhere(&self) -> bool {
+        matches!(self, Conn::Http2 { .. } | Conn::Either { .. })
+    }
+
     /// Asks hyper to close the connection once its in-flight requests are answered.
     fn graceful_shutdown(self: Pin<&mut Self>) {
         match self.project() {
@@ -682,6 +695,9 @@ where
         }
         if *this.draining && this.activity.has_nothing_to_answer() {
             return Poll::Ready(());
+        }
+        if this.conn.answers_elsewhere() {
+            this.activity.idle.register(cx.waker());
         }
         let due = |activity: &Activity| -> Option<Instant> {
             if activity.busy() {
