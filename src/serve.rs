@@ -768,3 +768,38 @@ pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_has_nothing_to_answer_before_a_request_and_once_the_next_head_begins() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        assert!(activity.has_nothing_to_answer(), "nothing sent yet");
+        activity.bytes_arrived();
+        assert!(activity.has_nothing_to_answer(), "half a first head");
+        let in_flight = InFlight::start(&activity);
+        assert!(!activity.has_nothing_to_answer(), "a request in flight");
+        drop(in_flight);
+        assert!(
+            !activity.has_nothing_to_answer(),
+            "answered: the answer may still be on its way out"
+        );
+        assert!(activity.at(&activity.idle_since).is_some());
+        activity.bytes_arrived();
+        assert!(activity.has_nothing_to_answer(), "the next head has begun");
+        assert!(activity.at(&activity.head_since).is_some());
+    }
+
+    #[test]
+    fn a_throttled_warning_is_let_through_once_a_second_with_the_count_held_back() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.ready(), Some(0));
+        assert_eq!(throttle.ready(), None);
+        assert_eq!(throttle.ready(), None);
+        throttle.last = Instant::now().checked_sub(Duration::from_secs(2));
+        assert_eq!(throttle.ready(), Some(2));
+        assert_eq!(throttle.ready(), None);
+    }
+}
