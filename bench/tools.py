@@ -329,6 +329,13 @@ def table(path):
         (f"start -> ready line ms ({len(ready)} runs)", f"{med(ready):.1f}", f"max {max(ready):.1f}"),
         ("start -> first 200 /actuator/health ms", f"{med(first):.1f}", f"max {max(first):.1f}"),
     ]
+    if "conns" in r:
+        n = int(r["conns"])
+        rows += [
+            (f"RSS per open wait, bytes ({n:,})", f"{int(r['conn_wait']):,}", "GET /_mock/runs/{jobId}/wait, one per connection"),
+            (f"RSS per idle kept-alive connection ({n:,})", f"{int(r['conn_idle']):,}", "one request answered, then open"),
+            (f"RSS per connection that sent nothing ({n:,})", f"{int(r['conn_fresh']):,}", ""),
+        ]
     bad = [k for k in r if k.startswith("bad.")]
     w0 = max(len(a) for a, _, _ in rows)
     w1 = max(len(b) for _, b, _ in rows)
