@@ -2,7 +2,7 @@
 # Load test of job-launcher-mock over loopback, against a bare axum handler as baseline.
 # Prints one table at the end. Needs cargo, python3, and wrk (installed with apt if
 # missing). Takes about 2 * ROUNDS * DURATION + 3 * DURATION + ~40 s after the build
-# (defaults: about 3.5 minutes).
+# (defaults: about 4.5 minutes, with the memory per connection).
 #
 #   bash bench/load.sh                      # ROUNDS=7 DURATION=10
 #   ROUNDS=3 DURATION=8 bash bench/load.sh
