@@ -286,7 +286,7 @@ impl<S> Handles for S where
 /// The error a `drop` fault gives hyper, so that it closes the connection.
 #[derive(Debug, thiserror::Error)]
 #[error("connection dropped by an injected fault")]
-pub struct DroppedByFault;
+struct DroppedByFault;
 
 /// What a connection is doing, as its timeouts need to know. Its reads, its requests
 /// and their answers write it; its [`Guarded`] future reads it after each poll, so
@@ -373,7 +373,7 @@ impl Drop for InFlight {
 pin_project_lite::pin_project! {
     /// An answer's body, which counts its request in flight until it is dropped: hyper
     /// drops it once it has sent it, or given up on it.
-    pub struct Answer {
+    struct Answer {
         #[pin]
         body: Body,
         _in_flight: InFlight,
