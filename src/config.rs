@@ -87,6 +87,30 @@ pub struct Config {
     /// Longest a /_mock/runs/{jobId}/wait may take; a longer timeout is cut to it.
     #[arg(long, env = "JLM_MAX_WAIT", default_value_t = DEFAULT_MAX_WAIT.into())]
     pub max_wait: humantime::Duration,
+
+    /// Longest a client may take to send a whole request head (from connecting, or from
+    /// the first byte of a later request on the connection); past it the connection is
+    /// closed.
+    #[arg(long, env = "JLM_HEADER_TIMEOUT", default_value_t = DEFAULT_HEADER_TIMEOUT.into())]
+    pub header_timeout: humantime::Duration,
+
+    /// Longest a keep-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "JLM_IDLE_TIMEOUT", default_value_t = DEFAULT_IDLE_TIMEOUT.into())]
+    pub idle_timeout: humantime::Duration,
+
+    /// Most connections open at once; past it new ones wait in the listen queue until
+    /// one closes.
+    #[arg(long, env = "JLM_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: NonZeroUsize,
+
+    /// Longest a shutdown (SIGTERM, Ctrl-C) waits for in-flight requests before it closes
+    /// what is left and exits.
+    #[arg(
+        long,
+        env = "JLM_SHUTDOWN_TIMEOUT",
+        default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.into()
+    )]
+    pub shutdown_timeout: humantime::Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 8083;
@@ -96,6 +120,11 @@ pub const DEFAULT_JOURNAL_SIZE: NonZeroUsize = nonzero(1000);
 pub const DEFAULT_MAX_BODY_BYTES: NonZeroUsize = nonzero(1 << 20);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = nonzero(10_000);
+/// Inside Docker's 10 s between SIGTERM and SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A non-zero constant; zero fails the build, since constants are evaluated then.
 const fn nonzero(n: usize) -> NonZeroUsize {
@@ -270,6 +299,10 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
             max_wait: DEFAULT_MAX_WAIT.into(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT.into(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT.into(),
         }
     }
 }
@@ -334,5 +367,54 @@ mod tests {
             hide("user:pass-word and pass-word", &secrets),
             "*** and ***"
         );
+    }
+
+    #[test]
+    fn peer_flags_default_and_parse_durations() {
+        let defaults = Config::try_parse_from(["job-launcher-mock"]).ok();
+        let defaults = defaults.map(|c| {
+            (
+                *c.header_timeout,
+                *c.idle_timeout,
+                c.max_connections.get(),
+                *c.shutdown_timeout,
+            )
+        });
+        assert_eq!(
+            defaults,
+            Some((
+                DEFAULT_HEADER_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT,
+                DEFAULT_MAX_CONNECTIONS.get(),
+                DEFAULT_SHUTDOWN_TIMEOUT
+            ))
+        );
+        let config = Config::try_parse_from([
+            "job-launcher-mock",
+            "--header-timeout=300ms",
+            "--idle-timeout=2m",
+            "--max-connections=3",
+            "--shutdown-timeout=1s",
+        ])
+        .ok();
+        let given = config.map(|c| {
+            (
+                *c.header_timeout,
+                *c.idle_timeout,
+                c.max_connections.get(),
+                *c.shutdown_timeout,
+            )
+        });
+        assert_eq!(
+            given,
+            Some((
+                Duration::from_millis(300),
+                Duration::from_secs(120),
+                3,
+                Duration::from_secs(1)
+            ))
+        );
+        assert!(Config::try_parse_from(["job-launcher-mock", "--max-connections=0"]).is_err());
+        assert!(Config::try_parse_from(["job-launcher-mock", "--idle-timeout=soon"]).is_err());
     }
 }

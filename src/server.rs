@@ -257,7 +257,8 @@ impl MockServer {
     }
 
     /// Stops serving and waits until it has: the listener is closed, open connections
-    /// have had their in-flight request answered, waits and event streams have ended.
+    /// have had their in-flight request answered (or been closed at the shutdown
+    /// timeout, 5 s), waits and event streams have ended.
     pub async fn shutdown(self) {
         let stopped = self.stopped();
         drop(self);
@@ -275,8 +276,8 @@ impl MockServer {
 }
 
 impl Drop for MockServer {
-    /// Stops serving: the listener closes and open connections are closed once their
-    /// in-flight request is answered; waits and event streams end at once.
+    /// Stops serving: the listener closes, idle connections close at once and the others
+    /// once their in-flight request is answered; waits and event streams end at once.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             // An error means the server already stopped.
