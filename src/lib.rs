@@ -16,7 +16,7 @@
 //! let run = server
 //!     .wait_for_state("hhzitrwancwv", JobState::Finished, Duration::from_secs(5))
 //!     .await?;
-//! assert_eq!(run["status"]["state"], "finished");
+//! assert_eq!(run.status["state"], "finished");
 //! # Ok(())
 //! # }
 //! ```
@@ -44,6 +44,8 @@ pub mod telemetry;
 pub use api::{AppState, app, openapi};
 pub use config::Config;
 pub use model::JobState;
-pub use registry::WaitTimedOut;
 pub use serve::{serve, shutdown_signal};
-pub use server::{MockServer, MockServerBuilder};
+pub use server::{
+    Error, History, HistoryEntry, Journal, JournalEntry, MockServer, MockServerBuilder, Run,
+    Warning,
+};
