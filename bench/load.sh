@@ -2,7 +2,7 @@
 # Load test of job-launcher-mock over loopback, against a bare axum handler as baseline.
 # Prints one table at the end. Needs cargo, python3, and wrk (installed with apt if
 # missing). Takes about 2 * ROUNDS * DURATION + 3 * DURATION + ~40 s after the build
-# (defaults: about 3.5 minutes).
+# (defaults: about 4.5 minutes, with the memory per connection).
 #
 #   bash bench/load.sh                      # ROUNDS=7 DURATION=10
 #   ROUNDS=3 DURATION=8 bash bench/load.sh
@@ -10,7 +10,8 @@
 # Env: ROUNDS (7: on the machine the README describes one round's ratio swings by about
 # 0.07, so the median needs several), DURATION seconds per wrk run (10), CONNECTIONS
 # (32), THREADS (wrk threads, 2: see below), STARTS (20, for the start-up time),
-# MEM_RUNS (50000), SKIP_BUILD=1 to use the binaries already in target/release.
+# MEM_RUNS (50000), CONNS (5000, for the memory per open connection), SKIP_BUILD=1 to
+# use the binaries already in target/release.
 #
 # wrk runs with -t2: with -t1 the load generator's one thread (which also builds each
 # body in Lua) saturates before the bare handler does on a 2-core machine, so the bare
@@ -26,6 +27,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 STARTS=${STARTS:-20}
 MEM_RUNS=${MEM_RUNS:-50000}
+CONNS=${CONNS:-5000}
 SEED=tests/fixtures/seed-status-update.json
 SERVICE=target/release/job-launcher-mock
 BARE=target/release/examples/bare
@@ -172,6 +174,15 @@ echo "--- 5: start-up time, $STARTS starts" >&2
 [ -n "${first:-}" ] || { echo "the start-up measurement failed" >&2; exit 1; }
 echo "ready_ms=$ready" >>"$RESULTS"
 echo "first200_ms=$first" >>"$RESULTS"
+
+echo "--- 6: resident memory per open connection, $CONNS of them" >&2
+for kind in fresh idle wait; do
+  read -r per _ < <(timeout 300 $TOOLS conns "$SERVICE" "$CONNS" "$kind") || true
+  [ -n "${per:-}" ] || { echo "the $kind connections measurement failed" >&2; exit 1; }
+  echo "conn_$kind=$per" >>"$RESULTS"
+  echo "  $kind: $per bytes each" >&2
+done
+echo "conns=$CONNS" >>"$RESULTS"
 
 echo >&2
 $TOOLS table "$RESULTS"

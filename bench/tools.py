@@ -9,12 +9,21 @@
   tools.py startup BIN RUNS         process start -> ready line and -> first 200 from
                                      /actuator/health, RUNS times; prints the ms of each
   tools.py rss PID                  VmRSS of PID, in bytes
+  tools.py conns BIN N KIND         RSS growth of a fresh BIN per open connection, N of them:
+                                     KIND fresh (nothing sent), idle (one request answered,
+                                     then kept open) or wait (an open GET /_mock/runs/{jobId}/wait); prints
+                                     "BYTES_PER_CONNECTION RSS_BEFORE RSS_AFTER"
+  tools.py sigterm BIN KIND         seconds from SIGTERM to exit of a fresh BIN with one
+                                     connection in state KIND (head: half a request
+                                     head sent; body: a head and half its body); prints
+                                     "SECONDS EXIT_CODE" (gives up after 60 s)
   tools.py table RESULTS            the final table from the key=value lines in RESULTS
 """
 
 import http.client
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -144,6 +153,133 @@ def rss(pid):
     sys.exit(f"no VmRSS for {pid}")
 
 
+def spawn(binary, *args, env=None):
+    """BIN --port 0 ARGS on loopback, with its readiness line read: (process, port)."""
+    process = subprocess.Popen(
+        [binary, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "RUST_LOG": "warn", **(env or {})},
+    )
+    line = process.stdout.readline().decode()
+    match = re.search(r"listening on http://[^:]+:(\d+)", line)
+    if not match:
+        process.kill()
+        sys.exit(f"no ready line from {binary}: {line!r}")
+    return process, int(match.group(1))
+
+
+def rss_of(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    sys.exit(f"no VmRSS for {pid}")
+
+
+def get(port, path):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def gauge(port, name):
+    match = re.search(rf"^{name} (\d+)", get(port, "/metrics"), re.M)
+    return int(match.group(1)) if match else None
+
+
+def read_answer(s):
+    """Reads one answer with a Content-Length off a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("the connection closed before its answer")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += s.recv(4096)
+
+
+def conns(binary, n, kind):
+    """RSS growth per open connection of KIND, N of them, on a fresh BIN."""
+    # The client and the server each hold N descriptors.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100:
+        if hard < n + 100:
+            sys.exit(f"RLIMIT_NOFILE {hard} is too low for {n} connections")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # Generous peer timeouts, so that none is closed while it is counted.
+    env = {"JLM_HEADER_TIMEOUT": "10m", "JLM_IDLE_TIMEOUT": "10m", "JLM_MAX_CONNECTIONS": str(n + 100)}
+    process, port = spawn(binary, env=env)
+    try:
+        # One request first, so that the start-up's allocations are in the baseline.
+        get(port, "/actuator/health")
+        time.sleep(0.5)
+        before = rss_of(process.pid)
+        sockets = []
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            if kind == "fresh":
+                pass
+            elif kind == "idle":
+                s.sendall(b"GET /actuator/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                read_answer(s)
+            elif kind == "wait":
+                s.sendall(f"GET /_mock/runs/bench-{i}/wait?timeout=10m HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            else:
+                sys.exit(f"unknown kind {kind}")
+            sockets.append(s)
+        if kind == "wait":
+            deadline = time.monotonic() + 60
+            while gauge(port, "jlm_waiters") != n:
+                if time.monotonic() > deadline:
+                    sys.exit(f"{n} waits were not all waiting within 60 s")
+                time.sleep(0.1)
+        time.sleep(0.5)
+        after = rss_of(process.pid)
+        print(f"{(after - before) / n:.0f}", before, after)
+        for s in sockets:
+            s.close()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def sigterm(binary, kind):
+    """Seconds from SIGTERM to exit with one stuck connection of KIND."""
+    process, port = spawn(binary)
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if kind == "head":
+            s.sendall(b"POST /job-launcher/launcher/status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+        elif kind == "body":
+            body = b'{"jobId":"stuck","state":"running"}'
+            s.sendall(b"POST /job-launcher/launcher/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+                      + b"\r\n\r\n" + body[:10])
+        else:
+            sys.exit(f"unknown kind {kind}")
+        # The connection is accepted and read by now: a request on another one is answered.
+        get(port, "/actuator/health")
+        time.sleep(0.2)
+        began = time.monotonic()
+        process.terminate()
+        try:
+            code = process.wait(timeout=60)
+            print(f"{time.monotonic() - began:.3f}", code)
+        except subprocess.TimeoutExpired:
+            print(">60", "none")
+        s.close()
+    finally:
+        process.kill()
+        process.wait()
+
+
 def table(path):
     r = {}
     for line in open(path):
@@ -193,6 +329,13 @@ def table(path):
         (f"start -> ready line ms ({len(ready)} runs)", f"{med(ready):.1f}", f"max {max(ready):.1f}"),
         ("start -> first 200 /actuator/health ms", f"{med(first):.1f}", f"max {max(first):.1f}"),
     ]
+    if "conns" in r:
+        n = int(r["conns"])
+        rows += [
+            (f"RSS per open wait, bytes ({n:,})", f"{int(r['conn_wait']):,}", "GET /_mock/runs/{jobId}/wait, one per connection"),
+            (f"RSS per idle kept-alive connection ({n:,})", f"{int(r['conn_idle']):,}", "one request answered, then open"),
+            (f"RSS per connection that sent nothing ({n:,})", f"{int(r['conn_fresh']):,}", ""),
+        ]
     bad = [k for k in r if k.startswith("bad.")]
     w0 = max(len(a) for a, _, _ in rows)
     w1 = max(len(b) for _, b, _ in rows)
@@ -217,6 +360,10 @@ def main():
         cpu(int(args[0]))
     elif cmd == "rss":
         rss(int(args[0]))
+    elif cmd == "conns":
+        conns(args[0], int(args[1]), args[2])
+    elif cmd == "sigterm":
+        sigterm(args[0], args[1])
     elif cmd == "table":
         table(args[0])
     else:

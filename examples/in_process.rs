@@ -43,16 +43,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .wait_for_state("hhzitrwancwv", JobState::Finished, Duration::from_secs(5))
         .await?;
     driver.await??;
-    println!("run finished: {}", run["status"]);
+    println!("run finished: {}", run.status);
 
-    let updates = server.history("hhzitrwancwv").await;
-    let states: Vec<_> = updates.iter().map(|u| u["state"].clone()).collect();
+    let history = server.history("hhzitrwancwv").await.ok_or("no such run")?;
+    let states: Vec<_> = history
+        .updates
+        .iter()
+        .map(|entry| entry.update["state"].clone())
+        .collect();
     println!("states reported, in order: {states:?}");
     assert_eq!(states, ["starting", "running", "finished"]);
 
     // The current status merges every update: the jobConfig of the first is still there.
     let runs = server.runs().await;
-    assert_eq!(runs[0]["jobConfig"]["id"], "nightly-aggregation");
+    assert_eq!(runs[0].status["jobConfig"]["id"], "nightly-aggregation");
 
     server.reset().await;
     assert!(server.runs().await.is_empty());

@@ -60,16 +60,16 @@ pub struct Config {
 
     /// Require `Authorization: Basic` with these credentials on the Fusion routes
     /// (`/job-launcher/*`, `/api/*`); with --api-key too, either one is enough.
-    #[arg(long, env = "JLM_BASIC_AUTH", value_name = "USER:PASS", value_parser = Credentials::parse)]
+    #[arg(long, env = "JLM_BASIC_AUTH", hide_env_values = true, allow_hyphen_values = true, value_name = "USER:PASS", value_parser = Credentials::parse)]
     pub basic_auth: Option<Credentials>,
 
     /// Require this key in `x-api-key` on the Fusion routes.
-    #[arg(long, env = "JLM_API_KEY", value_name = "KEY", value_parser = Secret::parse)]
+    #[arg(long, env = "JLM_API_KEY", hide_env_values = true, allow_hyphen_values = true, value_name = "KEY", value_parser = Secret::parse)]
     pub api_key: Option<Secret>,
 
     /// Require `Authorization: Bearer TOKEN` on every /_mock route (the dashboard and the
     /// event stream also take `?access_token=TOKEN`).
-    #[arg(long, env = "JLM_ADMIN_TOKEN", value_name = "TOKEN", value_parser = Secret::parse)]
+    #[arg(long, env = "JLM_ADMIN_TOKEN", hide_env_values = true, allow_hyphen_values = true, value_name = "TOKEN", value_parser = Secret::parse)]
     pub admin_token: Option<Secret>,
 
     /// Log line format.
@@ -87,6 +87,30 @@ pub struct Config {
     /// Longest a /_mock/runs/{jobId}/wait may take; a longer timeout is cut to it.
     #[arg(long, env = "JLM_MAX_WAIT", default_value_t = DEFAULT_MAX_WAIT.into())]
     pub max_wait: humantime::Duration,
+
+    /// Longest a client may take to send a whole request head (from connecting, or from
+    /// the first byte of a later request on the connection); past it the connection is
+    /// closed.
+    #[arg(long, env = "JLM_HEADER_TIMEOUT", default_value_t = DEFAULT_HEADER_TIMEOUT.into())]
+    pub header_timeout: humantime::Duration,
+
+    /// Longest a keep-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "JLM_IDLE_TIMEOUT", default_value_t = DEFAULT_IDLE_TIMEOUT.into())]
+    pub idle_timeout: humantime::Duration,
+
+    /// Most connections open at once; past it new ones wait in the listen queue until
+    /// one closes.
+    #[arg(long, env = "JLM_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: NonZeroUsize,
+
+    /// Longest a shutdown (SIGTERM, Ctrl-C) waits for in-flight requests before it closes
+    /// what is left and exits.
+    #[arg(
+        long,
+        env = "JLM_SHUTDOWN_TIMEOUT",
+        default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.into()
+    )]
+    pub shutdown_timeout: humantime::Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 8083;
@@ -96,6 +120,11 @@ pub const DEFAULT_JOURNAL_SIZE: NonZeroUsize = nonzero(1000);
 pub const DEFAULT_MAX_BODY_BYTES: NonZeroUsize = nonzero(1 << 20);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = nonzero(10_000);
+/// Inside Docker's 10 s between SIGTERM and SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A non-zero constant; zero fails the build, since constants are evaluated then.
 const fn nonzero(n: usize) -> NonZeroUsize {
@@ -179,6 +208,74 @@ impl Config {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
     }
+
+    /// The flags of this process, from its command line and environment, as
+    /// [`Parser::parse`] reads them, except that no secret is printed: `--help` shows
+    /// the secrets' variables without their values (`hide_env_values`), a secret that
+    /// starts with `-` is taken as the value it is (`allow_hyphen_values`) rather than
+    /// quoted back as an unknown flag, and an error message, which clap writes with the
+    /// offending value in it (`invalid value 'nocolon' for '--basic-auth'`), has every
+    /// secret given replaced by `***`.
+    pub fn parse_hiding_secrets() -> Config {
+        Config::try_parse().unwrap_or_else(|error| {
+            if !error.use_stderr() {
+                error.exit(); // --help or --version, on stdout
+            }
+            let secrets = secrets_given(std::env::args_os(), std::env::vars_os());
+            eprint!("{}", hide(&error.render().to_string(), &secrets));
+            std::process::exit(error.exit_code());
+        })
+    }
+}
+
+/// The flags that take a secret, with their environment variables.
+const SECRET_FLAGS: [(&str, &str); 3] = [
+    ("--basic-auth", "JLM_BASIC_AUTH"),
+    ("--api-key", "JLM_API_KEY"),
+    ("--admin-token", "JLM_ADMIN_TOKEN"),
+];
+
+/// Every secret value given on the command line (`--api-key K`, `--api-key=K`) or in
+/// the environment, whether or not it is valid, and the password of each `USER:PASS`.
+fn secrets_given(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<String> {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let mut secrets = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        for (flag, _) in SECRET_FLAGS {
+            if arg == flag {
+                secrets.extend(args.get(i + 1).cloned());
+            } else if let Some(value) = arg.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+                secrets.push(value.to_owned());
+            }
+        }
+    }
+    for (name, value) in vars {
+        if SECRET_FLAGS.iter().any(|(_, var)| name == *var) {
+            secrets.push(value.to_string_lossy().into_owned());
+        }
+    }
+    let passwords: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| s.split_once(':').map(|(_, password)| password.to_owned()))
+        .collect();
+    secrets.extend(passwords);
+    secrets.retain(|s| !s.is_empty());
+    // The longest first, so that a password inside its `USER:PASS` goes with it.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// `text` with every occurrence of each secret replaced by `***`.
+fn hide(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |text, secret| {
+        text.replace(secret.as_str(), "***")
+    })
 }
 
 impl Default for Config {
@@ -202,6 +299,10 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
             max_wait: DEFAULT_MAX_WAIT.into(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT.into(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT.into(),
         }
     }
 }
@@ -236,5 +337,84 @@ mod tests {
         );
         assert!(Config::try_parse_from(["job-launcher-mock", "--max-runs=0"]).is_err());
         assert!(Config::try_parse_from(["job-launcher-mock", "--validation=loose"]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_found_however_they_are_given_and_hidden() {
+        let args = [
+            "job-launcher-mock",
+            "--api-key",
+            "-dash-key",
+            "--admin-token=tok",
+            "--basic-auth",
+            "user:pass-word",
+            "--port",
+            "0",
+        ]
+        .map(std::ffi::OsString::from);
+        let vars = [("JLM_BASIC_AUTH", "nocolon"), ("JLM_PORT", "8083")]
+            .map(|(k, v)| (k.into(), v.into()));
+        let secrets = secrets_given(args, vars);
+        assert_eq!(
+            secrets,
+            ["user:pass-word", "-dash-key", "pass-word", "nocolon", "tok"]
+        );
+        assert_eq!(
+            hide("invalid value 'nocolon'; use '-- -dash-key'", &secrets),
+            "invalid value '***'; use '-- ***'"
+        );
+        assert_eq!(
+            hide("user:pass-word and pass-word", &secrets),
+            "*** and ***"
+        );
+    }
+
+    #[test]
+    fn peer_flags_default_and_parse_durations() {
+        let defaults = Config::try_parse_from(["job-launcher-mock"]).ok();
+        let defaults = defaults.map(|c| {
+            (
+                *c.header_timeout,
+                *c.idle_timeout,
+                c.max_connections.get(),
+                *c.shutdown_timeout,
+            )
+        });
+        assert_eq!(
+            defaults,
+            Some((
+                DEFAULT_HEADER_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT,
+                DEFAULT_MAX_CONNECTIONS.get(),
+                DEFAULT_SHUTDOWN_TIMEOUT
+            ))
+        );
+        let config = Config::try_parse_from([
+            "job-launcher-mock",
+            "--header-timeout=300ms",
+            "--idle-timeout=2m",
+            "--max-connections=3",
+            "--shutdown-timeout=1s",
+        ])
+        .ok();
+        let given = config.map(|c| {
+            (
+                *c.header_timeout,
+                *c.idle_timeout,
+                c.max_connections.get(),
+                *c.shutdown_timeout,
+            )
+        });
+        assert_eq!(
+            given,
+            Some((
+                Duration::from_millis(300),
+                Duration::from_secs(120),
+                3,
+                Duration::from_secs(1)
+            ))
+        );
+        assert!(Config::try_parse_from(["job-launcher-mock", "--max-connections=0"]).is_err());
+        assert!(Config::try_parse_from(["job-launcher-mock", "--idle-timeout=soon"]).is_err());
     }
 }

@@ -180,7 +180,7 @@ impl ApiError {
         }
     }
 
-    fn violations(&self) -> Vec<Violation> {
+    pub(crate) fn violations(&self) -> Vec<Violation> {
         let one = |field: &str| {
             vec![Violation {
                 field: field.to_owned().into(),

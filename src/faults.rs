@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::clock::later;
+use crate::clock::{later, past_the_end};
 use crate::error::ApiError;
 use crate::model::Violation;
 use crate::store::{Store, Write, detached};
@@ -111,7 +111,7 @@ pub struct RuleView {
     pub seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
-    /// When it expires, by the mock's clock.
+    /// When it expires, by the mock's clock; never after 9999-12-31T23:59:59.999Z.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
@@ -146,8 +146,15 @@ impl Faults {
         now: DateTime<Utc>,
     ) -> Result<RuleView, ApiError> {
         let parsed = parse(spec).map_err(invalid_rule)?;
+        let expires_at = match parsed.ttl {
+            None => None,
+            Some(ttl) => Some(later(now, ttl).ok_or_else(|| {
+                let what = format!("expiring {} from now", crate::duration::format(ttl));
+                invalid_rule(vec![past_the_end("ttl", &what, now)])
+            })?),
+        };
         self.change(move |rules| {
-            let rule = Rule::new(rules.last_id + 1, parsed.clone(), now);
+            let rule = Rule::new(rules.last_id + 1, parsed.clone(), expires_at);
             let view = rule.view(now);
             rules.last_id = rule.id;
             rules.list.push(rule);
@@ -304,13 +311,13 @@ fn invalid_rule(violations: Vec<Violation>) -> ApiError {
 }
 
 impl Rule {
-    fn new(id: u64, parsed: Parsed, now: DateTime<Utc>) -> Rule {
+    fn new(id: u64, parsed: Parsed, expires_at: Option<DateTime<Utc>>) -> Rule {
         Rule {
             id,
             rng: parsed
                 .seed
                 .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
-            expires_at: parsed.ttl.map(|ttl| later(now, ttl)),
+            expires_at,
             matcher: parsed.matcher,
             action: parsed.action,
             times: parsed.times,
@@ -330,6 +337,9 @@ impl Rule {
             .collect();
         let parsed = parse(&Value::Object(spec)).ok()?;
         let expires_at = match saved.get("expiresAt").and_then(Value::as_str) {
+            // An earlier version could save a year past 9999 (`+13434-...`), which RFC 3339
+            // cannot hold: such a rule never expires, as the end of time says.
+            Some(text) if text.starts_with('+') => Some(crate::clock::END_OF_TIME),
             Some(text) => Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)),
             None => None,
         };
@@ -803,7 +813,7 @@ mod tests {
         assert_eq!(rules, [1, 1, 2, 2]);
         let list = faults.list(now);
         assert_eq!((list[0].fired, list[0].active), (2, false));
-        let later_on = later(now, Duration::from_secs(60));
+        let later_on = later(now, Duration::from_secs(60)).unwrap();
         assert!(faults.check(&any, later_on).is_none());
         assert!(!faults.list(later_on)[1].active);
     }

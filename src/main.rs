@@ -1,5 +1,4 @@
 use anyhow::Context;
-use clap::Parser;
 use job_launcher_mock::config::Command;
 use job_launcher_mock::{AppState, Config, healthcheck, serve, shutdown_signal, telemetry};
 use tokio::net::TcpListener;
@@ -10,7 +9,7 @@ use tokio::net::TcpListener;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let config = Config::parse();
+    let config = Config::parse_hiding_secrets();
     if let Some(Command::Healthcheck) = config.command {
         match healthcheck::check(config.bind, config.port) {
             Ok(()) => std::process::exit(0),

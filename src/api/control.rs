@@ -76,7 +76,7 @@ async fn get_scenario(
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
-        (status = 422, description = "The scenario could not run; each problem named", body = ErrorBody),
+        (status = 422, description = "The scenario could not run (a step the transition table forbids, a last step that does not end the run, a step that would be due after 9999-12-31T23:59:59.999Z if a run started now); each problem named", body = ErrorBody),
     ))]
 async fn put_scenario(
     State(jobs): State<Arc<Jobs>>,
@@ -155,7 +155,9 @@ pub struct RunSpec {
 #[allow(dead_code)]
 pub struct StepSpec {
     state: JobState,
-    /// The wait since the step before: `200ms`, `2s`, `10m`, `1h`.
+    /// The wait since the step before: `200ms`, `2s`, `10m`, `1h`. A run's steps must
+    /// all be due by 9999-12-31T23:59:59.999Z, the latest time the mock can hold,
+    /// counted from now (422 otherwise).
     #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     after: Option<String>,
     /// Merged into the run's `result`.
@@ -171,7 +173,7 @@ fn unknown_scenario(pattern: &str) -> ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClockView {
     pub mode: ClockMode,
-    /// The mock's time, RFC 3339.
+    /// The mock's time, RFC 3339; never after 9999-12-31T23:59:59.999Z.
     #[schema(format = DateTime)]
     pub now: String,
 }
@@ -196,7 +198,9 @@ async fn get_clock(State(clock): State<Arc<Clock>>) -> Json<ClockView> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)] // documentation only: read by `advance_clock`
 pub struct Advance {
-    /// e.g. `10m`, `1h`, `250ms`.
+    /// e.g. `10m`, `1h`, `250ms`. The clock cannot pass 9999-12-31T23:59:59.999Z, the
+    /// end of RFC 3339's years: an advance that would is refused (422) and changes
+    /// nothing.
     #[schema(example = "10m", pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     by: String,
 }
@@ -211,7 +215,7 @@ pub struct Advance {
         (status = 409, description = "The clock is the system's (start with --clock manual)", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
-        (status = 422, description = "`by` is missing or not a duration", body = ErrorBody),
+        (status = 422, description = "`by` is missing or not a duration, or would take the clock past 9999-12-31T23:59:59.999Z; nothing changes", body = ErrorBody),
     ))]
 async fn advance_clock(
     State(jobs): State<Arc<Jobs>>,
@@ -261,7 +265,8 @@ pub struct FaultSpec {
     probability: Option<f64>,
     #[schema(minimum = 0)]
     seed: Option<i64>,
-    /// It expires by itself after this long, by the mock's clock.
+    /// It expires by itself after this long, by the mock's clock; it must expire by
+    /// 9999-12-31T23:59:59.999Z, the latest time the mock can hold (422 otherwise).
     #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     ttl: Option<String>,
 }
@@ -306,7 +311,8 @@ pub struct StatusAction {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DelayAction {
-    /// At most `1h`.
+    /// At most `1h`; one at least as long as the server's `--request-timeout` ends
+    /// the request when the timeout does, unserved (408 `timeout`).
     #[schema(pattern = "^[0-9]{1,9}(ms|s|m|h)$")]
     delay: String,
 }
@@ -337,7 +343,7 @@ fn only_true() -> utoipa::openapi::schema::Object {
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
-        (status = 422, description = "The rule is not valid; each problem named", body = ErrorBody),
+        (status = 422, description = "The rule is not valid (a `ttl` that would expire it after 9999-12-31T23:59:59.999Z included); each problem named", body = ErrorBody),
     ))]
 async fn add_fault(
     State(faults): State<Arc<Faults>>,

@@ -236,7 +236,7 @@ const EVICTED_HEADER: &str = "x-mock-evicted";
         (status = 400, description = "The body is not one JSON object", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
-        (status = 422, description = "The config's id or type is missing or malformed", body = ErrorBody),
+        (status = 422, description = "The config's id or type is missing or malformed, or a step of its scenario would be due after 9999-12-31T23:59:59.999Z, the latest time the mock can hold (a manual clock advanced near it)", body = ErrorBody),
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     )
 )]

@@ -20,8 +20,8 @@ use tokio::time::Sleep;
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
-use super::AppState;
 use super::auth;
+use super::{AppState, RequestTimeout};
 use crate::error::{self, ApiError, ErrorCode, ErrorReport};
 use crate::faults::{self, Action};
 use crate::journal::Record;
@@ -182,7 +182,7 @@ async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> R
     let own = is_own_surface(request.uri().path());
     let journal = (!own).then(|| Pending::of(&state, &request));
     let method = request.method().clone();
-    let uri = request.uri().clone();
+    let path = RequestPath::of(&request, own);
     // A future is as large as its largest state: fault rules and error bodies, seldom
     // needed, are boxed.
     let response = match auth::refusal(&state.access, &request) {
@@ -191,14 +191,48 @@ async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> R
         None => Box::pin(inject_faults(&state, request, next)).await,
     };
     let response = if error::is_refusal(&response) {
-        Box::pin(error::render(&state.clock, &method, uri.path(), response)).await
+        Box::pin(error::render(
+            &state.clock,
+            &method,
+            path.as_str(),
+            response,
+        ))
+        .await
     } else {
         response
     };
     if let Some(journal) = journal {
-        journal.record(&state, uri.path(), &response);
+        journal.record(&state, path.as_str(), &response);
     }
     response
+}
+
+/// A request's path, kept until its answer for the journal and an error's body.
+///
+/// A request to the Fusion surface keeps its `Uri` (a reference count, no copy). The
+/// mock's own routes copy the path: a `Uri` shares the buffer hyper read the request
+/// head into, and a wait, which may last an hour, would hold that buffer (8 KB) the
+/// whole time, beside the one hyper allocates for the connection's next reads.
+enum RequestPath {
+    Shared(axum::http::Uri),
+    Copied(Box<str>),
+}
+
+impl RequestPath {
+    fn of(request: &Request, own: bool) -> RequestPath {
+        if own {
+            RequestPath::Copied(request.uri().path().into())
+        } else {
+            RequestPath::Shared(request.uri().clone())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            RequestPath::Shared(uri) => uri.path(),
+            RequestPath::Copied(path) => path,
+        }
+    }
 }
 
 /// A request to the Fusion surface, before its answer: what its journal entry needs
@@ -294,11 +328,19 @@ async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<
         }
         .into_response(),
         Action::Delay(delay) => {
+            // The delay is the request's own time, so `--request-timeout` bounds it as
+            // it bounds any request: one that would outlast the timeout ends there,
+            // unserved, with the timeout's 408.
+            let RequestTimeout(timeout) = state.request_timeout;
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(delay.min(timeout)) => {}
                 () = state.stopping.stopped() => {}
             }
-            next.run(request).await
+            if delay < timeout {
+                next.run(request).await
+            } else {
+                StatusCode::REQUEST_TIMEOUT.into_response()
+            }
         }
         Action::Drop => {
             let mut response = StatusCode::NO_CONTENT.into_response();

@@ -39,6 +39,7 @@ use crate::jobs::{Jobs, Scenario, scenario};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
+use crate::serve::Peers;
 use crate::store::{Restored, Store, Unavailable, detached};
 
 /// What handlers share, behind one reference count: a request passes it through several
@@ -96,6 +97,9 @@ pub struct Shared {
     pub request_timeout: RequestTimeout,
     pub max_wait: MaxWait,
     pub request_ids: RequestIds,
+    /// `--header-timeout`, `--idle-timeout`, `--max-connections`, `--shutdown-timeout`:
+    /// read by `serve`, not by handlers.
+    pub peers: Peers,
 }
 
 /// Set when the server begins to shut down, so that long-lived answers (waits, event
@@ -229,6 +233,7 @@ impl AppState {
             request_timeout: RequestTimeout(*config.request_timeout),
             max_wait: MaxWait(*config.max_wait),
             request_ids: RequestIds::default(),
+            peers: Peers::of(config),
         })))
     }
 
@@ -268,7 +273,9 @@ impl RequestIds {
     /// the next number. No handler reads it from the request, so it is not added there.
     pub(crate) fn of(&self, request: &Request) -> HeaderValue {
         match request.headers().get(&REQUEST_ID) {
-            Some(id) => id.clone(),
+            // Copied rather than cloned: a clone shares the buffer hyper read the request
+            // head into, which a long wait would then hold.
+            Some(id) => HeaderValue::from_bytes(id.as_bytes()).unwrap_or_else(|_| id.clone()),
             None => {
                 // Not `HeaderValue::from(u64)`: that writes into a growable buffer and then
                 // shares it, two allocations; a copy of the exact digits is one.

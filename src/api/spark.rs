@@ -179,6 +179,7 @@ async fn list_jobs(
     responses(
         (status = 200, description = "The new run, starting", body = RunStatus),
         (status = 404, description = "No such config", body = ErrorBody),
+        (status = 422, description = "A step of the config's scenario would be due after 9999-12-31T23:59:59.999Z, the latest time the mock can hold (a manual clock advanced near it)", body = ErrorBody),
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     ))]
 async fn start_job(

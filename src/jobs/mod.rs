@@ -26,7 +26,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
-use crate::clock::{Clock, ClockMode, later};
+use crate::clock::{Clock, ClockMode, END_OF_TIME, later, past_the_end};
 use crate::error::ApiError;
 use crate::journal::{Journal, Record};
 use crate::metrics::Metrics;
@@ -430,7 +430,12 @@ impl Jobs {
         pattern: &str,
         body: &Value,
     ) -> Result<(bool, ScenarioView), ApiError> {
-        let scenario = Arc::new(Scenario::parse(body, Some(pattern)).map_err(invalid_scenario)?);
+        let scenario = Scenario::parse(body, Some(pattern)).map_err(invalid_scenario)?;
+        let late = scenario.past_the_end(None, self.clock.now());
+        if !late.is_empty() {
+            return Err(invalid_scenario(late));
+        }
+        let scenario = Arc::new(scenario);
         let view = scenario.view();
         let pattern = pattern.to_owned();
         let created = self
@@ -517,6 +522,19 @@ impl Jobs {
                     .and_then(|(_, v)| json::as_string(v.get()).map(|s| s.into_owned()))
             })
             .unwrap_or_default();
+        let scenario = self.scenario_for(&config_id);
+        // A run whose steps could not all come is refused before it exists.
+        let next = lock(&self.launches).get(&config_id).map_or(1, |n| n + 1);
+        let late = scenario.past_the_end(Some(next), self.clock.now());
+        if !late.is_empty() {
+            return Err(ApiError::ValidationFailed {
+                message: format!(
+                    "the scenario {} cannot run to its end from now: {}: {}",
+                    scenario.pattern, late[0].field, late[0].message
+                ),
+                violations: late,
+            });
+        }
         let job_id = self.fresh_job_id();
         let mut body = String::with_capacity(config.as_str().len() + 200);
         let _ = write!(
@@ -535,7 +553,6 @@ impl Jobs {
         )
         .await
         .outcome?;
-        let scenario = self.scenario_for(&config_id);
         let nth = {
             let mut launches = lock(&self.launches);
             let count = launches.entry(config_id.clone()).or_insert(0);
@@ -588,7 +605,7 @@ impl Jobs {
             },
         );
         if let (Progression::Time, Some(after)) = (progression, first_after) {
-            sims.schedule(later(from, after), job_id, generation);
+            sims.schedule(from, after, job_id, generation);
             drop(sims);
             self.wake_driver();
         }
@@ -627,11 +644,11 @@ impl Jobs {
         if let Err(refusal @ ApiError::StorageUnavailable(_)) = outcome {
             sim.pending.push_front(step);
             if progression == Progression::Time {
-                let again = match self.clock.mode() {
-                    ClockMode::System => later(Utc::now(), STORE_RETRY),
-                    ClockMode::Manual => at,
+                let (from, after) = match self.clock.mode() {
+                    ClockMode::System => (Utc::now(), STORE_RETRY),
+                    ClockMode::Manual => (at, Duration::ZERO),
                 };
-                sims.schedule(again, job_id, generation);
+                sims.schedule(from, after, job_id, generation);
             }
             return Err(refusal);
         }
@@ -646,7 +663,7 @@ impl Jobs {
             }
             (Ok(_), Some(after)) => {
                 if progression == Progression::Time {
-                    sims.schedule(later(at, after), job_id, generation);
+                    sims.schedule(at, after, job_id, generation);
                 }
             }
         }
@@ -753,17 +770,15 @@ impl Jobs {
                 {
                     return Some(Err(refusal));
                 }
+                // At the end of time at the latest: a cancel is never refused for it.
+                let now = self.clock.now();
+                let room = (END_OF_TIME - now).to_std().unwrap_or(Duration::ZERO);
                 let cancelled = Step {
                     state: JobState::Cancelled,
-                    after: CANCEL_TAKES,
+                    after: CANCEL_TAKES.min(room),
                     result: None,
                 };
-                self.plan(
-                    job_id,
-                    VecDeque::from([cancelled]),
-                    Progression::Time,
-                    self.clock.now(),
-                );
+                self.plan(job_id, VecDeque::from([cancelled]), Progression::Time, now);
             }
         }
         self.registry.status(job_id).map(Ok)
@@ -782,7 +797,15 @@ impl Jobs {
             });
         }
         let _one_at_a_time = self.advancing.lock().await;
-        let target = later(self.clock.now(), by);
+        let now = self.clock.now();
+        let Some(target) = later(now, by) else {
+            let what = format!("advancing by {}", crate::duration::format(by));
+            let violation = past_the_end("by", &what, now);
+            return Err(ApiError::ValidationFailed {
+                message: violation.message.to_string(),
+                violations: vec![violation],
+            });
+        };
         while let Some(timer) = self.pop_due(target) {
             self.clock.set(timer.due);
             // The clock stays where the step that could not be stored is due, and the
@@ -913,7 +936,21 @@ async fn drive(jobs: Weak<Jobs>, wake: Arc<Notify>) {
 }
 
 impl Sims {
-    fn schedule(&mut self, due: DateTime<Utc>, job_id: &Arc<str>, generation: u64) {
+    /// Sets run `job_id`'s next step due `after` the time `from`. A step that would be
+    /// due past the end of time is never set: no clock can get there (a launch refuses
+    /// such a plan, and a cancel's step is kept within it).
+    fn schedule(
+        &mut self,
+        from: DateTime<Utc>,
+        after: Duration,
+        job_id: &Arc<str>,
+        generation: u64,
+    ) {
+        let Some(due) = later(from, after) else {
+            tracing::warn!(job_id = %job_id, "a simulated step would be due past the end of time; it never comes");
+            self.runs.remove(job_id);
+            return;
+        };
         self.scheduled += 1;
         self.timers.push(Reverse(Timer {
             due,

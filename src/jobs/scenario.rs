@@ -7,9 +7,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::clock::{later, past_the_end};
 use crate::model::{JobState, Violation};
 
 /// What a simulated run goes through after it starts.
@@ -224,6 +226,51 @@ impl Scenario {
         self.runs.get(index.min(last)).map_or(&[], Vec::as_slice)
     }
 
+    /// The steps that would be due past the end of time (the latest time the mock can
+    /// hold) for a run started at `from`: of the `nth` run's plan (from 1), or of every
+    /// plan when `nth` is `None`. Each is a violation naming its `after`, the first of
+    /// each plan only; none for a scenario that moves by polls, which has no due times.
+    /// The clock never goes back, so what passes the end from `from` passes it from any
+    /// later start too.
+    pub fn past_the_end(&self, nth: Option<u64>, from: DateTime<Utc>) -> Vec<Violation> {
+        if self.progression == Progression::Polls {
+            return Vec::new();
+        }
+        let plans: Vec<usize> = match nth {
+            Some(nth) => {
+                let index = usize::try_from(nth.saturating_sub(1)).unwrap_or(usize::MAX);
+                vec![index.min(self.runs.len().saturating_sub(1))]
+            }
+            None => (0..self.runs.len()).collect(),
+        };
+        let mut late = Vec::new();
+        for plan in plans {
+            let Some(steps) = self.runs.get(plan) else {
+                continue;
+            };
+            let mut due = Some(from);
+            let mut since_launch = Duration::ZERO;
+            for (i, step) in steps.iter().enumerate() {
+                since_launch = since_launch.saturating_add(step.after);
+                due = due.and_then(|due| later(due, step.after));
+                if due.is_none() {
+                    let field = if self.per_run {
+                        format!("runs[{plan}].steps[{i}].after")
+                    } else {
+                        format!("steps[{i}].after")
+                    };
+                    let what = format!(
+                        "a step due {} after the launch",
+                        crate::duration::format(since_launch)
+                    );
+                    late.push(past_the_end(&field, &what, from));
+                    break;
+                }
+            }
+        }
+        late
+    }
+
     /// Whether this scenario's `match` fits config `id`.
     pub fn fits(&self, id: &str) -> bool {
         glob_match(&self.pattern, id)
@@ -412,7 +459,22 @@ fn check_sequence(list: &str, steps: &[(usize, Step)], problems: &mut Problems) 
 pub fn load_file(path: &std::path::Path) -> Result<Vec<Scenario>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the scenarios file {}: {e}", path.display()))?;
-    parse_list(&text).map_err(|e| format!("the scenarios file {}: {e}", path.display()))
+    let scenarios =
+        parse_list(&text).map_err(|e| format!("the scenarios file {}: {e}", path.display()))?;
+    // Either clock starts at the wall clock's time.
+    let now = Utc::now();
+    for scenario in &scenarios {
+        if let Some(late) = scenario.past_the_end(None, now).first() {
+            return Err(format!(
+                "the scenarios file {}: scenario {} cannot run: {}: {}",
+                path.display(),
+                scenario.pattern,
+                late.field,
+                late.message
+            ));
+        }
+    }
+    Ok(scenarios)
 }
 
 /// Reads a JSON array of scenarios, each checked as if it were PUT; a later scenario

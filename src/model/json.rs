@@ -178,20 +178,59 @@ pub type Members = IndexMap<Name, RawJson, foldhash::fast::RandomState>;
 /// The members of the JSON object `doc`, values left raw: nested values are scanned,
 /// never built into a tree.
 pub fn parse_members(doc: &Arc<str>) -> Result<Members, serde_json::Error> {
+    parse_members_and_repeats(doc).map(|(members, _)| members)
+}
+
+/// [`parse_members`], and the names written more than once (see [`Repeats`]).
+pub fn parse_members_and_repeats(doc: &Arc<str>) -> Result<(Members, Repeats), serde_json::Error> {
     let WrittenMembers(pairs) = serde_json::from_str(doc)?;
-    Ok(pairs
-        .into_iter()
-        .map(|(name, value)| (member_name(&name), RawJson::within(doc, value.get())))
-        .collect())
+    let members: Members = pairs
+        .iter()
+        .map(|(name, value)| (member_name(name), RawJson::within(doc, value.get())))
+        .collect();
+    let repeats = if members.len() < pairs.len() {
+        let names: Vec<&str> = pairs.iter().map(|(name, _)| name.as_ref()).collect();
+        repeats_among(&names)
+    } else {
+        Vec::new()
+    };
+    Ok((members, repeats))
 }
 
 /// Members of an object, keys unescaped and values as written, borrowed from its text.
 pub type Pairs<'a> = Vec<(Cow<'a, str>, &'a str)>;
 
+/// The names an object has more than once, each with how many times, in the order each
+/// first appears: parsers (Jackson among them) take the last value, which a client may
+/// not have meant.
+pub type Repeats = Vec<(String, usize)>;
+
+/// The names written more than once among an object's `pairs`, with their counts: a
+/// quadratic count, for an object known to have some (its members, a map, are fewer
+/// than its pairs).
+pub fn repeats(pairs: &[(Cow<'_, str>, &str)]) -> Repeats {
+    let names: Vec<&str> = pairs.iter().map(|(name, _)| name.as_ref()).collect();
+    repeats_among(&names)
+}
+
+/// [`repeats`] among `names`.
+fn repeats_among(names: &[&str]) -> Repeats {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(i, name)| !names[..*i].contains(name))
+        .map(|(i, name)| (*name, names[i..].iter().filter(|n| *n == name).count()))
+        .filter(|(_, count)| *count > 1)
+        .map(|(name, count)| (name.to_owned(), count))
+        .collect()
+}
+
 /// A status read in one pass: its members, and the members of `jobConfig` and `result`
 /// (the last of each, when it is an object), which the rules read one level deeper.
 pub struct StatusText<'a> {
     pub members: Members,
+    /// The names `members` has more than once.
+    pub repeats: Repeats,
     pub job_config: Option<Pairs<'a>>,
     pub result: Option<Pairs<'a>>,
     /// Whether the whole body is known to nest no deeper than [`MAX_DEPTH`]: the
@@ -210,11 +249,19 @@ pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
         Some(scanned) => ((scanned.members, scanned.job_config, scanned.result), true),
         None => (parse_status(doc)?, false),
     };
+    let members: Members = pairs
+        .iter()
+        .map(|(name, value)| (member_name(name), RawJson::within(doc, value)))
+        .collect();
+    // A name written twice is one member: the count tells, for nothing.
+    let repeats = if members.len() < pairs.len() {
+        repeats(&pairs)
+    } else {
+        Vec::new()
+    };
     Some(StatusText {
-        members: pairs
-            .into_iter()
-            .map(|(name, value)| (member_name(&name), RawJson::within(doc, value)))
-            .collect(),
+        members,
+        repeats,
         job_config,
         result,
         shallow,
@@ -844,6 +891,49 @@ mod tests {
             r#"{"a":"#,
         ] {
             assert!(read_status(&Arc::from(body)).is_none(), "{body}");
+        }
+    }
+
+    /// What [`repeats`] must find, counted the plain way.
+    fn counted(names: &[String]) -> Repeats {
+        let mut counts: IndexMap<&str, usize> = IndexMap::new();
+        for name in names {
+            *counts.entry(name.as_str()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .filter(|(_, count)| *count > 1)
+            .map(|(name, count)| (name.to_owned(), count))
+            .collect()
+    }
+
+    #[test]
+    fn repeated_names_are_counted_in_the_order_they_first_appear() {
+        let pairs = |names: &[&str]| -> Vec<(Cow<'static, str>, &'static str)> {
+            names
+                .iter()
+                .map(|n| (Cow::Owned((*n).to_owned()), "1"))
+                .collect()
+        };
+        assert_eq!(repeats(&pairs(&[])), Repeats::new());
+        assert_eq!(
+            repeats(&pairs(&["id", "type", "sql", "ab"])),
+            Repeats::new()
+        );
+        assert_eq!(
+            repeats(&pairs(&["b", "a", "b", "a", "c", "b"])),
+            [("b".to_owned(), 3), ("a".to_owned(), 2)]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn repeats_finds_what_counting_finds(
+            names in proptest::collection::vec("[ab]{0,3}", 0..24)
+        ) {
+            let pairs: Vec<(Cow<'_, str>, &str)> =
+                names.iter().map(|n| (Cow::Borrowed(n.as_str()), "null")).collect();
+            proptest::prop_assert_eq!(repeats(&pairs), counted(&names));
         }
     }
 

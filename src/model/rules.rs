@@ -91,8 +91,12 @@ pub struct Review {
 /// Checks an update for run `job_id` against the run's current status (`None` for a new
 /// run). The timing rules and warnings are judged on the status as it would be after the
 /// merge, so fields carried over count too.
-pub fn review(job_id: &str, current: Option<&Facts>, update: Facts) -> Review {
+pub fn review(job_id: &str, current: Option<&Facts>, mut update: Facts) -> Review {
     let mut review = Review::default();
+    // Names written twice were read last-wins; the client is told, in both modes.
+    if let Some(repeated) = update.repeated_keys.take() {
+        review.warnings.extend(*repeated);
+    }
     let merged = match current {
         Some(current) => {
             check_transition(job_id, current, &update, &mut review.problems);

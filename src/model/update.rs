@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::json::{self, Members, Position, RawJson, Text};
-use super::rules::{Problem, ProblemKind};
+use super::rules::{Problem, ProblemKind, Warning};
 use super::state::JobState;
 use super::time::Timestamp;
 
@@ -33,6 +33,13 @@ pub struct Facts {
     pub start_time: Option<Timestamp>,
     pub end_time: Option<Timestamp>,
     pub duration: Option<u64>,
+    /// Warnings for the names the update writes more than once where the mock reads
+    /// them (any at its top level; in `jobConfig` and `result`, the members the rules
+    /// read): they are read last-wins, as Fusion's Jackson reads them, and the client
+    /// is told. Taken by the rules as the update's warnings, so a run's own facts never
+    /// hold any. Nearly always `None`, and facts are moved several times per update: a
+    /// thin box keeps this to one word.
+    pub repeated_keys: Option<Box<Vec<Warning>>>,
 }
 
 /// The parts of `jobConfig` the mock reads; its type-specific fields stay raw.
@@ -61,6 +68,7 @@ impl Facts {
             start_time: update.start_time.or_else(|| self.start_time.clone()),
             end_time: update.end_time.or_else(|| self.end_time.clone()),
             duration: update.duration.or(self.duration),
+            repeated_keys: None,
         }
     }
 
@@ -93,13 +101,21 @@ impl StatusUpdate {
         let doc: Arc<str> = Arc::from(text);
         // The parser first, so that its own errors are the ones reported; it scans nested
         // values without recursing, so deep nesting cannot hurt it.
-        let (members, job_config_members, result_members, shallow) = match json::read_status(&doc) {
-            Some(read) => (read.members, read.job_config, read.result, read.shallow),
-            None => {
-                let members = json::parse_members(&doc).map_err(|e| Malformed(e.to_string()))?;
-                (members, None, None, false)
-            }
-        };
+        let (members, repeats, job_config_members, result_members, shallow) =
+            match json::read_status(&doc) {
+                Some(read) => (
+                    read.members,
+                    read.repeats,
+                    read.job_config,
+                    read.result,
+                    read.shallow,
+                ),
+                None => {
+                    let (members, repeats) = json::parse_members_and_repeats(&doc)
+                        .map_err(|e| Malformed(e.to_string()))?;
+                    (members, repeats, None, None, false)
+                }
+            };
         if !shallow && let Some(offset) = json::find_too_deep(body) {
             let at = Position::of(body, offset);
             return Err(Malformed(format!(
@@ -138,16 +154,22 @@ impl StatusUpdate {
                 None
             }
         };
+        let mut repeated: Vec<Warning> = repeats
+            .into_iter()
+            .map(|(name, count)| repeated_key(name, count))
+            .collect();
         let facts = Facts {
             state,
-            job_config: present("jobConfig")
-                .and_then(|raw| read_job_config(&doc, raw, job_config_members, &mut bad)),
+            job_config: present("jobConfig").and_then(|raw| {
+                read_job_config(&doc, raw, job_config_members, &mut repeated, &mut bad)
+            }),
             result: present("result")
-                .and_then(|raw| read_result(&doc, raw, result_members, &mut bad)),
+                .and_then(|raw| read_result(&doc, raw, result_members, &mut repeated, &mut bad)),
             start_time: present("startTime")
                 .and_then(|raw| read_time(&doc, "startTime", raw, &mut bad)),
             end_time: present("endTime").and_then(|raw| read_time(&doc, "endTime", raw, &mut bad)),
             duration: present("duration").and_then(|raw| read_duration(raw, &mut bad)),
+            repeated_keys: (!repeated.is_empty()).then(|| Box::new(repeated)),
         };
         let update = StatusUpdate {
             raw: RawJson::whole(doc),
@@ -195,15 +217,28 @@ pub fn is_valid_job_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The warning for `field`, a name written `count` times in its object.
+fn repeated_key(field: String, count: usize) -> Warning {
+    Warning {
+        message: Arc::from(format!(
+            "{} appears {count} times; the last value is used",
+            serde_json::Value::from(field.as_str())
+        )),
+        field: Arc::from(field),
+    }
+}
+
 /// `read`: its members, when the parser has read them already.
 fn read_job_config(
     doc: &Arc<str>,
     raw: &str,
     read: Option<json::Pairs<'_>>,
+    repeated: &mut Vec<Warning>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobConfig> {
     let members = object_member("jobConfig", raw, read, bad)?;
-    let id = last_value(&members, "id").map(|value| {
+    let [id, job_type] = read_keys("jobConfig", &members, ["id", "type"], repeated);
+    let id = id.map(|value| {
         let id = json::as_string(value).filter(|id| !id.is_empty());
         if id.is_none() {
             let message = format!(
@@ -216,7 +251,7 @@ fn read_job_config(
     });
     Some(JobConfig {
         id: id.flatten().map(|id| Text::within(doc, id)),
-        job_type: last_string(doc, &members, "type"),
+        job_type: string(doc, job_type),
     })
 }
 
@@ -224,13 +259,16 @@ fn read_result(
     doc: &Arc<str>,
     raw: &str,
     read: Option<json::Pairs<'_>>,
+    repeated: &mut Vec<Warning>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<JobResult> {
     let members = object_member("result", raw, read, bad)?;
+    let keys = ["jobRunId", "jobConfigId", "state"];
+    let [job_run_id, job_config_id, state] = read_keys("result", &members, keys, repeated);
     Some(JobResult {
-        job_run_id: last_string(doc, &members, "jobRunId"),
-        job_config_id: last_string(doc, &members, "jobConfigId"),
-        state: last_string(doc, &members, "state"),
+        job_run_id: string(doc, job_run_id),
+        job_config_id: string(doc, job_config_id),
+        state: string(doc, state),
     })
 }
 
@@ -253,15 +291,34 @@ fn object_member<'a>(
     members
 }
 
-/// The last non-null value of `key` in an object, as parsers read a repeated key.
-fn last_value<'a>(members: &'a [(Cow<'_, str>, &'a str)], key: &str) -> Option<&'a str> {
-    let (_, value) = members.iter().rev().find(|(name, _)| name == key)?;
-    Some(*value).filter(|value| *value != "null")
+/// The value of each of `keys` in the object at `path`, as parsers read a repeated key:
+/// its last (`None` when absent, or when the last is `null`). A key written more than
+/// once gets a warning in `repeated`. One pass over the members, where a search for each
+/// key from the end took as many comparisons; the other names of the object, which the
+/// mock keeps as sent and never reads, are not looked at.
+fn read_keys<'a, const N: usize>(
+    path: &str,
+    members: &[(Cow<'_, str>, &'a str)],
+    keys: [&str; N],
+    repeated: &mut Vec<Warning>,
+) -> [Option<&'a str>; N] {
+    let mut found = [(None, 0usize); N];
+    for (name, value) in members {
+        if let Some(i) = keys.iter().position(|key| name.as_ref() == *key) {
+            found[i] = (Some(*value), found[i].1 + 1);
+        }
+    }
+    for (key, (_, count)) in keys.iter().zip(&found) {
+        if *count > 1 {
+            repeated.push(repeated_key(format!("{path}.{key}"), *count));
+        }
+    }
+    found.map(|(value, _)| value.filter(|value| *value != "null"))
 }
 
-/// The last string value of `key` in an object of `doc`, as [`last_value`] finds it.
-fn last_string(doc: &Arc<str>, members: &[(Cow<'_, str>, &str)], key: &str) -> Option<Text> {
-    last_value(members, key)
+/// A string value of `doc`, unescaped: a span of it when it has no escapes.
+fn string(doc: &Arc<str>, value: Option<&str>) -> Option<Text> {
+    value
         .and_then(json::as_string)
         .map(|text| Text::within(doc, text))
 }
@@ -418,8 +475,28 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(update.facts.state, Some(JobState::Running));
         assert_eq!(update.facts.config_id(), Some("x"));
-        let (_, problems) = parse(r#"{"jobId":"r","state":"running","state":null}"#);
+        let repeated: Vec<(&str, &str)> = update
+            .facts
+            .repeated_keys
+            .iter()
+            .flat_map(|r| r.iter())
+            .map(|w| (&*w.field, &*w.message))
+            .collect();
+        assert_eq!(
+            repeated,
+            [
+                ("state", "\"state\" appears 2 times; the last value is used"),
+                (
+                    "jobConfig.id",
+                    "\"jobConfig.id\" appears 2 times; the last value is used"
+                )
+            ]
+        );
+        let (update, problems) = parse(r#"{"jobId":"r","state":"running","state":null}"#);
         assert_eq!(fields(&problems), ["state"]);
+        assert_eq!(update.facts.repeated_keys.map(|r| r.len()), Some(1));
+        let (update, _) = parse(r#"{"jobId":"r","state":"running","jobConfig":{"id":"x"}}"#);
+        assert_eq!(update.facts.repeated_keys, None);
     }
 
     #[test]

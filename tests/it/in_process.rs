@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use job_launcher_mock::{JobState, MockServer};
+use job_launcher_mock::{Error, JobState, MockServer, Run};
 use serde_json::{Value, json};
 
 use crate::helpers::{SEED, STATUS};
@@ -26,15 +26,23 @@ async fn the_in_process_api_as_documented() -> Result<(), Box<dyn std::error::Er
     };
     let (run, posted) = tokio::join!(waiting, posting);
     posted?;
-    let run: serde_json::Value = run?; // Err on timeout
-    assert_eq!(run["jobId"], "hhzitrwancwv");
-    assert_eq!(run["state"], "finished");
-    assert_eq!(run["updateCount"], 2);
-    let updates: Vec<serde_json::Value> = server.history("hhzitrwancwv").await;
-    assert_eq!(updates, [first, seed.clone()]);
-    let runs: Vec<serde_json::Value> = server.runs().await; // current statuses
-    assert_eq!(runs, [seed]);
-    assert_eq!(server.requests().await.len(), 2);
+    let run: Run = run?; // Err on timeout
+    assert_eq!(run.job_id, "hhzitrwancwv");
+    assert_eq!(run.state, JobState::Finished);
+    assert_eq!(run.update_count, 2);
+    assert_eq!(run.warnings.len(), 1, "the seed's result.jobRunId differs");
+    let history = server.history("hhzitrwancwv").await.unwrap();
+    let updates: Vec<&Value> = history.updates.iter().map(|e| &e.update).collect();
+    assert_eq!(updates, [&first, &seed]);
+    assert_eq!(history.updates[1].warnings, run.warnings);
+    assert!(history.updates[0].seq < history.updates[1].seq);
+    assert!(history.updates[0].received_at <= history.updates[1].received_at);
+    let runs = server.runs().await; // current statuses
+    let statuses: Vec<&Value> = runs.iter().map(|r| &r.status).collect();
+    assert_eq!(statuses, [&seed]);
+    let journal = server.requests().await;
+    assert_eq!((journal.dropped, journal.entries.len()), (0, 2));
+    assert_eq!(journal.entries[1].status, Some(200));
 
     // The lenient server is another mock: it saw nothing, and takes what strict refuses.
     assert!(lenient.runs().await.is_empty());
@@ -55,7 +63,7 @@ async fn the_in_process_api_as_documented() -> Result<(), Box<dyn std::error::Er
 
     server.reset().await;
     assert!(server.runs().await.is_empty());
-    assert!(server.requests().await.is_empty());
+    assert!(server.requests().await.entries.is_empty());
     assert_eq!(lenient.runs().await.len(), 1);
 
     let address = server.address();
@@ -90,7 +98,10 @@ async fn a_wait_that_times_out_is_an_error_saying_what_the_run_is() {
         error.to_string(),
         "run late did not reach state finished within 20ms; it is running"
     );
-    assert_eq!(error.run.and_then(|run| run.state), Some(JobState::Running));
+    let Error::Timeout { run, .. } = &error else {
+        panic!("a timeout: {error:?}");
+    };
+    assert_eq!(run.as_ref().map(|run| run.state), Some(JobState::Running));
     let error = server
         .wait_for_end("absent", Duration::ZERO)
         .await
@@ -145,19 +156,21 @@ async fn simulated_jobs_scenarios_the_clock_and_faults_from_rust()
     let launched = server
         .launch(&json!({"id": "nightly-aggregation", "type": "aggregation"}))
         .await?;
-    let job_id = launched["jobId"].as_str().unwrap().to_owned();
-    assert_eq!(launched["state"], "starting");
+    let job_id = launched.job_id;
+    assert_eq!(launched.state, JobState::Starting);
 
     let now = server.advance(Duration::from_secs(3600)).await?; // an hour, in no time
     assert_eq!(now - started, chrono::TimeDelta::hours(1));
     let run = server.wait_for_end(&job_id, Duration::ZERO).await?;
-    assert_eq!(run["state"], "error");
-    assert_eq!(run["status"]["duration"], 50 * 60 * 1000);
+    assert_eq!(run.state, JobState::Error);
+    assert_eq!(run.status["duration"], 50 * 60 * 1000);
     let states: Vec<Value> = server
         .history(&job_id)
         .await
+        .unwrap()
+        .updates
         .iter()
-        .map(|u| u["state"].clone())
+        .map(|entry| entry.update["state"].clone())
         .collect();
     assert_eq!(states, ["starting", "running", "error"]);
 
@@ -167,7 +180,7 @@ async fn simulated_jobs_scenarios_the_clock_and_faults_from_rust()
     let bad = server
         .put_scenario(&json!({"match": "bad", "steps": []}))
         .await;
-    assert_eq!(bad.unwrap_err().code().as_str(), "validation_failed");
+    assert_eq!(bad.unwrap_err().code(), "validation_failed");
 
     let fault = json!({"match": {"method": "POST"}, "action": {"status": 503}, "times": 2});
     server.add_fault(&fault).await?;

@@ -5,21 +5,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod bounds;
 mod disk_full;
 mod errors;
 mod faults;
 mod fuzz;
 mod harness;
 mod helpers;
+mod hostile;
 mod in_process;
 mod load;
 mod mock_routes;
 mod model;
 mod openapi;
+mod peers;
 mod persistence;
 mod process;
 mod properties;
 mod registry_bounds;
+mod secrets;
 mod shared_app;
 mod simulation;
 mod socket;

@@ -51,28 +51,45 @@ pub fn start_logging(args: &[&str]) -> (Running, String, mpsc::Receiver<String>)
     (child, base, logs)
 }
 
-fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Running, String) {
+/// The binary as a command, with warnings logged: to run it behind a wrapper (`prlimit`).
+pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
+    command.env("RUST_LOG", "warn");
     command
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(stderr);
+}
+
+/// Starts `command` (the binary, or a wrapper that runs it), reads its readiness line,
+/// and returns it with its base URL and its log lines as they come.
+pub fn start_command(mut command: Command) -> (Running, String, mpsc::Receiver<String>) {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Running(command.spawn().expect("the binary starts"));
+    let base = readiness(&mut child);
+    let logs = log_lines(child.stderr.take().expect("stderr is piped"));
+    (child, base, logs)
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Running, String) {
+    let mut command = binary();
+    command.args(args).stdout(Stdio::piped()).stderr(stderr);
     for (key, value) in env {
         command.env(key, value);
     }
     let mut child = Running(command.spawn().expect("the binary starts"));
+    let base = readiness(&mut child);
+    (child, base)
+}
+
+/// Reads the readiness line; gives the base URL.
+fn readiness(child: &mut Running) -> String {
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("a readiness line");
-    let base = line
-        .split("listening on ")
+    line.split("listening on ")
         .nth(1)
         .map(|url| url.trim().to_owned())
-        .unwrap_or_else(|| panic!("no readiness line: {line:?}"));
-    (child, base)
+        .unwrap_or_else(|| panic!("no readiness line: {line:?}"))
 }
 
 /// Sends a signal at once (no `kill` process to start, which would give the service time
@@ -159,7 +176,7 @@ fn a_bad_flag_is_refused_before_listening() {
 }
 
 /// The process's log lines, as they come.
-fn log_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+pub fn log_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {

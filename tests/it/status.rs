@@ -250,3 +250,64 @@ async fn numbers_with_enormous_exponents_are_compared_not_overflowed() {
     let run = app.get("/_mock/runs/r1").await;
     assert!(run.text.contains(r#""updateCount":2"#), "{}", run.text);
 }
+
+#[tokio::test]
+async fn a_repeated_key_is_read_last_wins_with_a_warning_naming_it() {
+    for app in [TestApp::new(), TestApp::with(lenient())] {
+        let body = r#"{"jobId":"dup","state":"starting","state":"running",
+            "jobConfig":{"id":"a","type":"t","id":"b","sql":"1","sql":"2","params":{"x":1,"x":2}},
+            "result":{"jobRunId":"dup","state":"running","state":"running","state":"running"}}"#;
+        let answer = app.post_text(body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        let warnings = json!([
+            {"field": "state", "message": "\"state\" appears 2 times; the last value is used"},
+            {"field": "jobConfig.id",
+             "message": "\"jobConfig.id\" appears 2 times; the last value is used"},
+            {"field": "result.state",
+             "message": "\"result.state\" appears 3 times; the last value is used"},
+        ]);
+        // What the mock keeps as sent and never reads (`jobConfig.sql`, deeper objects)
+        // is not looked at.
+        assert_eq!(answer.json["warnings"], warnings, "{}", answer.text);
+        // Last wins, as Jackson reads it: the run is running, of config b.
+        let run = app.run("dup").await;
+        assert_eq!(run["state"], "running");
+        assert_eq!(run["status"]["jobConfig"]["id"], "b");
+        assert_eq!(run["warnings"], warnings);
+        // The history keeps the update exactly as posted, both keys included.
+        let history = app.get("/_mock/runs/dup/history").await;
+        assert!(
+            history
+                .text
+                .contains(r#""state":"starting","state":"running""#),
+            "{}",
+            history.text
+        );
+        assert_eq!(history.json["updates"][0]["warnings"], warnings);
+        let journal = app.get("/_mock/requests").await.json;
+        assert_eq!(journal["entries"][0]["warnings"], warnings);
+
+        // A key written once raises nothing.
+        let again = app.post(update("dup", "running")).await;
+        assert_eq!(again.json["warnings"], json!([]), "{}", again.text);
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_key_is_noticed_on_the_parsers_slow_path_too() {
+    let app = TestApp::new();
+    // An escaped name sends a body past the scanner; an escaped `jobConfig` past the
+    // one-pass parser too, to the two passes.
+    for (job_id, config) in [("slow", "jobConfig"), ("slower", "job\\u0043onfig")] {
+        let body = format!(
+            r#"{{"jobId":"{job_id}","st\u0061te":"bogus","state":"running",
+                "{config}":{{"id":"a","id":"b"}}}}"#
+        );
+        let answer = app.post_text(&body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(fields(&answer.json["warnings"]), ["state", "jobConfig.id"]);
+        let run = app.run(job_id).await;
+        assert_eq!(run["state"], "running");
+        assert_eq!(run["status"]["jobConfig"]["id"], "b");
+    }
+}

@@ -1,10 +1,19 @@
-//! [`MockServer`]: the mock in a Rust test's own process, on a free port.
+//! [`MockServer`]: the mock in a Rust test's own process, on a free port, and the typed
+//! views and error its methods give.
+
+mod error;
+mod views;
+
+pub use error::Error;
+pub use views::{History, HistoryEntry, Journal, JournalEntry, Run, Warning};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -46,9 +55,11 @@ use crate::{AppState, serve};
 /// let run = server
 ///     .wait_for_state("hhzitrwancwv", JobState::Finished, Duration::from_secs(5))
 ///     .await?;
-/// assert_eq!(run["state"], "finished");
-/// let updates = server.history("hhzitrwancwv").await;
-/// assert_eq!(updates[0]["state"], "running");
+/// assert_eq!(run.state, JobState::Finished);
+/// assert_eq!(run.update_count, 2);
+/// let history = server.history("hhzitrwancwv").await.expect("the run exists");
+/// assert_eq!(history.updates[0].update["state"], "running");
+/// assert!(history.updates[0].seq < history.updates[1].seq);
 /// assert_eq!(server.runs().await.len(), 1);
 ///
 /// server.reset().await;
@@ -103,19 +114,18 @@ impl MockServer {
         self.address
     }
 
-    /// Waits until run `job_id` is in `state` (also when it does not exist yet), and
-    /// gives the run as `GET /_mock/runs/{jobId}` shows it: `jobId`, `state`, `status`,
-    /// `firstUpdateAt`, `lastUpdateAt`, `updateCount`, `warnings`.
+    /// Waits until run `job_id` is in `state` (also when it does not exist yet, and also
+    /// when it only passes through it), and gives the run then.
     ///
     /// # Errors
     ///
-    /// At the timeout: the error says what the run is like then.
+    /// [`Error::Timeout`] at the timeout, saying what the run is like then.
     pub async fn wait_for_state(
         &self,
         job_id: &str,
         state: JobState,
         timeout: Duration,
-    ) -> Result<Value, WaitTimedOut> {
+    ) -> Result<Run, Error> {
         self.wait(job_id, Until::State(state), timeout).await
     }
 
@@ -124,54 +134,48 @@ impl MockServer {
     ///
     /// # Errors
     ///
-    /// At the timeout: the error says what the run is like then.
-    pub async fn wait_for_end(
-        &self,
-        job_id: &str,
-        timeout: Duration,
-    ) -> Result<Value, WaitTimedOut> {
+    /// [`Error::Timeout`] at the timeout, saying what the run is like then.
+    pub async fn wait_for_end(&self, job_id: &str, timeout: Duration) -> Result<Run, Error> {
         self.wait(job_id, Until::Ended, timeout).await
     }
 
-    async fn wait(
-        &self,
-        job_id: &str,
-        until: Until,
-        timeout: Duration,
-    ) -> Result<Value, WaitTimedOut> {
-        let run = self.registry().wait(job_id, until, timeout).await?;
-        Ok(to_value(&run))
+    async fn wait(&self, job_id: &str, until: Until, timeout: Duration) -> Result<Run, Error> {
+        match self.registry().wait(job_id, until, timeout).await {
+            Ok(run) => typed(&run).ok_or_else(|| unreadable(job_id)),
+            Err(timed_out) => Err(timed_out.into()),
+        }
     }
 
-    /// The updates run `job_id` was sent, oldest first, each as it was posted; empty
-    /// when there is no such run. (`--max-history` may have dropped the oldest.)
-    pub async fn history(&self, job_id: &str) -> Vec<Value> {
-        let Some(history) = self.registry().history(job_id) else {
-            return Vec::new();
-        };
-        history
-            .updates
-            .iter()
-            .map(|entry| to_value(&entry.update))
-            .collect()
+    /// Run `job_id`'s history: every update it accepted, oldest first, each as posted,
+    /// with its `seq`, arrival time and warnings; `None` when there is no such run.
+    pub async fn history(&self, job_id: &str) -> Option<History> {
+        self.registry()
+            .history(job_id)
+            .and_then(|history| typed(&history))
     }
 
-    /// Every run's current status, in the order the runs first appeared: what Fusion's
-    /// `GET /job-launcher/launcher/status` answers.
-    pub async fn runs(&self) -> Vec<Value> {
-        self.registry().statuses().iter().map(to_value).collect()
+    /// Every run, in the order they first appeared, as `GET /_mock/runs` lists them.
+    pub async fn runs(&self) -> Vec<Run> {
+        let list = self
+            .registry()
+            .list(&crate::registry::RunFilter::default(), 0, None);
+        list.runs.iter().filter_map(typed).collect()
     }
 
     /// One run as `GET /_mock/runs/{jobId}` shows it; `None` when there is no such run.
-    pub async fn run(&self, job_id: &str) -> Option<Value> {
-        self.registry().run(job_id).map(|run| to_value(&run))
+    pub async fn run(&self, job_id: &str) -> Option<Run> {
+        self.registry().run(job_id).and_then(|run| typed(&run))
     }
 
-    /// Every request the journal holds, oldest first, as `GET /_mock/requests` lists
-    /// them: accepted and refused, with status, error code and warnings.
-    pub async fn requests(&self) -> Vec<Value> {
+    /// The journal, oldest first, as `GET /_mock/requests` lists it: every request to the
+    /// Fusion routes, accepted or refused, with status, error code and warnings, and how
+    /// many `--journal-size` dropped.
+    pub async fn requests(&self) -> Journal {
         let view = self.state.journal.view(&JournalFilter::default());
-        view.entries.iter().map(to_value).collect()
+        typed(&view).unwrap_or(Journal {
+            dropped: view.dropped,
+            entries: Vec::new(),
+        })
     }
 
     /// Forgets every run, the journal, configs, simulated runs and fault rules, as
@@ -187,10 +191,10 @@ impl MockServer {
     /// # Errors
     ///
     /// The refusal the route would answer: a config without a valid `id` or `type`.
-    pub async fn launch(&self, config: &Value) -> Result<Value, ApiError> {
+    pub async fn launch(&self, config: &Value) -> Result<Run, Error> {
         let body = config.to_string();
-        let (_, status) = self.state.jobs.launch_posted(body.as_bytes(), None).await?;
-        Ok(to_value(&status))
+        let (job_id, _) = self.state.jobs.launch_posted(body.as_bytes(), None).await?;
+        self.run(&job_id).await.ok_or_else(|| unreadable(&job_id))
     }
 
     /// Adds or replaces a scenario (`{"match", "steps", "progression"}`), as
@@ -199,13 +203,10 @@ impl MockServer {
     /// # Errors
     ///
     /// A scenario that could not run, each problem named.
-    pub async fn put_scenario(&self, scenario: &Value) -> Result<(), ApiError> {
+    pub async fn put_scenario(&self, scenario: &Value) -> Result<(), Error> {
         let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
-        self.state
-            .jobs
-            .put_scenario(pattern, scenario)
-            .await
-            .map(|_| ())
+        self.state.jobs.put_scenario(pattern, scenario).await?;
+        Ok(())
     }
 
     /// Moves a manual clock forward by `by`, applying every simulated step due within
@@ -214,8 +215,8 @@ impl MockServer {
     /// # Errors
     ///
     /// The clock is the system's: start the server with [`MockServerBuilder::manual_clock`].
-    pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, ApiError> {
-        self.state.jobs.advance(by).await
+    pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, Error> {
+        Ok(self.state.jobs.advance(by).await?)
     }
 
     /// The mock's time: the manual clock's, or the system's.
@@ -229,9 +230,9 @@ impl MockServer {
     /// # Errors
     ///
     /// A rule that is not valid, each problem named.
-    pub async fn add_fault(&self, rule: &Value) -> Result<u64, ApiError> {
-        let added = self.state.faults.add(rule, self.now()).await;
-        added.map(|rule| rule.id)
+    pub async fn add_fault(&self, rule: &Value) -> Result<u64, Error> {
+        let added = self.state.faults.add(rule, self.now()).await?;
+        Ok(added.id)
     }
 
     /// Every fault rule, with `fired` and `active`, as `GET /_mock/faults` lists them.
@@ -257,7 +258,8 @@ impl MockServer {
     }
 
     /// Stops serving and waits until it has: the listener is closed, open connections
-    /// have had their in-flight request answered, waits and event streams have ended.
+    /// have had their in-flight request answered (or been closed at the shutdown
+    /// timeout, 5 s), waits and event streams have ended.
     pub async fn shutdown(self) {
         let stopped = self.stopped();
         drop(self);
@@ -275,8 +277,8 @@ impl MockServer {
 }
 
 impl Drop for MockServer {
-    /// Stops serving: the listener closes and open connections are closed once their
-    /// in-flight request is answered; waits and event streams end at once.
+    /// Stops serving: the listener closes, idle connections close at once and the others
+    /// once their in-flight request is answered; waits and event streams end at once.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             // An error means the server already stopped.
@@ -384,7 +386,52 @@ impl MockServerBuilder {
     }
 }
 
-fn to_value<T: serde::Serialize + ?Sized>(value: &T) -> Value {
+fn to_value<T: Serialize + ?Sized>(value: &T) -> Value {
     // Everything given here serializes: it was serialized from parsed JSON.
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// A view of the mock's, as its route answers it, read into the typed view.
+fn typed<T: DeserializeOwned>(view: &impl Serialize) -> Option<T> {
+    serde_json::to_value(view)
+        .and_then(serde_json::from_value)
+        .ok()
+}
+
+/// Not reached: every view the mock makes reads back into its typed form.
+fn unreadable(job_id: &str) -> Error {
+    Error::Refused {
+        status: 500,
+        code: "internal_error".to_owned(),
+        message: format!("run {job_id} could not be read into its typed view"),
+        violations: Vec::new(),
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(error: ApiError) -> Self {
+        Error::Refused {
+            status: error.status().as_u16(),
+            code: error.code().as_str().to_owned(),
+            message: error.to_string(),
+            violations: error
+                .violations()
+                .into_iter()
+                .map(|v| Warning {
+                    field: v.field.to_string(),
+                    message: v.message.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<WaitTimedOut> for Error {
+    fn from(timed_out: WaitTimedOut) -> Self {
+        Error::Timeout {
+            job_id: timed_out.job_id.to_string(),
+            message: timed_out.to_string(),
+            run: timed_out.run.as_ref().and_then(typed).map(Box::new),
+        }
+    }
 }
