@@ -10,7 +10,7 @@
 //! refused where it is given ([`later`] gives `None`), so nothing ever shows a year
 //! that the mock's own validator, or a client's, would refuse.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
@@ -18,6 +18,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::model::Violation;
+use crate::sync::lock;
 
 /// The latest time the mock can hold: `9999-12-31T23:59:59.999Z`, the end of the years
 /// RFC 3339 can write, to the millisecond the mock writes times with.
@@ -62,7 +63,7 @@ impl Clock {
 
     pub fn now(&self) -> DateTime<Utc> {
         match &self.manual {
-            Some(now) => *now.lock().unwrap_or_else(PoisonError::into_inner),
+            Some(now) => *lock(now),
             None => Utc::now(),
         }
     }
@@ -72,7 +73,7 @@ impl Clock {
         let Some(now) = &self.manual else {
             return false;
         };
-        let mut now = now.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut now = lock(now);
         if to > *now {
             *now = to;
         }

@@ -2,7 +2,7 @@
 //! and timeouts can be tested (API.md section 7). The mock's own routes never fault.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -169,10 +169,7 @@ impl Faults {
         if let Some(saved) = saved {
             let list: Vec<Value> = serde_json::from_str(saved)
                 .map_err(|e| format!("the saved fault rules cannot be read: {e}"))?;
-            let rules = faults
-                .rules
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner);
+            let rules = crate::sync::get_mut(&mut faults.rules);
             for saved in list {
                 let rule = Rule::restored(&saved)
                     .ok_or_else(|| format!("a saved fault rule cannot be read: {saved}"))?;
@@ -280,7 +277,7 @@ impl Faults {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rules> {
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.rules)
     }
 }
 

@@ -39,6 +39,7 @@ pub mod registry;
 pub mod serve;
 pub mod server;
 pub mod store;
+mod sync;
 pub mod telemetry;
 
 pub use api::{AppState, app, openapi};

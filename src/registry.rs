@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::model::json::{self, Members, RawJson};
 use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
 use crate::store::{Restored, Store, StoredEntry, StoredRun, Unavailable, Write};
+use crate::sync::{lock, read, write};
 
 /// At most this many distinct warnings are kept on a run; its history keeps them all.
 const MAX_RUN_WARNINGS: usize = 100;
@@ -1657,20 +1658,6 @@ fn push_json_string(out: &mut String, s: &str) {
 
 fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// A poisoned lock means a panic mid-update; the data it guards is still consistent
-/// enough to serve (each update is written in one step at the end), so carry on.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The waiters on each run: a `watch` channel per run someone waits for, bumped by every

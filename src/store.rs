@@ -22,13 +22,15 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+use crate::sync::{self, lock};
 
 /// History entries, by `seq`.
 const UPDATES: TableDefinition<u64, &[u8]> = TableDefinition::new("updates");
@@ -571,10 +573,6 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Writes `writes` in one transaction and commits it; with `probe`, also a marker, so an
 /// empty round still proves the store can write. The error is the cause in words.
 fn commit(db: &Database, writes: Vec<Write>, probe: bool) -> Result<(), String> {
@@ -725,10 +723,7 @@ impl<T: Clone + Send + Sync + 'static> Saved<T> {
     }
 
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
-        self.inner
-            .value
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        sync::read(&self.inner.value)
     }
 
     /// Makes `change`, and gives what it returns; with a store, only once the changed
@@ -760,13 +755,7 @@ impl<T: Clone + Send + Sync + 'static> Saved<T> {
             self.inner.store.is_none(),
             "changes with a store are made durably"
         );
-        change(
-            &mut self
-                .inner
-                .value
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        change(&mut sync::write(&self.inner.value))
     }
 
     /// Takes the right to change the value, for a change written along with others.
@@ -789,11 +778,7 @@ impl<T: Clone> SavedLock<T> {
 
     /// A copy of the value, to change.
     pub fn value(&self) -> T {
-        self.inner
-            .value
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        sync::read(&self.inner.value).clone()
     }
 
     /// The write that saves `value`, and where; `None` without a store.
@@ -806,11 +791,7 @@ impl<T: Clone> SavedLock<T> {
 
     /// Replaces the value: once its document is durable.
     pub fn install(self, value: T) {
-        *self
-            .inner
-            .value
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = value;
+        *sync::write(&self.inner.value) = value;
     }
 }
 

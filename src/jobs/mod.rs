@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -35,6 +35,7 @@ use crate::model::time::ATTOS_PER_MILLI;
 use crate::model::{JobState, Problem, StatusUpdate, Timestamp, Violation};
 use crate::registry::{Accepted, Creates, DurableWitness, Registry};
 use crate::store::{Saved, Store, Unavailable, Write};
+use crate::sync::lock;
 pub use scenario::{Progression, Scenario, ScenarioView, Step};
 
 /// A launched run: its jobId and JobStatus.
@@ -1120,8 +1121,4 @@ impl Journaling {
             fault: None,
         })
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
