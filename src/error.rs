@@ -10,11 +10,11 @@
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::SecondsFormat;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::clock::Clock;
+use crate::model::time::rfc3339;
 use crate::model::{Problem, ProblemKind, Violation};
 
 /// Everything a request can run into.
@@ -430,7 +430,7 @@ pub async fn render(clock: &Clock, method: &Method, path: &str, response: Respon
         "refused"
     );
     let body = ErrorBody {
-        timestamp: clock.now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        timestamp: rfc3339(clock.now()),
         status: status.as_u16(),
         error: status.canonical_reason().unwrap_or("Error").to_owned(),
         message: report.message.clone(),

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::clock::{later, past_the_end};
 use crate::error::ApiError;
 use crate::model::Violation;
+use crate::model::time::{parse_utc, rfc3339};
 use crate::store::{Store, Write, detached};
 
 /// The longest delay a rule may ask for.
@@ -337,7 +338,7 @@ impl Rule {
             // An earlier version could save a year past 9999 (`+13434-...`), which RFC 3339
             // cannot hold: such a rule never expires, as the end of time says.
             Some(text) if text.starts_with('+') => Some(crate::clock::END_OF_TIME),
-            Some(text) => Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)),
+            Some(text) => Some(parse_utc(text)?),
             None => None,
         };
         Some(Rule {
@@ -370,9 +371,7 @@ impl Rule {
             probability: self.probability,
             seed: self.seed,
             ttl: self.ttl.map(crate::duration::format),
-            expires_at: self
-                .expires_at
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            expires_at: self.expires_at.map(rfc3339),
             fired: self.fired,
             active: self.is_active(now),
         }

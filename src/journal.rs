@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::ErrorCode;
@@ -34,7 +34,7 @@ struct Inner {
 #[serde(rename_all = "camelCase")]
 pub struct JournalEntry {
     pub seq: u64,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::model::time::serialize_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub time: DateTime<Utc>,
     #[schema(value_type = String)]
@@ -186,10 +186,6 @@ impl JournalFilter {
                 .as_deref()
                 .is_none_or(|code| entry.code.map(ErrorCode::as_str) == Some(code))
     }
-}
-
-fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 #[cfg(test)]

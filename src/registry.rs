@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -26,6 +26,7 @@ use crate::clock::Clock;
 use crate::config::Validation;
 use crate::error::ApiError;
 use crate::model::json::{self, Members, RawJson};
+use crate::model::time::{parse_utc, rfc3339, rfc3339_exact};
 use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
 use crate::store::{Restored, Store, StoredEntry, StoredRun, Unavailable, Write};
 use crate::sync::{lock, read, write};
@@ -955,7 +956,7 @@ impl Registry {
                 page.push(BySeq(UpdateEvent {
                     job_id: Arc::clone(&run.job_id),
                     seq: entry.seq,
-                    received_at: timestamp(entry.received_at),
+                    received_at: rfc3339(entry.received_at),
                     update: entry.update.clone(),
                 }));
                 if page.len() > limit {
@@ -1155,7 +1156,7 @@ impl Registry {
             .into_iter()
             .map(|entry| HistoryEntryView {
                 seq: entry.seq,
-                received_at: timestamp(entry.received_at),
+                received_at: rfc3339(entry.received_at),
                 update: entry.update,
                 warnings: entry.warnings,
             })
@@ -1464,7 +1465,7 @@ impl Run {
         let event = with_event.then(|| UpdateEvent {
             job_id: Arc::clone(&self.job_id),
             seq,
-            received_at: timestamp(entry.received_at),
+            received_at: rfc3339(entry.received_at),
             update: entry.update.clone(),
         });
         self.history.push_back(entry);
@@ -1512,8 +1513,8 @@ impl Run {
             job_id: self.job_id.to_string(),
             order: self.order,
             status: self.status_json(),
-            first_update_at: stored_time(self.first_update_at),
-            last_update_at: stored_time(self.last_update_at),
+            first_update_at: rfc3339_exact(self.first_update_at),
+            last_update_at: rfc3339_exact(self.last_update_at),
             update_count: self.update_count,
             dropped: self.dropped,
             warnings: self.warnings.clone(),
@@ -1534,7 +1535,7 @@ impl Run {
         for entry in entries {
             history.push_back(Entry {
                 seq: entry.seq,
-                received_at: parse_stored_time(&entry.received_at).ok_or_else(|| bad("history"))?,
+                received_at: parse_utc(&entry.received_at).ok_or_else(|| bad("history"))?,
                 update: RawJson::whole(Arc::from(entry.update.as_str())),
                 warnings: entry.warnings,
                 state: entry.state,
@@ -1553,9 +1554,9 @@ impl Run {
                 .collect(),
             status_bytes,
             facts,
-            first_update_at: parse_stored_time(&stored.first_update_at)
+            first_update_at: parse_utc(&stored.first_update_at)
                 .ok_or_else(|| bad("first update time"))?,
-            last_update_at: parse_stored_time(&stored.last_update_at)
+            last_update_at: parse_utc(&stored.last_update_at)
                 .ok_or_else(|| bad("last update time"))?,
             update_count: stored.update_count,
             history,
@@ -1581,8 +1582,8 @@ impl Run {
             job_id: Arc::clone(&self.job_id),
             state: self.facts.state,
             status: json::raw_value(self.status_json()),
-            first_update_at: timestamp(self.first_update_at),
-            last_update_at: timestamp(self.last_update_at),
+            first_update_at: rfc3339(self.first_update_at),
+            last_update_at: rfc3339(self.last_update_at),
             update_count: self.update_count,
             warnings: self.warnings.clone(),
         }
@@ -1654,10 +1655,6 @@ fn push_json_string(out: &mut String, s: &str) {
     } else {
         out.push_str(&serde_json::Value::from(s).to_string());
     }
-}
-
-fn timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The waiters on each run: a `watch` channel per run someone waits for, bumped by every
@@ -1742,22 +1739,11 @@ fn stored_entry(job_id: &str, entry: &Entry) -> StoredEntry {
     StoredEntry {
         job_id: job_id.to_owned(),
         seq: entry.seq,
-        received_at: stored_time(entry.received_at),
+        received_at: rfc3339_exact(entry.received_at),
         update: entry.update.as_str().to_owned(),
         warnings: entry.warnings.clone(),
         state: entry.state,
     }
-}
-
-/// Times as the store keeps them: exact to the nanosecond.
-fn stored_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-fn parse_stored_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

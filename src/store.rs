@@ -587,7 +587,7 @@ fn commit(db: &Database, writes: Vec<Write>, probe: bool) -> Result<(), String> 
             tables.apply(write)?;
         }
         if probe {
-            let now = chrono::Utc::now().to_rfc3339();
+            let now = crate::model::time::rfc3339(chrono::Utc::now());
             tables
                 .meta
                 .insert("probedAt", now.as_bytes())

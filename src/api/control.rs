@@ -25,6 +25,7 @@ use crate::faults::{Faults, RuleView};
 use crate::jobs::{Jobs, Progression, ScenarioView};
 use crate::model::JobState;
 use crate::model::Violation;
+use crate::model::time::rfc3339;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -181,9 +182,7 @@ pub struct ClockView {
 fn clock_view(clock: &Clock) -> ClockView {
     ClockView {
         mode: clock.mode(),
-        now: clock
-            .now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        now: rfc3339(clock.now()),
     }
 }
 

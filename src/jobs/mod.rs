@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::journal::{Journal, Record};
 use crate::metrics::Metrics;
 use crate::model::json::{self, RawJson};
-use crate::model::time::ATTOS_PER_MILLI;
+use crate::model::time::{ATTOS_PER_MILLI, rfc3339};
 use crate::model::{JobState, Problem, StatusUpdate, Timestamp, Violation};
 use crate::registry::{Accepted, Creates, DurableWitness, Registry};
 use crate::store::{Saved, Store, Unavailable, Write};
@@ -678,7 +678,7 @@ impl Jobs {
         if facts.state.is_some_and(JobState::is_ended) {
             return None;
         }
-        let at_text = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let at_text = rfc3339(at);
         let mut body = format!(
             "{{\"jobId\":{},\"state\":\"{}\"",
             Value::from(job_id),
