@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::json::{self, Members, Position, RawJson, Text};
-use super::rules::{Problem, ProblemKind, Warning};
+use super::problem::{Problem, ProblemKind, Warning};
 use super::state::JobState;
 use super::time::Timestamp;
 
@@ -207,7 +207,7 @@ fn read_job_id(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Arc<str>
     id.map(|id| Arc::from(id.as_ref()))
 }
 
-/// Whether `id` may name a run (API.md section 3); it also keeps ids safe in paths.
+/// Whether `id` may name a run (the contract, Validation); it also keeps ids safe in paths.
 pub fn is_valid_job_id(id: &str) -> bool {
     (1..=MAX_JOB_ID_LEN).contains(&id.len())
         && id != "."
