@@ -1,5 +1,5 @@
 //! The one error type of the service, its status codes, and its Spring-style JSON body
-//! (API.md section 4).
+//! (docs/contract.md, Errors).
 //!
 //! A handler returns an [`ApiError`]; its response carries an [`ErrorReport`] and no body
 //! yet. The middleware, through [`render`], which knows the request's method and path,
@@ -292,7 +292,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The body of every error answer: Spring Boot's fields, then ours (API.md section 4).
+/// The body of every error answer: Spring Boot's fields, then ours (the contract, Errors).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// When the answer was made, RFC 3339.

@@ -1,5 +1,5 @@
 //! Injected faults: rules that make the Fusion routes misbehave, so a client's retries
-//! and timeouts can be tested (API.md section 7). The mock's own routes never fault.
+//! and timeouts can be tested (docs/contract.md, Faults). The mock's own routes never fault.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

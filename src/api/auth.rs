@@ -1,5 +1,5 @@
-//! Access control (API.md section 8): credentials for the Fusion routes, a token for the
-//! mock's own. Secrets are compared in constant time and never logged or journaled.
+//! Access control (`--basic-auth`, `--api-key`, `--admin-token`): credentials for the
+//! Fusion routes, a token for the mock's own. Secrets are compared in constant time and never logged or journaled.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, header};

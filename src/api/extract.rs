@@ -15,7 +15,7 @@ use crate::model::{Problem, ProblemKind};
 
 /// A request body read whole within `--max-body-bytes`, and what its `Content-Type` said.
 ///
-/// A body that is not declared as JSON is still read: the order of API.md section 3 puts
+/// A body that is not declared as JSON is still read: the contract's order (Validation) puts
 /// a malformed body (400) before a wrong media type (415), and a 415 lists the body's
 /// other problems too.
 pub struct JsonBody {
