@@ -276,7 +276,7 @@ impl IntoResponse for ApiError {
             ..
         } = &self
         {
-            let seconds = crate::faults::retry_after_seconds(*retry_after);
+            let seconds = retry_after_seconds(*retry_after);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -290,6 +290,11 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(report);
         response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up.
+fn retry_after_seconds(retry_after: std::time::Duration) -> u64 {
+    retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
 }
 
 /// The body of every error answer: Spring Boot's fields, then ours (the contract, Errors).
@@ -452,7 +457,17 @@ pub async fn render(clock: &Clock, method: &Method, path: &str, response: Respon
 
 #[cfg(test)]
 mod tests {
-    use super::ErrorCode;
+    use std::time::Duration;
+
+    use super::{ErrorCode, retry_after_seconds};
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::ZERO), 0);
+    }
 
     #[test]
     fn codes_are_spelled_the_same_everywhere() {

@@ -441,11 +441,6 @@ fn whole(value: &Value) -> Option<u64> {
     })
 }
 
-/// `Retry-After` in whole seconds, rounded up.
-pub fn retry_after_seconds(retry_after: Duration) -> u64 {
-    retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
-}
-
 #[derive(Clone)]
 struct Parsed {
     matcher: Matcher,
@@ -853,13 +848,5 @@ mod tests {
         ));
         assert_eq!(faults.list(now).len(), 1);
         assert!(faults.check(&request("GET", "/x", None), now).is_some());
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(retry_after_seconds(Duration::from_secs(2)), 2);
-        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
-        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_seconds(Duration::ZERO), 0);
     }
 }

@@ -36,6 +36,7 @@ pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod routes;
 pub mod serve;
 pub mod server;
 pub mod store;

@@ -10,6 +10,7 @@ use utoipa::openapi::OpenApi;
 
 use crate::config::{Config, Credentials, Secret};
 use crate::error::{ApiError, Challenge};
+use crate::routes::{self, Surface};
 
 /// Who may call what; nothing set means anyone may call anything.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +69,7 @@ impl Access {
         let bearer = authorization(request.headers(), "Bearer")
             .is_some_and(|given| same(given.as_bytes(), token.expose().as_bytes()));
         let path = request.uri().path();
-        let in_query = (path == "/_mock/ui" || path == "/_mock/events")
+        let in_query = (path == routes::UI || path == routes::EVENTS)
             && request.uri().query().is_some_and(|query| {
                 query.split('&').any(|pair| {
                     pair.strip_prefix("access_token=")
@@ -93,22 +94,14 @@ fn same(given: &[u8], expected: &[u8]) -> bool {
     given.ct_eq(expected).into()
 }
 
-fn is_fusion(path: &str) -> bool {
-    ["/job-launcher", "/api"].iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
-}
-
-fn is_mock(path: &str) -> bool {
-    path == "/_mock" || path.starts_with("/_mock/")
-}
-
-/// The 401 for a request without the credentials its route needs; `None` when it may
-/// go on.
-pub fn refusal(access: &Access, request: &Request) -> Option<Response> {
+/// The 401 for a request to `surface` without the credentials it needs; `None` when it
+/// may go on.
+pub fn refusal(access: &Access, surface: Surface, request: &Request) -> Option<Response> {
     let path = request.uri().path();
-    if is_fusion(path) && access.guards_fusion() && !access.admits_client(request.headers()) {
+    if surface.takes_client_credentials()
+        && access.guards_fusion()
+        && !access.admits_client(request.headers())
+    {
         let message = match (&access.basic, &access.api_key) {
             (Some(_), Some(_)) => "send HTTP basic credentials or an x-api-key",
             (Some(_), None) => "send HTTP basic credentials",
@@ -122,7 +115,7 @@ pub fn refusal(access: &Access, request: &Request) -> Option<Response> {
             .into_response(),
         );
     }
-    if is_mock(path)
+    if surface == Surface::Mock
         && let Some(token) = &access.admin_token
         && !access.admits_admin(token, request)
     {
@@ -178,21 +171,23 @@ pub fn document(access: &Access, document: &mut OpenApi) {
         components.add_security_scheme(name, scheme);
     }
     for (path, item) in document.paths.paths.iter_mut() {
-        let (requirements, challenge, refused) = if is_fusion(path) && !client.is_empty() {
-            (
-                &client,
-                Challenge::Basic,
-                "The credentials are missing or wrong",
-            )
-        } else if let Some(admin) = admin.as_ref().filter(|_| is_mock(path)) {
-            (
-                admin,
-                Challenge::Bearer,
-                "The admin token is missing or wrong",
-            )
-        } else {
-            continue;
-        };
+        let surface = Surface::of(path);
+        let (requirements, challenge, refused) =
+            if surface.takes_client_credentials() && !client.is_empty() {
+                (
+                    &client,
+                    Challenge::Basic,
+                    "The credentials are missing or wrong",
+                )
+            } else if let Some(admin) = admin.as_ref().filter(|_| surface == Surface::Mock) {
+                (
+                    admin,
+                    Challenge::Bearer,
+                    "The admin token is missing or wrong",
+                )
+            } else {
+                continue;
+            };
         for operation in super::operations_mut(item) {
             operation.security = Some(requirements.clone());
             operation
@@ -223,22 +218,6 @@ fn unauthorized(description: &str, challenge: Challenge) -> utoipa::openapi::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_fusion_and_mock_prefixes_are_guarded() {
-        for fusion in [
-            "/job-launcher/launcher/status",
-            "/api/spark/jobs",
-            "/api",
-            "/job-launcher",
-        ] {
-            assert!(is_fusion(fusion), "{fusion}");
-        }
-        for open in ["/apis", "/actuator/health", "/metrics", "/_mock/runs", "/"] {
-            assert!(!is_fusion(open), "{open}");
-        }
-        assert!(is_mock("/_mock/ui") && is_mock("/_mock") && !is_mock("/_mockery"));
-    }
 
     #[test]
     fn secrets_never_show_in_debug() {

@@ -24,9 +24,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::jobs::{Jobs, Source, Submitted};
 use crate::model::JobState;
 use crate::registry::{Accepted, Creates, Registry};
-
-pub const STATUS_PATH: &str = "/job-launcher/launcher/status";
-pub const LAUNCH_PATH: &str = "/job-launcher/launcher";
+use crate::routes;
 
 /// The routes, `POST` on the status path included: requests for it never reach the
 /// router (see `api::Dispatch`), but the router still documents it and lists it in
@@ -124,7 +122,7 @@ pub struct JobConfig {
 /// "200 OK"; the body is the mock's).
 #[utoipa::path(
     post,
-    path = "/job-launcher/launcher/status",
+    path = routes::STATUS,
     tag = "fusion",
     request_body(content = JobStatus, content_type = "application/json"),
     responses(
@@ -203,7 +201,7 @@ pub(crate) fn post_status_service(state: AppState) -> impl super::Answers {
 /// `--max-runs` has evicted. It is a poll of every run in it.
 #[utoipa::path(
     get,
-    path = "/job-launcher/launcher/status",
+    path = routes::STATUS,
     tag = "fusion",
     responses(
         (status = 200, description = "Every run's current status", body = Vec<RunStatus>,
@@ -228,7 +226,7 @@ const EVICTED_HEADER: &str = "x-mock-evicted";
 /// its scenario's steps. Answers the run's JobStatus, `starting`.
 #[utoipa::path(
     post,
-    path = "/job-launcher/launcher",
+    path = routes::LAUNCH,
     tag = "fusion",
     request_body(content = JobConfig, content_type = "application/json"),
     responses(

@@ -26,6 +26,7 @@ use crate::error::{self, ApiError, ErrorCode, ErrorReport};
 use crate::faults::{self, Action};
 use crate::journal::Record;
 use crate::metrics::Metrics;
+use crate::routes::{self, Surface};
 
 /// Names the run a request was about on its answer, for the journal.
 #[derive(Debug, Clone)]
@@ -43,17 +44,6 @@ pub struct FaultNote(pub u64);
 /// On an answer: close the connection instead of sending it (a `drop` fault).
 #[derive(Debug, Clone, Copy)]
 pub struct DropConnection;
-
-/// The mock's own surface: never journaled, never faulted. The journal records what the
-/// code under test asked of Fusion, not what the test asked of the mock.
-const OWN_SURFACE: [&str; 4] = ["/_mock", "/metrics", "/openapi.json", "/actuator"];
-
-pub fn is_own_surface(path: &str) -> bool {
-    OWN_SURFACE.iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
-}
 
 /// The service a layer wraps: the rest of the stack, which always answers.
 pub trait Inner: Service<Request, Response: IntoResponse, Error = Infallible> {}
@@ -179,13 +169,14 @@ fn surround<S: Inner>(
 /// [`surround`] within the request's span.
 async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> Response {
     tracing::debug!("started processing request");
-    let own = is_own_surface(request.uri().path());
+    let surface = Surface::of(request.uri().path());
+    let own = surface.is_own();
     let journal = (!own).then(|| Pending::of(&state, &request));
     let method = request.method().clone();
     let path = RequestPath::of(&request, own);
     // A future is as large as its largest state: fault rules and error bodies, seldom
     // needed, are boxed.
-    let response = match auth::refusal(&state.access, &request) {
+    let response = match auth::refusal(&state.access, surface, &request) {
         Some(refusal) => refusal,
         None if own || state.faults.is_empty() => next.run(request).await,
         None => Box::pin(inject_faults(&state, request, next)).await,
@@ -364,20 +355,11 @@ struct Ids {
 }
 
 impl Ids {
-    /// The config id of a Spark route: `[/api|/api/apps/{app}]/spark/{jobs|configurations}/{id}`.
+    /// The config id a Spark route's path names.
     fn from_path(path: &str) -> Ids {
-        let rest = path.strip_prefix("/api").unwrap_or("");
-        let rest = match rest.strip_prefix("/apps/") {
-            Some(app_and_rest) => app_and_rest.split_once('/').map_or("", |(_, rest)| rest),
-            None => rest.strip_prefix('/').unwrap_or(""),
-        };
-        let id = ["spark/jobs/", "spark/configurations/"]
-            .iter()
-            .find_map(|prefix| rest.strip_prefix(prefix))
-            .filter(|id| !id.is_empty() && !id.contains('/'));
         Ids {
             job_id: None,
-            job_config_id: id.map(str::to_owned),
+            job_config_id: routes::spark_config_id(path).map(str::to_owned),
         }
     }
 
@@ -388,7 +370,7 @@ impl Ids {
             return;
         };
         let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
-        if path == super::fusion::LAUNCH_PATH {
+        if path == routes::LAUNCH {
             self.job_config_id = self.job_config_id.take().or_else(|| text(body.get("id")));
         } else {
             self.job_id = text(body.get("jobId"));
@@ -471,7 +453,7 @@ impl Around for TimeStatusPosts {
         timed(request, next, move |seconds| {
             let series = self
                 .series
-                .get_or_init(|| self.metrics.latency_of(super::fusion::STATUS_PATH, "POST"));
+                .get_or_init(|| self.metrics.latency_of(routes::STATUS, "POST"));
             series.observe(seconds);
         })
     }
@@ -550,48 +532,5 @@ where
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         ready!(timer.as_mut().poll(cx));
         Poll::Ready(Ok(StatusCode::REQUEST_TIMEOUT.into_response()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spark_paths_name_their_config() {
-        for (path, id) in [
-            ("/api/spark/jobs/nightly", Some("nightly")),
-            (
-                "/api/apps/shop/spark/configurations/nightly",
-                Some("nightly"),
-            ),
-            ("/api/spark/jobs", None),
-            ("/api/spark/jobs/", None),
-            ("/job-launcher/launcher/status", None),
-            ("/api/apps/shop", None),
-        ] {
-            assert_eq!(Ids::from_path(path).job_config_id.as_deref(), id, "{path}");
-        }
-    }
-
-    #[test]
-    fn the_own_surface_is_only_the_mocks() {
-        for own in [
-            "/_mock",
-            "/_mock/runs",
-            "/metrics",
-            "/openapi.json",
-            "/actuator/health",
-        ] {
-            assert!(is_own_surface(own), "{own}");
-        }
-        for fusion in [
-            "/job-launcher/launcher/status",
-            "/_mockery",
-            "/metricsx",
-            "/api/spark/jobs",
-        ] {
-            assert!(!is_own_surface(fusion), "{fusion}");
-        }
     }
 }

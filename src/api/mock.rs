@@ -36,6 +36,7 @@ use crate::journal::{Journal, JournalFilter, JournalView};
 use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
 use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
+use crate::routes;
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -343,7 +344,7 @@ struct RequestsQuery {
 /// The journal: every request to the Fusion surface, accepted or refused, oldest first.
 #[utoipa::path(
     get,
-    path = "/_mock/requests",
+    path = routes::JOURNAL,
     tag = "mock",
     params(RequestsQuery),
     responses(
@@ -366,7 +367,7 @@ async fn list_requests(
 }
 
 /// Empties the journal.
-#[utoipa::path(delete, path = "/_mock/requests", tag = "mock",
+#[utoipa::path(delete, path = routes::JOURNAL, tag = "mock",
     responses((status = 204, description = "The journal is empty")))]
 async fn delete_requests(State(journal): State<Arc<Journal>>) -> StatusCode {
     journal.clear();
@@ -393,7 +394,7 @@ async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
 /// ends; it may resume with `Last-Event-ID`.
 #[utoipa::path(
     get,
-    path = "/_mock/events",
+    path = routes::EVENTS,
     tag = "mock",
     params(("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq", minimum = 0, nullable = false)),
     responses(

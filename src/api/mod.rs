@@ -39,6 +39,7 @@ use crate::jobs::{Jobs, Scenario, scenario};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
+use crate::routes;
 use crate::serve::Peers;
 use crate::store::{Restored, Store, Unavailable, detached};
 
@@ -339,7 +340,7 @@ fn document_storage_failures(document: &mut OpenApi) {
     for (path, item) in document.paths.paths.iter_mut() {
         let changes = [&mut item.put, &mut item.post, &mut item.delete];
         for operation in changes.into_iter().flatten() {
-            if path == "/_mock/requests" {
+            if path == routes::JOURNAL {
                 continue;
             }
             operation
@@ -452,7 +453,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if request.method() == Method::POST && request.uri().path() == fusion::STATUS_PATH {
+        if request.method() == Method::POST && request.uri().path() == routes::STATUS {
             Either::Left(self.post_status.call(request))
         } else {
             Either::Right(self.router.call(request))

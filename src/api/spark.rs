@@ -27,16 +27,11 @@ use super::{AppState, JobIdNote, record_job_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::Jobs;
 use crate::registry::Registry;
-
-/// The prefixes of the Spark routes: for the default app, and for a named one.
-pub const PREFIXES: [&str; 2] = ["/api", APP_PREFIX];
-
-/// The prefix of the Spark routes of one Fusion app.
-pub const APP_PREFIX: &str = "/api/apps/{app}";
+use crate::routes;
 
 /// The Spark routes under `/api`, and again under `/api/apps/{app}`.
 pub fn routes() -> OpenApiRouter<AppState> {
-    PREFIXES
+    routes::SPARK_PREFIXES
         .iter()
         .fold(OpenApiRouter::new(), |router, prefix| {
             router.nest(prefix, spark_routes())
@@ -59,7 +54,7 @@ pub fn document_app_routes(document: &mut utoipa::openapi::OpenApi) {
         ))
         .build();
     for (path, item) in document.paths.paths.iter_mut() {
-        if !path.starts_with(APP_PREFIX) {
+        if !path.starts_with(routes::SPARK_APP) {
             continue;
         }
         for operation in super::operations_mut(item) {

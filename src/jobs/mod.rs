@@ -34,6 +34,7 @@ use crate::model::json::{self, RawJson};
 use crate::model::time::{ATTOS_PER_MILLI, rfc3339};
 use crate::model::{JobState, Problem, StatusUpdate, Timestamp, Violation};
 use crate::registry::{Accepted, Creates, DurableWitness, Registry};
+use crate::routes;
 use crate::store::{Saved, Store, Unavailable, Write};
 use crate::sync::lock;
 pub use scenario::{Progression, Scenario, ScenarioView, Step};
@@ -1112,7 +1113,7 @@ impl Journaling {
         self.journal.record(Record {
             time: self.time,
             method: Cow::Borrowed("POST"),
-            path: Cow::Borrowed(crate::api::fusion::STATUS_PATH),
+            path: Cow::Borrowed(routes::STATUS),
             job_id: job_id.cloned(),
             status: Some(outcome.map_or_else(|e| e.status().as_u16(), |_| 200)),
             code: outcome.err().map(ApiError::code),
