@@ -27,11 +27,11 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod configs;
 pub mod duration;
 pub mod error;
 pub mod faults;
 pub mod healthcheck;
-pub mod jobs;
 pub mod journal;
 pub mod metrics;
 pub mod model;
@@ -39,9 +39,11 @@ pub mod registry;
 pub mod routes;
 pub mod serve;
 pub mod server;
+pub mod sim;
 pub mod store;
 mod sync;
 pub mod telemetry;
+pub mod updates;
 
 pub use api::{AppState, app, openapi};
 pub use config::Config;

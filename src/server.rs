@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{ClockMode, Config, Validation};
 use crate::error::ApiError;
-use crate::jobs::Scenario;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
 use crate::registry::{Registry, Until, WaitTimedOut};
+use crate::sim::Scenario;
 use crate::{AppState, serve};
 
 /// A job-launcher-mock serving on `127.0.0.1` and a free port, in this process, until
@@ -189,7 +189,7 @@ impl MockServer {
     /// The refusal the route would answer: a config without a valid `id` or `type`.
     pub async fn launch(&self, config: &Value) -> Result<Value, ApiError> {
         let body = config.to_string();
-        let (_, status) = self.state.jobs.launch_posted(body.as_bytes(), None).await?;
+        let (_, status) = self.state.sim.launch_posted(body.as_bytes(), None).await?;
         Ok(to_value(&status))
     }
 
@@ -202,8 +202,9 @@ impl MockServer {
     pub async fn put_scenario(&self, scenario: &Value) -> Result<(), ApiError> {
         let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
         self.state
-            .jobs
-            .put_scenario(pattern, scenario)
+            .sim
+            .scenarios()
+            .put(pattern, scenario, self.now())
             .await
             .map(|_| ())
     }
@@ -215,7 +216,7 @@ impl MockServer {
     ///
     /// The clock is the system's: start the server with [`MockServerBuilder::manual_clock`].
     pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, ApiError> {
-        self.state.jobs.advance(by).await
+        self.state.sim.advance(by).await
     }
 
     /// The mock's time: the manual clock's, or the system's.

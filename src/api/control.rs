@@ -22,10 +22,10 @@ use super::extract::JsonBody;
 use crate::clock::{Clock, ClockMode};
 use crate::error::{ApiError, ErrorBody};
 use crate::faults::{Faults, RuleView};
-use crate::jobs::{Jobs, Progression, ScenarioView};
 use crate::model::JobState;
 use crate::model::Violation;
 use crate::model::time::rfc3339;
+use crate::sim::{Progression, ScenarioView, Sim};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,8 +46,8 @@ struct MatchPath {
 /// Every scenario, in the order they are tried (an exact id beats a wildcard).
 #[utoipa::path(get, path = "/_mock/scenarios", tag = "mock",
     responses((status = 200, description = "Every scenario", body = Vec<ScenarioView>)))]
-async fn list_scenarios(State(jobs): State<Arc<Jobs>>) -> Json<Vec<ScenarioView>> {
-    Json(jobs.scenarios())
+async fn list_scenarios(State(sim): State<Arc<Sim>>) -> Json<Vec<ScenarioView>> {
+    Json(sim.scenarios().list())
 }
 
 /// One scenario.
@@ -58,10 +58,11 @@ async fn list_scenarios(State(jobs): State<Arc<Jobs>>) -> Json<Vec<ScenarioView>
         (status = 404, description = "No such scenario", body = ErrorBody),
     ))]
 async fn get_scenario(
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     Path(MatchPath { pattern }): Path<MatchPath>,
 ) -> Result<Json<ScenarioView>, ApiError> {
-    jobs.scenario(&pattern)
+    sim.scenarios()
+        .get(&pattern)
         .map(Json)
         .ok_or_else(|| unknown_scenario(&pattern))
 }
@@ -80,12 +81,13 @@ async fn get_scenario(
         (status = 422, description = "The scenario could not run (a step the transition table forbids, a last step that does not end the run, a step that would be due after 9999-12-31T23:59:59.999Z if a run started now); each problem named", body = ErrorBody),
     ))]
 async fn put_scenario(
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     Path(MatchPath { pattern }): Path<MatchPath>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let value = read_json(&body)?;
-    let (created, scenario) = jobs.put_scenario(&pattern, &value).await?;
+    let now = sim.clock().now();
+    let (created, scenario) = sim.scenarios().put(&pattern, &value, now).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -102,10 +104,10 @@ async fn put_scenario(
         (status = 404, description = "No such scenario", body = ErrorBody),
     ))]
 async fn delete_scenario(
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     Path(MatchPath { pattern }): Path<MatchPath>,
 ) -> Result<StatusCode, ApiError> {
-    if jobs.delete_scenario(&pattern).await? {
+    if sim.scenarios().delete(&pattern).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_scenario(&pattern))
@@ -217,7 +219,7 @@ pub struct Advance {
         (status = 422, description = "`by` is missing or not a duration, or would take the clock past 9999-12-31T23:59:59.999Z; nothing changes", body = ErrorBody),
     ))]
 async fn advance_clock(
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     body: JsonBody,
 ) -> Result<Json<ClockView>, ApiError> {
     let value = read_json(&body)?;
@@ -234,8 +236,8 @@ async fn advance_clock(
                     .into(),
             }],
         })?;
-    jobs.advance(by).await?;
-    Ok(Json(clock_view(jobs.clock())))
+    sim.advance(by).await?;
+    Ok(Json(clock_view(sim.clock())))
 }
 
 /// Every fault rule, spent and expired ones too, with how often each hit.

@@ -21,10 +21,11 @@ use utoipa_axum::routes;
 use super::extract::JsonBody;
 use super::{AppState, JobIdNote, Journaled, record_job_id};
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::{Jobs, Source, Submitted};
 use crate::model::JobState;
 use crate::registry::{Accepted, Creates, Registry};
 use crate::routes;
+use crate::sim::Sim;
+use crate::updates::{Source, Submitted, Updates};
 
 /// The routes, `POST` on the status path included: requests for it never reach the
 /// router (see `api::Dispatch`), but the router still documents it and lists it in
@@ -135,11 +136,14 @@ pub struct JobConfig {
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     )
 )]
-async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiError>) -> Response {
+async fn post_status(
+    State(updates): State<Arc<Updates>>,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(refusal) => {
-            jobs.count_refusal(&refusal);
+            updates.count_refusal(&refusal);
             return refusal.into_response();
         }
     };
@@ -148,7 +152,7 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
         job_id,
         outcome,
         journal_seq,
-    } = jobs
+    } = updates
         .submit(&body.bytes, problems, Source::Request, Creates::Yes)
         .await;
     if let Some(job_id) = &job_id {
@@ -210,9 +214,9 @@ pub(crate) fn post_status_service(state: AppState) -> impl super::Answers {
 )]
 async fn list_statuses(
     State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
 ) -> ([(&'static str, String); 1], Json<Vec<Box<RawValue>>>) {
-    jobs.poll_all().await;
+    sim.poll_all().await;
     let evicted = registry.evicted();
     (
         [(EVICTED_HEADER, evicted.to_string())],
@@ -238,8 +242,8 @@ const EVICTED_HEADER: &str = "x-mock-evicted";
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     )
 )]
-async fn launch(State(jobs): State<Arc<Jobs>>, body: JsonBody) -> Result<Response, ApiError> {
-    let (job_id, status) = jobs
+async fn launch(State(sim): State<Arc<Sim>>, body: JsonBody) -> Result<Response, ApiError> {
+    let (job_id, status) = sim
         .launch_posted(&body.bytes, body.media_type_problem())
         .await?;
     record_job_id(&job_id);

@@ -31,12 +31,12 @@ use utoipa_axum::routes;
 use super::extract::Query;
 use super::{AppState, MaxWait, Stopping, record_job_id};
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::Jobs;
 use crate::journal::{Journal, JournalFilter, JournalView};
 use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
 use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
 use crate::routes;
+use crate::sim::Sim;
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -153,10 +153,10 @@ fn parse_states(list: &str) -> Result<Vec<JobState>, ApiError> {
     responses((status = 204, description = "Every run is forgotten")))]
 async fn delete_runs(
     State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
 ) -> Result<StatusCode, ApiError> {
     registry
-        .clear_durably(Vec::new(), move || jobs.forget_simulations())
+        .clear_durably(Vec::new(), move || sim.forget_simulations())
         .await
         .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
@@ -197,12 +197,12 @@ async fn get_run(
 )]
 async fn delete_run(
     State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     Path(job_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     record_job_id(&job_id);
     // Its simulation ends too: a step due later must not bring it back.
-    jobs.forget_simulation(&job_id);
+    sim.forget_simulation(&job_id);
     if registry.remove_durably(&job_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -34,14 +34,16 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::configs::Configs;
 use crate::faults::Faults;
-use crate::jobs::{Jobs, Scenario, scenario};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
 use crate::routes;
 use crate::serve::Peers;
+use crate::sim::{Scenario, Scenarios, Sim, scenario};
 use crate::store::{Restored, Store, Unavailable, detached};
+use crate::updates::Updates;
 
 /// What handlers share, behind one reference count: a request passes it through several
 /// layers, each holding a clone, and one count to update (on a cache line both workers
@@ -74,7 +76,9 @@ handles!(
     journal: Arc<Journal>,
     metrics: Arc<Metrics>,
     clock: Arc<Clock>,
-    jobs: Arc<Jobs>,
+    configs: Arc<Configs>,
+    updates: Arc<Updates>,
+    sim: Arc<Sim>,
     faults: Arc<Faults>,
     access: Arc<auth::Access>,
     stopping: Stopping,
@@ -90,7 +94,9 @@ pub struct Shared {
     pub journal: Arc<Journal>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<Clock>,
-    pub jobs: Arc<Jobs>,
+    pub configs: Arc<Configs>,
+    pub updates: Arc<Updates>,
+    pub sim: Arc<Sim>,
     pub faults: Arc<Faults>,
     pub access: Arc<auth::Access>,
     pub stopping: Stopping,
@@ -179,7 +185,8 @@ impl AppState {
             validation: config.validation,
         };
         let journal = Arc::new(Journal::new(config.journal_size));
-        let (registry, faults, mut persisted) = match persisted {
+        let stored = |e: String| StartError(format!("data directory: {e}"));
+        let (registry, faults, configs, scenarios) = match persisted {
             Some((store, mut restored)) => {
                 let registry = Registry::with_store(
                     limits,
@@ -187,46 +194,53 @@ impl AppState {
                     Arc::clone(&store),
                     &mut restored,
                 )
-                .map_err(|e| StartError(format!("data directory: {e}")))?;
+                .map_err(stored)?;
                 let faults = Faults::with_store(Arc::clone(&store), restored.faults.as_deref())
-                    .map_err(|e| StartError(format!("data directory: {e}")))?;
-                (registry, faults, Some((store, restored)))
+                    .map_err(stored)?;
+                let configs = Configs::persisted(Arc::clone(&store), restored.configs.as_deref())
+                    .map_err(stored)?;
+                let scenarios =
+                    Scenarios::persisted(scenarios, store, restored.scenarios.as_deref())
+                        .map_err(stored)?;
+                (registry, faults, configs, scenarios)
             }
             None => (
                 Registry::new(limits, Arc::clone(&clock)),
                 Faults::default(),
-                None,
+                Configs::default(),
+                Scenarios::new(scenarios),
             ),
         };
         let registry = Arc::new(registry);
+        let configs = Arc::new(configs);
         let metrics = Arc::new(Metrics::new(Arc::clone(&registry), Arc::clone(&journal)));
-        let mut jobs = Jobs::new(
+        let updates = Arc::new(Updates::new(
             Arc::clone(&registry),
             Arc::clone(&journal),
             Arc::clone(&metrics),
             Arc::clone(&clock),
+            Arc::clone(&configs),
+        ));
+        let sim = Arc::new(Sim::new(
+            Arc::clone(&updates),
+            Arc::clone(&registry),
+            Arc::clone(&clock),
+            Arc::clone(&configs),
             scenarios,
-        );
-        if let Some((store, restored)) = persisted.take() {
-            jobs.persist_to(
-                &store,
-                restored.scenarios.as_deref(),
-                restored.configs.as_deref(),
-            )
-            .map_err(|e| StartError(format!("data directory: {e}")))?;
-        }
-        let jobs = Arc::new(jobs);
+        ));
         // Simulated steps due by the system clock need a task to apply them; outside a
         // runtime, `serve` starts it.
         if tokio::runtime::Handle::try_current().is_ok() {
-            jobs.start_driver();
+            sim.start_driver();
         }
         Ok(AppState(Arc::new(Shared {
             registry,
             journal,
             metrics,
             clock,
-            jobs,
+            configs,
+            updates,
+            sim,
             faults: Arc::new(faults),
             access: Arc::new(auth::Access::new(config)),
             stopping: Stopping::default(),
@@ -244,14 +258,19 @@ impl AppState {
     pub async fn reset(&self) -> Result<(), Unavailable> {
         let state = self.clone();
         detached(async move {
-            let (mut writes, jobs_then) = state.jobs.reset_staged().await;
+            let (configs_write, configs_then) = state.configs.clear_staged().await;
+            let (sim_write, sim_then) = state.sim.reset_staged().await;
             let (faults_write, faults_then) = state.faults.clear_staged().await;
-            writes.extend(faults_write);
+            let writes = [configs_write, sim_write, faults_write]
+                .into_iter()
+                .flatten()
+                .collect();
             let journal = Arc::clone(&state.journal);
             state
                 .registry
                 .clear_durably(writes, move || {
-                    jobs_then();
+                    configs_then();
+                    sim_then();
                     faults_then();
                     journal.clear();
                 })

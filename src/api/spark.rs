@@ -24,10 +24,11 @@ use utoipa_axum::routes;
 use super::extract::JsonBody;
 use super::fusion::{JobConfig, JobConfigPut, RunStatus};
 use super::{AppState, JobIdNote, record_job_id};
+use crate::configs::Configs;
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::Jobs;
 use crate::registry::Registry;
 use crate::routes;
+use crate::sim::Sim;
 
 /// The Spark routes under `/api`, and again under `/api/apps/{app}`.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -84,8 +85,8 @@ struct IdPath {
 /// Every job config, in the order they became known (registered, launched or reported).
 #[utoipa::path(get, path = "/spark/configurations", tag = "spark",
     responses((status = 200, description = "Every config", body = Vec<JobConfig>)))]
-async fn list_configs(State(jobs): State<Arc<Jobs>>) -> Json<Vec<Box<RawValue>>> {
-    Json(jobs.configs())
+async fn list_configs(State(configs): State<Arc<Configs>>) -> Json<Vec<Box<RawValue>>> {
+    Json(configs.list())
 }
 
 /// One job config.
@@ -96,11 +97,12 @@ async fn list_configs(State(jobs): State<Arc<Jobs>>) -> Json<Vec<Box<RawValue>>>
         (status = 404, description = "No such config", body = ErrorBody),
     ))]
 async fn get_config(
-    State(jobs): State<Arc<Jobs>>,
+    State(configs): State<Arc<Configs>>,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Json<Box<RawValue>>, ApiError> {
-    jobs.config(&id)
-        .map(Json)
+    configs
+        .get(&id)
+        .map(|config| Json(config.to_raw_value()))
         .ok_or_else(|| unknown_config(&id))
 }
 
@@ -117,12 +119,12 @@ async fn get_config(
         (status = 422, description = "The id or type is missing or malformed", body = ErrorBody),
     ))]
 async fn put_config(
-    State(jobs): State<Arc<Jobs>>,
+    State(configs): State<Arc<Configs>>,
     Path(IdPath { id }): Path<IdPath>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let (created, config) = jobs
-        .put_config(&id, &body.bytes, body.media_type_problem())
+    let (created, config) = configs
+        .put(&id, &body.bytes, body.media_type_problem())
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -140,10 +142,10 @@ async fn put_config(
         (status = 404, description = "No such config", body = ErrorBody),
     ))]
 async fn delete_config(
-    State(jobs): State<Arc<Jobs>>,
+    State(configs): State<Arc<Configs>>,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<StatusCode, ApiError> {
-    if jobs.delete_config(&id).await? {
+    if configs.delete(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_config(&id))
@@ -155,10 +157,10 @@ async fn delete_config(
     responses((status = 200, description = "The latest run of every config", body = Vec<RunStatus>)))]
 async fn list_jobs(
     State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
 ) -> Json<Vec<Box<RawValue>>> {
     let latest = registry.latest_runs();
-    jobs.poll(latest.iter().map(|(_, job_id)| job_id.as_ref()))
+    sim.poll(latest.iter().map(|(_, job_id)| job_id.as_ref()))
         .await;
     Json(
         latest
@@ -178,10 +180,10 @@ async fn list_jobs(
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     ))]
 async fn start_job(
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
-    let (job_id, status) = jobs
+    let (job_id, status) = sim
         .launch_known(&id)
         .await
         .ok_or_else(|| unknown_config(&id))??;
@@ -197,11 +199,11 @@ async fn start_job(
     ))]
 async fn get_job(
     State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     let job_id = registry.latest_run_of(&id).ok_or_else(|| never_ran(&id))?;
-    jobs.poll([job_id.as_ref()]).await;
+    sim.poll([job_id.as_ref()]).await;
     let status = registry.status(&job_id).ok_or_else(|| never_ran(&id))?;
     Ok(with_job_id(job_id, Json(status)))
 }
@@ -216,11 +218,11 @@ async fn get_job(
     ))]
 async fn cancel_job(
     State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
+    State(sim): State<Arc<Sim>>,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     let job_id = registry.latest_run_of(&id).ok_or_else(|| never_ran(&id))?;
-    let status = jobs.cancel(&job_id).await.ok_or_else(|| never_ran(&id))??;
+    let status = sim.cancel(&job_id).await.ok_or_else(|| never_ran(&id))??;
     Ok(with_job_id(job_id, Json(status)))
 }
 

@@ -67,7 +67,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    state.jobs.start_driver();
+    state.sim.start_driver();
     let stopping = state.stopping.clone();
     let peers = state.peers;
     let stack = api::service(state);
