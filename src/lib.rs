@@ -24,7 +24,9 @@
 //! For everything else, [`app`] is the whole service as an axum `Router`, and [`serve`]
 //! runs it on a listener until a shutdown future resolves.
 
+pub mod access;
 pub mod api;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod configs;
@@ -44,8 +46,10 @@ pub mod store;
 mod sync;
 pub mod telemetry;
 pub mod updates;
+pub mod world;
 
-pub use api::{AppState, app, openapi};
+pub use api::{app, openapi};
+pub use app::AppState;
 pub use config::Config;
 pub use model::JobState;
 pub use registry::WaitTimedOut;

@@ -170,7 +170,7 @@ impl MockServer {
     /// Every request the journal holds, oldest first, as `GET /_mock/requests` lists
     /// them: accepted and refused, with status, error code and warnings.
     pub async fn requests(&self) -> Vec<Value> {
-        let view = self.state.journal.view(&JournalFilter::default());
+        let view = self.state.world().journal.view(&JournalFilter::default());
         view.entries.iter().map(to_value).collect()
     }
 
@@ -189,7 +189,8 @@ impl MockServer {
     /// The refusal the route would answer: a config without a valid `id` or `type`.
     pub async fn launch(&self, config: &Value) -> Result<Value, ApiError> {
         let body = config.to_string();
-        let (_, status) = self.state.sim.launch_posted(body.as_bytes(), None).await?;
+        let world = self.state.world();
+        let (_, status) = world.sim.launch_posted(body.as_bytes(), None).await?;
         Ok(to_value(&status))
     }
 
@@ -202,6 +203,7 @@ impl MockServer {
     pub async fn put_scenario(&self, scenario: &Value) -> Result<(), ApiError> {
         let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
         self.state
+            .world()
             .sim
             .scenarios()
             .put(pattern, scenario, self.now())
@@ -216,12 +218,12 @@ impl MockServer {
     ///
     /// The clock is the system's: start the server with [`MockServerBuilder::manual_clock`].
     pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, ApiError> {
-        self.state.sim.advance(by).await
+        self.state.world().sim.advance(by).await
     }
 
     /// The mock's time: the manual clock's, or the system's.
     pub fn now(&self) -> DateTime<Utc> {
-        self.state.clock.now()
+        self.state.world().clock.now()
     }
 
     /// Adds a fault rule (`{"match", "action", "times", "probability", "seed", "ttl"}`),
@@ -231,20 +233,20 @@ impl MockServer {
     ///
     /// A rule that is not valid, each problem named.
     pub async fn add_fault(&self, rule: &Value) -> Result<u64, ApiError> {
-        let added = self.state.faults.add(rule, self.now()).await;
+        let added = self.state.world().faults.add(rule, self.now()).await;
         added.map(|rule| rule.id)
     }
 
     /// Every fault rule, with `fired` and `active`, as `GET /_mock/faults` lists them.
     pub async fn faults(&self) -> Vec<Value> {
-        let rules = self.state.faults.list(self.now());
+        let rules = self.state.world().faults.list(self.now());
         rules.iter().map(to_value).collect()
     }
 
     /// Removes every fault rule.
     pub async fn clear_faults(&self) {
         // In memory, where nothing can fail to be stored.
-        let _ = self.state.faults.clear().await;
+        let _ = self.state.world().faults.clear().await;
     }
 
     /// A future that resolves once the server has stopped serving (after it is dropped,
@@ -272,7 +274,7 @@ impl MockServer {
     }
 
     fn registry(&self) -> &Arc<Registry> {
-        &self.state.registry
+        &self.state.world().registry
     }
 }
 

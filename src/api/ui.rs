@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
+use crate::app::AppState;
 use crate::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -360,7 +360,10 @@ mod tests {
             Progression::Time,
             at(0),
         );
-        assert_eq!(queue.polled(["polled", "timed", "other"]), ["polled".into()]);
+        assert_eq!(
+            queue.polled(["polled", "timed", "other"]),
+            ["polled".into()]
+        );
         assert_eq!(queue.all_polled(), ["polled".into()]);
         queue.end(&polled);
         assert!(queue.polled(["polled"]).is_empty());

@@ -703,6 +703,7 @@ async fn a_step_for_a_run_that_is_gone_is_refused_rather_than_creating_it() {
     let step = update("gone", "running").to_string();
     let submitted = app
         .state
+        .world()
         .updates
         .submit(step.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
         .await;
