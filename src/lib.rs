@@ -21,7 +21,7 @@
 //! # }
 //! ```
 //!
-//! For everything else, [`app`] is the whole service as an axum `Router`, and [`serve`]
+//! For everything else, [`app()`] is the whole service as an axum `Router`, and [`serve()`]
 //! runs it on a listener until a shutdown future resolves.
 
 pub mod access;

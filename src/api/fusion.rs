@@ -24,7 +24,7 @@ use crate::routes;
 use crate::updates::{Source, Submitted};
 
 /// The routes, `POST` on the status path included: requests for it never reach the
-/// router (the api sends them straight to [`post_status`]), but the router still
+/// router (the api sends them straight to `post_status`), but the router still
 /// documents it and lists it in a 405's `Allow`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
