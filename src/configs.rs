@@ -296,7 +296,8 @@ fn not_stored(cause: Unavailable) -> ApiError {
     ApiError::StorageUnavailable(cause.to_string())
 }
 
+/// The configs as the store keeps them: a JSON array, each as posted.
 fn render(known: &Known) -> String {
-    let listed: Vec<&str> = known.values().map(RawJson::as_str).collect();
-    format!("[{}]", listed.join(","))
+    let listed: Vec<&RawJson> = known.values().collect();
+    serde_json::to_string(&listed).unwrap_or_else(|_| "[]".to_owned())
 }

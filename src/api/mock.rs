@@ -483,8 +483,8 @@ impl Feed {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     self.done = true;
-                    let data = format!("{{\"missed\":{missed},\"lastEventId\":{}}}", self.until);
-                    return Some(Event::default().event("lagged").data(data));
+                    let data = serde_json::json!({"missed": missed, "lastEventId": self.until});
+                    return Some(Event::default().event("lagged").data(data.to_string()));
                 }
                 Err(RecvError::Closed) => return None,
             }

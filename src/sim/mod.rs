@@ -15,17 +15,17 @@ pub mod queue;
 pub mod scenario;
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use self::queue::{Outcome, Queue};
+use self::scenario::MergedResult;
 use crate::clock::{Clock, ClockMode, END_OF_TIME, later, past_the_end};
 use crate::configs::{self, Configs};
 use crate::error::ApiError;
@@ -128,15 +128,16 @@ impl Sim {
             });
         }
         let job_id = self.fresh_job_id();
-        let mut body = String::with_capacity(config.as_str().len() + 200);
-        let _ = write!(
-            body,
-            "{{\"state\":\"{}\",\"jobId\":\"{job_id}\",\"jobConfig\":{},\"hostname\":\"driver-{job_id}\",\
-             \"result\":{{\"jobConfigId\":{},\"jobRunId\":\"{job_id}\"}}}}",
-            scenario::LAUNCH_STATE,
-            config.as_str(),
-            Value::from(config_id),
-        );
+        let body = to_json(&LaunchedStatus {
+            state: scenario::LAUNCH_STATE,
+            job_id: &job_id,
+            job_config: config,
+            hostname: format!("driver-{job_id}"),
+            result: LaunchedResult {
+                job_config_id: config_id,
+                job_run_id: &job_id,
+            },
+        })?;
         self.updates
             .submit(
                 body.as_bytes(),
@@ -239,28 +240,30 @@ impl Sim {
             return None;
         }
         let at_text = rfc3339(at);
-        let mut body = format!(
-            "{{\"jobId\":{},\"state\":\"{}\"",
-            Value::from(job_id),
-            step.state
-        );
-        if let Some(step_result) = &step.result {
-            let merged = scenario::merged_result(result.as_ref().map(RawJson::as_str), step_result);
-            let _ = write!(body, ",\"result\":{merged}");
-        }
-        let start = facts.start_time.clone();
+        let start = facts.start_time;
         let reaches_running = step.state == JobState::Running || step.state.is_ended();
-        if start.is_none() && reaches_running {
-            let _ = write!(body, ",\"startTime\":\"{at_text}\"");
-        }
-        if step.state.is_ended() {
+        // An ended run's duration, in milliseconds since it started (0 if it never ran).
+        let ends = if step.state.is_ended() {
             let end = Timestamp::parse(&at_text)?;
-            let start_attos = start.map_or(end.attos(), |s| s.attos());
-            let duration = (end.attos() - start_attos).max(0) / ATTOS_PER_MILLI;
-            let _ = write!(body, ",\"endTime\":\"{at_text}\",\"duration\":{duration}");
-        }
-        body.push('}');
-        Some(body)
+            let start_attos = start.as_ref().map_or(end.attos(), Timestamp::attos);
+            let millis = (end.attos() - start_attos).max(0) / ATTOS_PER_MILLI;
+            Some(u64::try_from(millis).unwrap_or(u64::MAX))
+        } else {
+            None
+        };
+        let current = result.as_ref().map(RawJson::as_str);
+        to_json(&StepStatus {
+            job_id,
+            state: step.state,
+            result: step
+                .result
+                .as_ref()
+                .map(|step_result| MergedResult::new(current, step_result)),
+            start_time: (start.is_none() && reaches_running).then_some(at_text.as_str()),
+            end_time: ends.map(|_| at_text.as_str()),
+            duration: ends,
+        })
+        .ok()
     }
 
     /// A poll of these runs: each simulated run that moves by polls takes its next step.
@@ -297,10 +300,10 @@ impl Sim {
             }
             Some(JobState::Cancelling) => {}
             _ => {
-                let body = format!(
-                    "{{\"jobId\":{},\"state\":\"cancelling\"}}",
-                    Value::from(job_id.as_ref())
-                );
+                let body = match to_json(&StepStatus::only(job_id, JobState::Cancelling)) {
+                    Ok(body) => body,
+                    Err(bug) => return Some(Err(bug)),
+                };
                 if let Err(refusal) = self
                     .updates
                     .submit(body.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
@@ -444,9 +447,114 @@ async fn drive(sim: Weak<Sim>, wake: Arc<Notify>) {
     }
 }
 
+/// A launched run's first status, `starting`: what Fusion answers a launch.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LaunchedStatus<'a> {
+    state: JobState,
+    job_id: &'a str,
+    /// The config as posted.
+    job_config: &'a RawJson,
+    hostname: String,
+    result: LaunchedResult<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LaunchedResult<'a> {
+    job_config_id: &'a str,
+    job_run_id: &'a str,
+}
+
+/// The status update a simulated step (or a cancel) posts.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepStatus<'a> {
+    job_id: &'a str,
+    state: JobState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<MergedResult<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u64>,
+}
+
+impl<'a> StepStatus<'a> {
+    /// An update of the state alone.
+    fn only(job_id: &'a str, state: JobState) -> Self {
+        StepStatus {
+            job_id,
+            state,
+            result: None,
+            start_time: None,
+            end_time: None,
+            duration: None,
+        }
+    }
+}
+
+/// A body the simulation posts, as JSON.
+fn to_json(body: &impl Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(body)
+        .map_err(|e| ApiError::Internal(format!("a simulated update cannot be written: {e}")))
+}
+
 fn violation(field: &str, message: &str) -> Violation {
     Violation {
         field: field.to_owned().into(),
         message: message.to_owned().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_launch_posts_fusions_starting_status_with_the_config_as_posted() {
+        let config = RawJson::whole(Arc::from(r#" { "id" : "nightly", "big": 1e400 } "#));
+        let body = to_json(&LaunchedStatus {
+            state: scenario::LAUNCH_STATE,
+            job_id: "abcdefghijkl",
+            job_config: &config,
+            hostname: "driver-abcdefghijkl".to_owned(),
+            result: LaunchedResult {
+                job_config_id: "nightly",
+                job_run_id: "abcdefghijkl",
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            body,
+            r#"{"state":"starting","jobId":"abcdefghijkl","jobConfig":{ "id" : "nightly", "big": 1e400 },"hostname":"driver-abcdefghijkl","result":{"jobConfigId":"nightly","jobRunId":"abcdefghijkl"}}"#
+        );
+    }
+
+    #[test]
+    fn a_step_posts_only_the_fields_its_state_has() {
+        let cancel = to_json(&StepStatus::only("r\"1", JobState::Cancelling)).unwrap();
+        assert_eq!(cancel, r#"{"jobId":"r\"1","state":"cancelling"}"#);
+        let step = serde_json::json!({"docs": 5});
+        let end = to_json(&StepStatus {
+            job_id: "r1",
+            state: JobState::Finished,
+            result: Some(MergedResult::new(
+                Some(r#"{"jobRunId": "r1"}"#),
+                step.as_object().unwrap(),
+            )),
+            start_time: None,
+            end_time: Some("2026-01-01T00:00:01.000Z"),
+            duration: Some(1000),
+        })
+        .unwrap();
+        assert_eq!(
+            end,
+            r#"{"jobId":"r1","state":"finished","result":{"jobRunId":"r1","docs":5},"endTime":"2026-01-01T00:00:01.000Z","duration":1000}"#
+        );
     }
 }

@@ -6,16 +6,19 @@
 //! run past the end the last (say, a nightly job that fails on its second night). One
 //! that could not run is refused when it is given, never at run time.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::clock::{later, past_the_end};
 use crate::error::ApiError;
+use crate::model::json;
 use crate::model::{JobState, Violation};
 use crate::store::{Saved, Store, Write};
 
@@ -664,30 +667,39 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// A `result` object with `step`'s members merged in: the current members as they are,
-/// those of the step replacing any of the same name.
-pub fn merged_result(current: Option<&str>, step: &Map<String, Value>) -> String {
-    let mut out = String::from("{");
-    let members = current
-        .and_then(|raw| crate::model::json::object_members(raw).ok())
-        .unwrap_or_default();
-    for (name, value) in members
-        .iter()
-        .filter(|(name, _)| !step.contains_key(name.as_ref()))
-    {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        let _ = write!(out, "{}:{}", Value::from(name.as_ref()), value.get());
+/// A `result` object with a step's members merged in: the run's current members as they
+/// are (raw, as posted), those of the step replacing any of the same name.
+pub struct MergedResult<'a> {
+    current: Vec<(Cow<'a, str>, &'a RawValue)>,
+    step: &'a Map<String, Value>,
+}
+
+impl<'a> MergedResult<'a> {
+    /// `current`, the run's `result` as posted (if it has one that is an object), with
+    /// `step`'s members merged in.
+    pub fn new(current: Option<&'a str>, step: &'a Map<String, Value>) -> Self {
+        let current = current
+            .and_then(|raw| json::object_members(raw).ok())
+            .unwrap_or_default();
+        MergedResult { current, step }
     }
-    for (name, value) in step {
-        if out.len() > 1 {
-            out.push(',');
+}
+
+impl Serialize for MergedResult<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let kept = self
+            .current
+            .iter()
+            .filter(|(name, _)| !self.step.contains_key(name.as_ref()));
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in kept {
+            map.serialize_entry(name, value)?;
         }
-        let _ = write!(out, "{}:{}", Value::from(name.as_str()), value);
+        for (name, value) in self.step {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
-    out.push('}');
-    out
 }
 
 #[cfg(test)]
@@ -834,17 +846,18 @@ mod tests {
     #[test]
     fn results_merge_member_by_member() {
         let step = json!({"docsWritten": 5, "jobRunId": "x"});
-        let merged = merged_result(
-            Some(r#"{"jobRunId":"a","big":123456789012345678901234}"#),
-            step.as_object().unwrap(),
-        );
+        let merged = |current| {
+            serde_json::to_string(&MergedResult::new(current, step.as_object().unwrap())).unwrap()
+        };
         assert_eq!(
-            merged,
+            merged(Some(r#"{"jobRunId":"a","big":123456789012345678901234}"#)),
             r#"{"big":123456789012345678901234,"docsWritten":5,"jobRunId":"x"}"#
         );
+        assert_eq!(merged(None), r#"{"docsWritten":5,"jobRunId":"x"}"#);
         assert_eq!(
-            merged_result(None, step.as_object().unwrap()),
-            r#"{"docsWritten":5,"jobRunId":"x"}"#
+            merged(Some(r#"{"a\"b" : [1, 2]}"#)),
+            r#"{"a\"b":[1, 2],"docsWritten":5,"jobRunId":"x"}"#,
+            "names are escaped, values kept as posted"
         );
     }
 }
