@@ -189,6 +189,12 @@ pub fn read_launched(
     }
 }
 
+/// The `id` of a config posted to be launched, read as the launch reads it; `None` when
+/// it has none (or is not a config at all).
+pub fn launched_id(body: &[u8]) -> Option<String> {
+    ConfigBody::read(body).ok()?.id()
+}
+
 /// Fusion's rule for a config id: a letter, then letters, digits, `_` and `-`, at most
 /// 63 characters in all.
 fn check_id(id: &str) -> Vec<Violation> {

@@ -18,7 +18,7 @@ use crate::configs::Configs;
 use crate::error::ApiError;
 use crate::journal::{Journal, Record};
 use crate::metrics::Metrics;
-use crate::model::json::{self, RawJson};
+use crate::model::json::RawJson;
 use crate::model::{Problem, StatusUpdate};
 use crate::registry::{Accepted, Creates, DurableWitness, Registry};
 use crate::routes;
@@ -208,11 +208,7 @@ fn read_update(
     let Some(job_id) = update.job_id.clone() else {
         // Without a well-formed jobId there is no run to check the update against;
         // the journal still names the one it has, if it is a string.
-        let named = update
-            .members
-            .get("jobId")
-            .and_then(|raw| json::as_string(raw.as_str()))
-            .map(|id| Arc::from(id.as_ref()));
+        let named = update.named_job_id().map(|id| Arc::from(id.as_ref()));
         let refusal = ApiError::refusal(problems);
         return Err(Submitted {
             journal_seq: journaling.record(named.as_ref(), Err(&refusal)),

@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
-use serde_json::Value;
 use tokio::time::Sleep;
 use tower::{Layer, Service, ServiceExt};
 use tracing::{Instrument, Span};
@@ -25,10 +24,12 @@ use tracing::{Instrument, Span};
 use super::auth;
 use super::extract::{Scope, read_body};
 use crate::app::{AppState, REQUEST_ID, RequestTimeout};
+use crate::configs;
 use crate::error::{self, ApiError, ErrorCode, ErrorReport};
 use crate::faults::{self, Action};
 use crate::journal::Record;
 use crate::metrics::Metrics;
+use crate::model::StatusUpdate;
 use crate::routes::{self, Surface};
 use crate::world::World;
 
@@ -400,20 +401,21 @@ impl Ids {
         }
     }
 
-    /// The ids in a body: a status update's `jobId` and `jobConfig.id`, a launched
-    /// config's `id`.
+    /// The ids in a body, read as its route reads them (a byte order mark, a name
+    /// written twice): a launched config's `id`; on any other route, a status update's
+    /// `jobId` and `jobConfig.id`.
     fn read_body(&mut self, bytes: &[u8], path: &str) {
-        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
+        if path == routes::LAUNCH {
+            let id = || configs::launched_id(bytes);
+            self.job_config_id = self.job_config_id.take().or_else(id);
+            return;
+        }
+        let Ok((update, _)) = StatusUpdate::parse(bytes) else {
             return;
         };
-        let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
-        if path == routes::LAUNCH {
-            self.job_config_id = self.job_config_id.take().or_else(|| text(body.get("id")));
-        } else {
-            self.job_id = text(body.get("jobId"));
-            let config_id = body.get("jobConfig").and_then(|c| c.get("id"));
-            self.job_config_id = self.job_config_id.take().or_else(|| text(config_id));
-        }
+        self.job_id = update.named_job_id().map(Cow::into_owned);
+        let config_id = || update.facts.config_id().map(str::to_owned);
+        self.job_config_id = self.job_config_id.take().or_else(config_id);
     }
 }
 

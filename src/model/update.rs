@@ -181,6 +181,20 @@ impl StatusUpdate {
     }
 }
 
+impl StatusUpdate {
+    /// The run it names: its jobId when well-formed, else whatever string its `jobId`
+    /// holds (for the journal, and for fault rules); `None` when it has none.
+    pub fn named_job_id(&self) -> Option<Cow<'_, str>> {
+        match &self.job_id {
+            Some(id) => Some(Cow::Borrowed(id)),
+            None => self
+                .members
+                .get("jobId")
+                .and_then(|raw| json::as_string(raw.as_str())),
+        }
+    }
+}
+
 fn read_state(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobState> {
     let state = json::as_string(raw).and_then(|s| JobState::from_name(&s));
     if state.is_none() {
