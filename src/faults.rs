@@ -1,5 +1,7 @@
 //! Injected faults: rules that make the Fusion routes misbehave, so a client's retries
-//! and timeouts can be tested (docs/contract.md, Faults). The mock's own routes never fault.
+//! and timeouts can be tested (docs/contract.md, Faults). Rules are kept, matched and
+//! counted here; the api's layers read a request's ids and carry out what a rule says.
+//! The mock's own routes never fault.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

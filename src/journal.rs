@@ -1,6 +1,7 @@
 //! The journal: every request to the Fusion surface, accepted or refused, so a test can
 //! see exactly what a client sent and what it was told. Bounded by `--journal-size`; the
-//! oldest entries go first, and are counted.
+//! oldest entries go first, and are counted. It records what it is told (by the update
+//! path and the api's layers); it judges nothing.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;

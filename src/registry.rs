@@ -1,5 +1,6 @@
-//! The store of runs: each run's current status, its history, and the bounds on both.
-//! This is the only module that locks runs.
+//! The runs: each run's current status, its history, and the bounds on both. This is the
+//! only module that locks runs. It knows no HTTP and writes no journal: the update path
+//! (`updates`) brings it updates, already parsed, and it judges and applies them.
 //!
 //! Runs live in a map behind a read-write lock; each run has a mutex of its own. An update
 //! to a known run takes the map's read lock just long enough to find the run, then does

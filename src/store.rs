@@ -1,5 +1,7 @@
 //! Persistence with `--data-dir`: an embedded redb database the registry, scenarios,
-//! configs and fault rules are written to, and read back from at start.
+//! configs and fault rules are written to, and read back from at start. It keeps records
+//! and says when they are durable; what a change means, and when it may be made, the
+//! registry and the others decide.
 //!
 //! Writes go to one writer thread through a queue, in the order they were made. The
 //! thread takes every write waiting, applies them in one transaction and commits it with

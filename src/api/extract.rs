@@ -1,5 +1,6 @@
-//! Extractors whose rejections are [`ApiError`]s, so a bad request gets the same JSON
-//! error body as every other refusal.
+//! What handlers take from a request: the world it acts on ([`Scope`]), and bodies and
+//! query parameters whose rejections are [`ApiError`]s, so a bad request gets the same
+//! JSON error body as every other refusal.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! The rules an update is held to against its run (docs/contract.md, Validation): transitions,
-//! identity, timing, and the result-consistency warnings.
+//! The rules an update is held to against its run (docs/contract.md, Validation):
+//! transitions, identity, timing, and the result-consistency warnings. They read facts
+//! and say what they find; they keep nothing and lock nothing (the registry applies).
 
 use std::sync::Arc;
 
