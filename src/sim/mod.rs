@@ -86,10 +86,6 @@ impl Sim {
         }
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// The scenarios a launched run's steps come from.
     pub fn scenarios(&self) -> &Scenarios {
         &self.scenarios
