@@ -96,9 +96,18 @@ impl AppState {
             None => Vec::new(),
         };
         let persisted = match &config.data_dir {
+            #[cfg(feature = "persistence")]
             Some(dir) => {
                 let (store, restored) = Store::open(dir).map_err(|e| StartError(e.to_string()))?;
                 Some((Arc::new(store), restored))
+            }
+            #[cfg(not(feature = "persistence"))]
+            Some(dir) => {
+                return Err(StartError(format!(
+                    "--data-dir {}: this build has no persistence (the crate's `persistence` \
+                     feature)",
+                    dir.display()
+                )));
             }
             None => None,
         };

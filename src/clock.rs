@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::model::Violation;
@@ -28,7 +27,8 @@ pub const END_OF_TIME: DateTime<Utc> = match DateTime::from_timestamp_millis(253
     None => panic!("the end of time is a valid time"),
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ClockMode {
     /// The wall clock.

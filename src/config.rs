@@ -6,110 +6,112 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+#[cfg(feature = "cli")]
+use clap::Parser;
 
 pub use crate::clock::ClockMode;
 
 /// A stand-in for Lucidworks Fusion's job-launcher API, for tests.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "job-launcher-mock", version, about)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Parser))]
+#[cfg_attr(feature = "cli", command(name = "job-launcher-mock", version, about))]
 pub struct Config {
-    #[command(subcommand)]
+    #[cfg_attr(feature = "cli", command(subcommand))]
     pub command: Option<Command>,
 
     /// Address to listen on.
-    #[arg(long, env = "JLM_BIND", global = true, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_BIND", global = true, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST)))]
     pub bind: IpAddr,
 
     /// Port to listen on (Fusion's job-launcher uses 8083); 0 picks a free one.
-    #[arg(long, env = "JLM_PORT", global = true, default_value_t = DEFAULT_PORT)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_PORT", global = true, default_value_t = DEFAULT_PORT))]
     pub port: u16,
 
     /// strict refuses rule violations; lenient accepts them with recorded warnings.
-    #[arg(long, env = "JLM_VALIDATION", value_enum, default_value_t = Validation::Strict)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_VALIDATION", value_enum, default_value_t = Validation::Strict))]
     pub validation: Validation,
 
     /// Most runs kept; past it the oldest ended run is evicted.
-    #[arg(long, env = "JLM_MAX_RUNS", default_value_t = DEFAULT_MAX_RUNS)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_MAX_RUNS", value_parser = at_least_one, default_value_t = DEFAULT_MAX_RUNS))]
     pub max_runs: NonZeroUsize,
 
     /// Most history entries kept per run; past it the oldest are dropped.
-    #[arg(long, env = "JLM_MAX_HISTORY", default_value_t = DEFAULT_MAX_HISTORY)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_MAX_HISTORY", value_parser = at_least_one, default_value_t = DEFAULT_MAX_HISTORY))]
     pub max_history: NonZeroUsize,
 
     /// Most requests the journal (`/_mock/requests`) keeps; past it the oldest are dropped.
-    #[arg(long, env = "JLM_JOURNAL_SIZE", default_value_t = DEFAULT_JOURNAL_SIZE)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_JOURNAL_SIZE", value_parser = at_least_one, default_value_t = DEFAULT_JOURNAL_SIZE))]
     pub journal_size: NonZeroUsize,
 
     /// Largest request body accepted, in bytes; also bounds a run's merged status.
-    #[arg(long, env = "JLM_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_MAX_BODY_BYTES", value_parser = at_least_one, default_value_t = DEFAULT_MAX_BODY_BYTES))]
     pub max_body_bytes: NonZeroUsize,
 
     /// system follows the wall clock; manual moves only by POST /_mock/clock/advance.
-    #[arg(long, env = "JLM_CLOCK", value_enum, default_value_t = ClockMode::System)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_CLOCK", value_enum, default_value_t = ClockMode::System))]
     pub clock: ClockMode,
 
     /// A JSON file with an array of scenarios for simulated runs (see the README).
-    #[arg(long, env = "JLM_SCENARIOS")]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_SCENARIOS"))]
     pub scenarios: Option<PathBuf>,
 
     /// Keep runs, histories, scenarios, configs and fault rules in this directory, across
     /// restarts; without it everything stays in memory.
-    #[arg(long, env = "JLM_DATA_DIR", value_name = "DIR")]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_DATA_DIR", value_name = "DIR"))]
     pub data_dir: Option<PathBuf>,
 
     /// Require `Authorization: Basic` with these credentials on the Fusion routes
     /// (`/job-launcher/*`, `/api/*`); with --api-key too, either one is enough.
-    #[arg(long, env = "JLM_BASIC_AUTH", hide_env_values = true, allow_hyphen_values = true, value_name = "USER:PASS", value_parser = Credentials::parse)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_BASIC_AUTH", hide_env_values = true, allow_hyphen_values = true, value_name = "USER:PASS", value_parser = Credentials::parse))]
     pub basic_auth: Option<Credentials>,
 
     /// Require this key in `x-api-key` on the Fusion routes.
-    #[arg(long, env = "JLM_API_KEY", hide_env_values = true, allow_hyphen_values = true, value_name = "KEY", value_parser = Secret::parse)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_API_KEY", hide_env_values = true, allow_hyphen_values = true, value_name = "KEY", value_parser = Secret::parse))]
     pub api_key: Option<Secret>,
 
     /// Require `Authorization: Bearer TOKEN` on every /_mock route (the dashboard and the
     /// event stream also take `?access_token=TOKEN`).
-    #[arg(long, env = "JLM_ADMIN_TOKEN", hide_env_values = true, allow_hyphen_values = true, value_name = "TOKEN", value_parser = Secret::parse)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_ADMIN_TOKEN", hide_env_values = true, allow_hyphen_values = true, value_name = "TOKEN", value_parser = Secret::parse))]
     pub admin_token: Option<Secret>,
 
     /// Log line format.
-    #[arg(long, env = "JLM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty))]
     pub log_format: LogFormat,
 
     /// Longest a request may take before it is answered 408, so shutdown cannot hang.
-    #[arg(
+    #[cfg_attr(feature = "cli", arg(
         long,
         env = "JLM_REQUEST_TIMEOUT",
         default_value_t = DEFAULT_REQUEST_TIMEOUT.into()
-    )]
+    ))]
     pub request_timeout: humantime::Duration,
 
     /// Longest a /_mock/runs/{jobId}/wait may take; a longer timeout is cut to it.
-    #[arg(long, env = "JLM_MAX_WAIT", default_value_t = DEFAULT_MAX_WAIT.into())]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_MAX_WAIT", default_value_t = DEFAULT_MAX_WAIT.into()))]
     pub max_wait: humantime::Duration,
 
     /// Longest a client may take to send a whole request head (from connecting, or from
     /// the first byte of a later request on the connection); past it the connection is
     /// closed.
-    #[arg(long, env = "JLM_HEADER_TIMEOUT", default_value_t = DEFAULT_HEADER_TIMEOUT.into())]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_HEADER_TIMEOUT", default_value_t = DEFAULT_HEADER_TIMEOUT.into()))]
     pub header_timeout: humantime::Duration,
 
     /// Longest a keep-alive connection may sit idle between requests before it is closed.
-    #[arg(long, env = "JLM_IDLE_TIMEOUT", default_value_t = DEFAULT_IDLE_TIMEOUT.into())]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_IDLE_TIMEOUT", default_value_t = DEFAULT_IDLE_TIMEOUT.into()))]
     pub idle_timeout: humantime::Duration,
 
     /// Most connections open at once; past it new ones wait in the listen queue until
     /// one closes.
-    #[arg(long, env = "JLM_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_MAX_CONNECTIONS", value_parser = at_least_one, default_value_t = DEFAULT_MAX_CONNECTIONS))]
     pub max_connections: NonZeroUsize,
 
     /// Longest a shutdown (SIGTERM, Ctrl-C) waits for in-flight requests before it closes
     /// what is left and exits.
-    #[arg(
+    #[cfg_attr(feature = "cli", arg(
         long,
         env = "JLM_SHUTDOWN_TIMEOUT",
         default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.into()
-    )]
+    ))]
     pub shutdown_timeout: humantime::Duration,
 }
 
@@ -126,6 +128,16 @@ pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = nonzero(10_000);
 /// Inside Docker's 10 s between SIGTERM and SIGKILL.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A count that must be at least 1, as a flag gives it: a clear word for `0`, rather
+/// than the standard library's "number would be zero for non-zero type".
+pub fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_owned())
+}
+
 /// A non-zero constant; zero fails the build, since constants are evaluated then.
 const fn nonzero(n: usize) -> NonZeroUsize {
     match NonZeroUsize::new(n) {
@@ -135,14 +147,16 @@ const fn nonzero(n: usize) -> NonZeroUsize {
 }
 
 /// What to do instead of serving.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum Command {
     /// Exit 0 if the service on --port (of this host) answers /actuator/health with
     /// 200, else 1: a container's HEALTHCHECK, with no curl in the image.
     Healthcheck,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Validation {
     /// Rule violations are refused (409/422).
     Strict,
@@ -150,7 +164,8 @@ pub enum Validation {
     Lenient,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum LogFormat {
     /// One human-readable line per event.
     Pretty,
@@ -163,7 +178,8 @@ pub enum LogFormat {
 pub struct Secret(String);
 
 impl Secret {
-    fn parse(text: &str) -> Result<Secret, String> {
+    /// A secret as a flag gives it: not empty.
+    pub fn parse(text: &str) -> Result<Secret, String> {
         if text.is_empty() {
             return Err("must not be empty".to_owned());
         }
@@ -193,7 +209,8 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    fn parse(text: &str) -> Result<Credentials, String> {
+    /// `USER:PASS`, both non-empty.
+    pub fn parse(text: &str) -> Result<Credentials, String> {
         match text.split_once(':') {
             Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Credentials {
                 user: user.to_owned(),
@@ -209,6 +226,7 @@ impl Config {
         SocketAddr::new(self.bind, self.port)
     }
 
+    #[cfg(feature = "cli")]
     /// The flags of this process, from its command line and environment, as
     /// [`Parser::parse`] reads them, except that no secret is printed: `--help` shows
     /// the secrets' variables without their values (`hide_env_values`), a secret that
@@ -229,6 +247,7 @@ impl Config {
 }
 
 /// The flags that take a secret, with their environment variables.
+#[cfg(feature = "cli")]
 const SECRET_FLAGS: [(&str, &str); 3] = [
     ("--basic-auth", "JLM_BASIC_AUTH"),
     ("--api-key", "JLM_API_KEY"),
@@ -237,6 +256,7 @@ const SECRET_FLAGS: [(&str, &str); 3] = [
 
 /// Every secret value given on the command line (`--api-key K`, `--api-key=K`) or in
 /// the environment, whether or not it is valid, and the password of each `USER:PASS`.
+#[cfg(feature = "cli")]
 fn secrets_given(
     args: impl IntoIterator<Item = std::ffi::OsString>,
     vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
@@ -272,6 +292,7 @@ fn secrets_given(
 }
 
 /// `text` with every occurrence of each secret replaced by `***`.
+#[cfg(feature = "cli")]
 fn hide(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_owned(), |text, secret| {
         text.replace(secret.as_str(), "***")
@@ -307,7 +328,7 @@ impl Default for Config {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
 

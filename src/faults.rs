@@ -828,10 +828,11 @@ mod tests {
         assert!((16..=48).contains(&count), "{count} of 64 at p = 0.5");
     }
 
+    #[cfg(feature = "persistence")]
     #[tokio::test]
     async fn a_rule_the_store_cannot_write_is_not_added() {
         let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (store, _) = crate::store::flaky::store(&full);
+        let (store, _) = crate::store::database::flaky::store(&full);
         let faults = Arc::new(Faults::with_store(Arc::new(store), None).unwrap());
         let now = Utc::now();
         faults

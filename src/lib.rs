@@ -44,6 +44,7 @@ pub mod server;
 pub mod sim;
 pub mod store;
 mod sync;
+#[cfg(feature = "cli")]
 pub mod telemetry;
 pub mod updates;
 pub mod world;

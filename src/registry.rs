@@ -1747,7 +1747,8 @@ fn stored_entry(job_id: &str, entry: &Entry) -> StoredEntry {
     }
 }
 
-#[cfg(test)]
+// Some tests use a store, which needs the `persistence` feature (the default has it).
+#[cfg(all(test, feature = "persistence"))]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1756,7 +1757,7 @@ mod tests {
     use super::*;
     use crate::clock::ClockMode;
     use crate::model;
-    use crate::store::{self, flaky};
+    use crate::store::database::{flaky, read_back};
 
     fn limits(max_runs: usize) -> Limits {
         Limits {
@@ -2234,7 +2235,7 @@ mod tests {
         assert_eq!(held(&before), ["r2", "r3", "r4"], "r1 was evicted");
         ok(&before, "r4", "running"); // a second run's history, kept whole
 
-        let mut restored = store::read_back(written(&before, &["r1"])).unwrap();
+        let mut restored = read_back(written(&before, &["r1"])).unwrap();
         let full = Arc::new(AtomicBool::new(false));
         let (store, _) = flaky::store(&full);
         let clock = Arc::new(Clock::new(ClockMode::System));
