@@ -10,14 +10,16 @@
 //! refused where it is given ([`later`] gives `None`), so nothing ever shows a year
 //! that the mock's own validator, or a client's, would refuse.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::model::Violation;
+use crate::model::time::rfc3339;
+use crate::sync::lock;
 
 /// The latest time the mock can hold: `9999-12-31T23:59:59.999Z`, the end of the years
 /// RFC 3339 can write, to the millisecond the mock writes times with.
@@ -62,7 +64,7 @@ impl Clock {
 
     pub fn now(&self) -> DateTime<Utc> {
         match &self.manual {
-            Some(now) => *now.lock().unwrap_or_else(PoisonError::into_inner),
+            Some(now) => *lock(now),
             None => Utc::now(),
         }
     }
@@ -72,7 +74,7 @@ impl Clock {
         let Some(now) = &self.manual else {
             return false;
         };
-        let mut now = now.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut now = lock(now);
         if to > *now {
             *now = to;
         }
@@ -97,9 +99,9 @@ pub fn past_the_end(field: &str, what: &str, from: DateTime<Utc>) -> Violation {
         field: Arc::from(field),
         message: Arc::from(format!(
             "{what} would pass {}, the latest time the mock can hold: at most {} from {}",
-            END_OF_TIME.to_rfc3339_opts(SecondsFormat::Millis, true),
+            rfc3339(END_OF_TIME),
             crate::duration::format(room),
-            from.to_rfc3339_opts(SecondsFormat::Millis, true),
+            rfc3339(from),
         )),
     }
 }
@@ -123,10 +125,7 @@ mod tests {
 
     #[test]
     fn later_stops_at_the_end_of_time_and_never_overflows() {
-        assert_eq!(
-            END_OF_TIME.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "9999-12-31T23:59:59.999Z"
-        );
+        assert_eq!(rfc3339(END_OF_TIME), "9999-12-31T23:59:59.999Z");
         let just_before = END_OF_TIME - TimeDelta::milliseconds(1);
         let one_ms = Duration::from_millis(1);
         assert_eq!(later(just_before, one_ms), Some(END_OF_TIME));

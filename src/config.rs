@@ -1,5 +1,5 @@
 //! The command-line flags, each also read from a `JLM_` environment variable
-//! (API.md section 6); a flag given on the command line wins.
+//! (the README's flags table); a flag given on the command line wins.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;

@@ -1,5 +1,5 @@
 //! The one error type of the service, its status codes, and its Spring-style JSON body
-//! (API.md section 4).
+//! (docs/contract.md, Errors).
 //!
 //! A handler returns an [`ApiError`]; its response carries an [`ErrorReport`] and no body
 //! yet. The middleware, through [`render`], which knows the request's method and path,
@@ -10,11 +10,11 @@
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::SecondsFormat;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::clock::Clock;
+use crate::model::time::rfc3339;
 use crate::model::{Problem, ProblemKind, Violation};
 
 /// Everything a request can run into.
@@ -276,7 +276,7 @@ impl IntoResponse for ApiError {
             ..
         } = &self
         {
-            let seconds = crate::faults::retry_after_seconds(*retry_after);
+            let seconds = retry_after_seconds(*retry_after);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -292,7 +292,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The body of every error answer: Spring Boot's fields, then ours (API.md section 4).
+/// `Retry-After` in whole seconds, rounded up.
+fn retry_after_seconds(retry_after: std::time::Duration) -> u64 {
+    retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
+}
+
+/// The body of every error answer: Spring Boot's fields, then ours (the contract, Errors).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// When the answer was made, RFC 3339.
@@ -430,7 +435,7 @@ pub async fn render(clock: &Clock, method: &Method, path: &str, response: Respon
         "refused"
     );
     let body = ErrorBody {
-        timestamp: clock.now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        timestamp: rfc3339(clock.now()),
         status: status.as_u16(),
         error: status.canonical_reason().unwrap_or("Error").to_owned(),
         message: report.message.clone(),
@@ -452,7 +457,17 @@ pub async fn render(clock: &Clock, method: &Method, path: &str, response: Respon
 
 #[cfg(test)]
 mod tests {
-    use super::ErrorCode;
+    use std::time::Duration;
+
+    use super::{ErrorCode, retry_after_seconds};
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::ZERO), 0);
+    }
 
     #[test]
     fn codes_are_spelled_the_same_everywhere() {

@@ -1,8 +1,10 @@
 //! Injected faults: rules that make the Fusion routes misbehave, so a client's retries
-//! and timeouts can be tested (API.md section 7). The mock's own routes never fault.
+//! and timeouts can be tested (docs/contract.md, Faults). Rules are kept, matched and
+//! counted here; the api's layers read a request's ids and carry out what a rule says.
+//! The mock's own routes never fault.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::clock::{later, past_the_end};
 use crate::error::ApiError;
 use crate::model::Violation;
+use crate::model::time::{parse_utc, rfc3339};
 use crate::store::{Store, Write, detached};
 
 /// The longest delay a rule may ask for.
@@ -169,10 +172,7 @@ impl Faults {
         if let Some(saved) = saved {
             let list: Vec<Value> = serde_json::from_str(saved)
                 .map_err(|e| format!("the saved fault rules cannot be read: {e}"))?;
-            let rules = faults
-                .rules
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner);
+            let rules = crate::sync::get_mut(&mut faults.rules);
             for saved in list {
                 let rule = Rule::restored(&saved)
                     .ok_or_else(|| format!("a saved fault rule cannot be read: {saved}"))?;
@@ -280,7 +280,7 @@ impl Faults {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rules> {
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.rules)
     }
 }
 
@@ -340,7 +340,7 @@ impl Rule {
             // An earlier version could save a year past 9999 (`+13434-...`), which RFC 3339
             // cannot hold: such a rule never expires, as the end of time says.
             Some(text) if text.starts_with('+') => Some(crate::clock::END_OF_TIME),
-            Some(text) => Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)),
+            Some(text) => Some(parse_utc(text)?),
             None => None,
         };
         Some(Rule {
@@ -373,9 +373,7 @@ impl Rule {
             probability: self.probability,
             seed: self.seed,
             ttl: self.ttl.map(crate::duration::format),
-            expires_at: self
-                .expires_at
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            expires_at: self.expires_at.map(rfc3339),
             fired: self.fired,
             active: self.is_active(now),
         }
@@ -443,11 +441,6 @@ fn whole(value: &Value) -> Option<u64> {
         let exact = float.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&float);
         exact.then_some(float as u64)
     })
-}
-
-/// `Retry-After` in whole seconds, rounded up.
-pub fn retry_after_seconds(retry_after: Duration) -> u64 {
-    retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
 }
 
 #[derive(Clone)]
@@ -857,13 +850,5 @@ mod tests {
         ));
         assert_eq!(faults.list(now).len(), 1);
         assert!(faults.check(&request("GET", "/x", None), now).is_some());
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(retry_after_seconds(Duration::from_secs(2)), 2);
-        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
-        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_seconds(Duration::ZERO), 0);
     }
 }

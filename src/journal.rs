@@ -1,14 +1,15 @@
 //! The journal: every request to the Fusion surface, accepted or refused, so a test can
 //! see exactly what a client sent and what it was told. Bounded by `--journal-size`; the
-//! oldest entries go first, and are counted.
+//! oldest entries go first, and are counted. It records what it is told (by the update
+//! path and the api's layers); it judges nothing.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::ErrorCode;
@@ -34,7 +35,7 @@ struct Inner {
 #[serde(rename_all = "camelCase")]
 pub struct JournalEntry {
     pub seq: u64,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::model::time::serialize_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub time: DateTime<Utc>,
     #[schema(value_type = String)]
@@ -167,7 +168,7 @@ impl Journal {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.inner)
     }
 }
 
@@ -186,10 +187,6 @@ impl JournalFilter {
                 .as_deref()
                 .is_none_or(|code| entry.code.map(ErrorCode::as_str) == Some(code))
     }
-}
-
-fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 #[cfg(test)]

@@ -21,27 +21,35 @@
 //! # }
 //! ```
 //!
-//! For everything else, [`app`] is the whole service as an axum `Router`, and [`serve`]
+//! For everything else, [`app()`] is the whole service as an axum `Router`, and [`serve()`]
 //! runs it on a listener until a shutdown future resolves.
 
+pub mod access;
 pub mod api;
+pub mod app;
 pub mod clock;
 pub mod config;
+pub mod configs;
 pub mod duration;
 pub mod error;
 pub mod faults;
 pub mod healthcheck;
-pub mod jobs;
 pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod routes;
 pub mod serve;
 pub mod server;
+pub mod sim;
 pub mod store;
+mod sync;
 pub mod telemetry;
+pub mod updates;
+pub mod world;
 
-pub use api::{AppState, app, openapi};
+pub use api::{app, openapi};
+pub use app::AppState;
 pub use config::Config;
 pub use model::JobState;
 pub use serve::{serve, shutdown_signal};

@@ -1,12 +1,12 @@
 //! Prometheus metrics, in the OpenMetrics text format Prometheus scrapes.
 //!
-//! Counters and the latency histogram are kept as requests happen; what the registry
-//! and journal already know (runs by state, evictions, drops, waiters, subscribers) is
-//! read from them at each scrape rather than kept twice.
+//! Counters and the latency histogram are kept as requests happen; what the registry,
+//! journal and store already know (runs by state, evictions, drops, waiters,
+//! subscribers, store failures) is read from them at each scrape rather than kept twice.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -18,6 +18,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use crate::error::ErrorCode;
 use crate::journal::Journal;
 use crate::registry::Registry;
+use crate::store::Store;
+use crate::sync::{read, write};
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -51,7 +53,7 @@ struct RouteLabels {
 }
 
 impl Metrics {
-    pub fn new(runs: Arc<Registry>, journal: Arc<Journal>) -> Self {
+    pub fn new(runs: Arc<Registry>, journal: Arc<Journal>, store: Option<Arc<Store>>) -> Self {
         let mut registry = prometheus_client::registry::Registry::with_prefix("jlm");
         let updates_accepted = Counter::default();
         registry.register(
@@ -72,7 +74,11 @@ impl Metrics {
             "Time from a request's arrival to its answer's headers, by route and method",
             latency.clone(),
         );
-        registry.register_collector(Box::new(Live { runs, journal }));
+        registry.register_collector(Box::new(Live {
+            runs,
+            journal,
+            store,
+        }));
         Metrics {
             registry,
             updates_accepted,
@@ -126,10 +132,11 @@ impl Metrics {
     }
 }
 
-/// The metrics read from the registry and journal at each scrape.
+/// The metrics read from the registry, journal and store at each scrape.
 struct Live {
     runs: Arc<Registry>,
     journal: Arc<Journal>,
+    store: Option<Arc<Store>>,
 }
 
 impl fmt::Debug for Live {
@@ -175,7 +182,7 @@ impl Collector for Live {
                 "store_errors",
                 "Commits to --data-dir that failed (a full disk, an I/O error); each refused \
                  its changes with 503 storage_unavailable",
-                self.runs.store().map_or(0, |store| store.errors()),
+                self.store.as_ref().map_or(0, |store| store.errors()),
             ),
         ];
         for (name, help, value) in counters {
@@ -202,8 +209,8 @@ impl Collector for Live {
                 "store_down",
                 "1 while --data-dir cannot be written (changes are refused), else 0",
                 usize::from(
-                    self.runs
-                        .store()
+                    self.store
+                        .as_ref()
                         .is_some_and(|store| store.down().is_some()),
                 ),
             ),
@@ -214,12 +221,4 @@ impl Collector for Live {
         }
         Ok(())
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,5 +1,6 @@
-//! The store of runs: each run's current status, its history, and the bounds on both.
-//! This is the only module that locks runs.
+//! The runs: each run's current status, its history, and the bounds on both. This is the
+//! only module that locks runs. It knows no HTTP and writes no journal: the update path
+//! (`updates`) brings it updates, already parsed, and it judges and applies them.
 //!
 //! Runs live in a map behind a read-write lock; each run has a mutex of its own. An update
 //! to a known run takes the map's read lock just long enough to find the run, then does
@@ -13,10 +14,10 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -26,8 +27,10 @@ use crate::clock::Clock;
 use crate::config::Validation;
 use crate::error::ApiError;
 use crate::model::json::{self, Members, RawJson};
+use crate::model::time::{parse_utc, rfc3339, rfc3339_exact};
 use crate::model::{Facts, JobState, Problem, StatusUpdate, Warning, rules};
 use crate::store::{Restored, Store, StoredEntry, StoredRun, Unavailable, Write};
+use crate::sync::{lock, read, write};
 
 /// At most this many distinct warnings are kept on a run; its history keeps them all.
 const MAX_RUN_WARNINGS: usize = 100;
@@ -954,7 +957,7 @@ impl Registry {
                 page.push(BySeq(UpdateEvent {
                     job_id: Arc::clone(&run.job_id),
                     seq: entry.seq,
-                    received_at: timestamp(entry.received_at),
+                    received_at: rfc3339(entry.received_at),
                     update: entry.update.clone(),
                 }));
                 if page.len() > limit {
@@ -1154,7 +1157,7 @@ impl Registry {
             .into_iter()
             .map(|entry| HistoryEntryView {
                 seq: entry.seq,
-                received_at: timestamp(entry.received_at),
+                received_at: rfc3339(entry.received_at),
                 update: entry.update,
                 warnings: entry.warnings,
             })
@@ -1463,7 +1466,7 @@ impl Run {
         let event = with_event.then(|| UpdateEvent {
             job_id: Arc::clone(&self.job_id),
             seq,
-            received_at: timestamp(entry.received_at),
+            received_at: rfc3339(entry.received_at),
             update: entry.update.clone(),
         });
         self.history.push_back(entry);
@@ -1511,8 +1514,8 @@ impl Run {
             job_id: self.job_id.to_string(),
             order: self.order,
             status: self.status_json(),
-            first_update_at: stored_time(self.first_update_at),
-            last_update_at: stored_time(self.last_update_at),
+            first_update_at: rfc3339_exact(self.first_update_at),
+            last_update_at: rfc3339_exact(self.last_update_at),
             update_count: self.update_count,
             dropped: self.dropped,
             warnings: self.warnings.clone(),
@@ -1533,7 +1536,7 @@ impl Run {
         for entry in entries {
             history.push_back(Entry {
                 seq: entry.seq,
-                received_at: parse_stored_time(&entry.received_at).ok_or_else(|| bad("history"))?,
+                received_at: parse_utc(&entry.received_at).ok_or_else(|| bad("history"))?,
                 update: RawJson::whole(Arc::from(entry.update.as_str())),
                 warnings: entry.warnings,
                 state: entry.state,
@@ -1552,9 +1555,9 @@ impl Run {
                 .collect(),
             status_bytes,
             facts,
-            first_update_at: parse_stored_time(&stored.first_update_at)
+            first_update_at: parse_utc(&stored.first_update_at)
                 .ok_or_else(|| bad("first update time"))?,
-            last_update_at: parse_stored_time(&stored.last_update_at)
+            last_update_at: parse_utc(&stored.last_update_at)
                 .ok_or_else(|| bad("last update time"))?,
             update_count: stored.update_count,
             history,
@@ -1580,8 +1583,8 @@ impl Run {
             job_id: Arc::clone(&self.job_id),
             state: self.facts.state,
             status: json::raw_value(self.status_json()),
-            first_update_at: timestamp(self.first_update_at),
-            last_update_at: timestamp(self.last_update_at),
+            first_update_at: rfc3339(self.first_update_at),
+            last_update_at: rfc3339(self.last_update_at),
             update_count: self.update_count,
             warnings: self.warnings.clone(),
         }
@@ -1653,24 +1656,6 @@ fn push_json_string(out: &mut String, s: &str) {
     } else {
         out.push_str(&serde_json::Value::from(s).to_string());
     }
-}
-
-fn timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// A poisoned lock means a panic mid-update; the data it guards is still consistent
-/// enough to serve (each update is written in one step at the end), so carry on.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The waiters on each run: a `watch` channel per run someone waits for, bumped by every
@@ -1755,22 +1740,11 @@ fn stored_entry(job_id: &str, entry: &Entry) -> StoredEntry {
     StoredEntry {
         job_id: job_id.to_owned(),
         seq: entry.seq,
-        received_at: stored_time(entry.received_at),
+        received_at: rfc3339_exact(entry.received_at),
         update: entry.update.as_str().to_owned(),
         warnings: entry.warnings.clone(),
         state: entry.state,
     }
-}
-
-/// Times as the store keeps them: exact to the nanosecond.
-fn stored_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-fn parse_stored_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -1781,7 +1755,8 @@ mod tests {
 
     use super::*;
     use crate::clock::ClockMode;
-    use crate::store::flaky;
+    use crate::model;
+    use crate::store::{self, flaky};
 
     fn limits(max_runs: usize) -> Limits {
         Limits {
@@ -1902,5 +1877,394 @@ mod tests {
         let run = waiting.await.unwrap().unwrap();
         assert_eq!(run.update_count, 1);
         assert_eq!(events.recv().await.unwrap().seq, accepted.seq);
+    }
+
+    // --- In memory: bounds, repeats, waits, the event stream's backlog ---------------
+
+    fn memory(max_runs: usize, max_history: usize, validation: Validation) -> Registry {
+        let limits = Limits {
+            max_history: NonZeroUsize::new(max_history).unwrap(),
+            validation,
+            ..limits(max_runs)
+        };
+        Registry::new(limits, Arc::new(Clock::new(ClockMode::System)))
+    }
+
+    fn strict(max_runs: usize, max_history: usize) -> Registry {
+        memory(max_runs, max_history, Validation::Strict)
+    }
+
+    fn apply(registry: &Registry, body: &str) -> Result<Accepted, ApiError> {
+        let (update, problems) = StatusUpdate::parse(body.as_bytes()).unwrap();
+        let job_id = update.job_id.clone().unwrap();
+        registry.apply(job_id, update, problems)
+    }
+
+    fn ok(registry: &Registry, job_id: &str, state: &str) -> Accepted {
+        let body = format!(r#"{{"jobId":"{job_id}","state":"{state}"}}"#);
+        apply(registry, &body).unwrap()
+    }
+
+    /// The runs held, in the order they first appeared.
+    fn held(registry: &Registry) -> Vec<String> {
+        let list = registry.list(&RunFilter::default(), 0, None);
+        list.runs.iter().map(|run| run.job_id.to_string()).collect()
+    }
+
+    fn json(value: &impl Serialize) -> serde_json::Value {
+        serde_json::to_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_full_registry_evicts_the_run_that_ended_longest_ago() {
+        let registry = strict(3, 10);
+        ok(&registry, "a", "finished");
+        ok(&registry, "b", "running");
+        ok(&registry, "c", "finished");
+        ok(&registry, "b", "finished"); // b appeared before c, but ended after it
+        ok(&registry, "d", "starting");
+        assert_eq!(held(&registry), ["b", "c", "d"], "a ended first");
+        ok(&registry, "e", "starting");
+        assert_eq!(held(&registry), ["b", "d", "e"], "then c");
+        assert_eq!((registry.evicted(), registry.evicted_total()), (2, 2));
+        registry.clear();
+        assert!(held(&registry).is_empty());
+        assert_eq!(
+            (registry.evicted(), registry.evicted_total()),
+            (0, 2),
+            "the list counts since the last reset, the metrics since the start"
+        );
+    }
+
+    #[test]
+    fn a_registry_of_live_runs_refuses_a_new_one_and_changes_nothing() {
+        let registry = strict(2, 10);
+        ok(&registry, "a", "running");
+        ok(&registry, "b", "starting");
+        let last = registry.last_seq();
+        let refused = apply(&registry, r#"{"jobId":"c","state":"starting"}"#);
+        assert!(
+            matches!(refused, Err(ApiError::StorageFull { max_runs: 2 })),
+            "{refused:?}"
+        );
+        assert_eq!(held(&registry), ["a", "b"]);
+        assert_eq!(registry.last_seq(), last, "no seq for a refusal");
+        ok(&registry, "a", "finished");
+        ok(&registry, "c", "starting");
+        assert_eq!(
+            held(&registry),
+            ["b", "c"],
+            "once a run has ended, it makes room"
+        );
+    }
+
+    #[test]
+    fn a_run_that_left_its_ended_state_is_no_longer_evictable() {
+        let registry = memory(2, 10, Validation::Lenient);
+        ok(&registry, "a", "finished");
+        let moved = ok(&registry, "a", "running");
+        assert_eq!(moved.warnings[0].field.as_ref(), "state", "lenient: warned");
+        ok(&registry, "b", "running");
+        let refused = apply(&registry, r#"{"jobId":"c","state":"starting"}"#);
+        assert!(
+            matches!(refused, Err(ApiError::StorageFull { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(held(&registry), ["a", "b"]);
+    }
+
+    #[test]
+    fn history_keeps_the_newest_entries_and_the_status_every_field() {
+        let registry = strict(10, 2);
+        apply(&registry, r#"{"jobId":"a","state":"starting","first":1}"#).unwrap();
+        apply(&registry, r#"{"jobId":"a","state":"running","second":2}"#).unwrap();
+        let last = apply(
+            &registry,
+            r#"{"jobId":"a","state":"running","third":  1.50}"#,
+        )
+        .unwrap();
+        let history = registry.history("a").unwrap();
+        assert_eq!(history.dropped, 1);
+        let seqs: Vec<u64> = history.updates.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [last.seq - 1, last.seq]);
+        assert_eq!(
+            history.updates[1].update.as_str(),
+            r#"{"jobId":"a","state":"running","third":  1.50}"#
+        );
+        let run = registry.run("a").unwrap();
+        assert_eq!(run.update_count, 3);
+        assert_eq!(
+            run.status.get(),
+            r#"{"jobId":"a","state":"running","first":1,"second":2,"third":1.50}"#,
+            "merged at the top level, each value as posted, a dropped entry's too"
+        );
+    }
+
+    #[test]
+    fn a_merged_status_may_not_outgrow_its_bound() {
+        let limits = Limits {
+            max_status_bytes: NonZeroUsize::new(64).unwrap(),
+            ..limits(10)
+        };
+        let registry = Registry::new(limits, Arc::new(Clock::new(ClockMode::System)));
+        ok(&registry, "a", "running");
+        let padded = format!(r#"{{"jobId":"a","pad":"{}"}}"#, "x".repeat(40));
+        let refused = apply(&registry, &padded);
+        assert!(
+            matches!(refused, Err(ApiError::PayloadTooLarge(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            registry.run("a").unwrap().update_count,
+            1,
+            "nothing changed"
+        );
+    }
+
+    #[test]
+    fn an_exact_repeat_is_the_update_it_repeats_however_it_is_spelt() {
+        let registry = strict(10, 10);
+        let first = apply(
+            &registry,
+            r#"{"jobId":"a","state":"finished","result":{"x":1,"y":[1,2]}}"#,
+        )
+        .unwrap();
+        let last_seq = registry.last_seq();
+        let again = apply(
+            &registry,
+            r#" { "result" : {"y":[1, 2],"x":1.0}, "state":"finished", "jobId":"a" } "#,
+        )
+        .unwrap();
+        assert!(again.repeat);
+        assert_eq!(again.seq, first.seq, "the seq it repeats");
+        assert_eq!(registry.last_seq(), last_seq, "no new seq");
+        assert_eq!(registry.history("a").unwrap().updates.len(), 1);
+        assert_eq!(registry.run("a").unwrap().update_count, 1);
+        // Not a repeat: a different value, which an ended run refuses.
+        let changed = apply(
+            &registry,
+            r#"{"jobId":"a","state":"finished","result":{"x":2}}"#,
+        );
+        assert!(
+            matches!(changed, Err(ApiError::InvalidTransition { .. })),
+            "{changed:?}"
+        );
+    }
+
+    #[test]
+    fn only_the_last_update_can_be_repeated() {
+        let registry = strict(10, 10);
+        let starting = ok(&registry, "a", "starting");
+        ok(&registry, "a", "running");
+        let earlier = apply(&registry, r#"{"jobId":"a","state":"starting"}"#);
+        assert!(
+            matches!(earlier, Err(ApiError::InvalidTransition { .. })),
+            "running -> starting: {earlier:?}"
+        );
+        assert_eq!(registry.history("a").unwrap().updates[0].seq, starting.seq);
+    }
+
+    #[tokio::test]
+    async fn a_wait_counts_a_state_the_run_only_passed_through() {
+        let registry = Arc::new(strict(10, 10));
+        let waiting = {
+            let registry = Arc::clone(&registry);
+            let running = Until::State(JobState::Running);
+            tokio::spawn(async move { registry.wait("a", running, Duration::from_secs(30)).await })
+        };
+        registry.waiters().wait_for(|n| *n == 1).await.unwrap();
+        // Both before the waiter looks again: it finds the run finished, and running in
+        // its history since it began to wait.
+        ok(&registry, "a", "running");
+        ok(&registry, "a", "finished");
+        let run = waiting.await.unwrap().unwrap();
+        assert_eq!(run.state, Some(JobState::Finished));
+        assert_eq!(
+            *registry.waiters().borrow(),
+            0,
+            "a finished wait is forgotten"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ignores_what_the_run_went_through_before_it_began() {
+        let registry = strict(10, 10);
+        ok(&registry, "a", "running");
+        ok(&registry, "a", "finished");
+        let timed_out = registry
+            .wait("a", Until::State(JobState::Running), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(timed_out.waited, Duration::from_secs(5));
+        assert_eq!(
+            timed_out.to_string(),
+            "run a did not reach state running within 5s; it is finished"
+        );
+        let ended = registry
+            .wait("a", Until::Ended, Duration::from_secs(5))
+            .await;
+        assert_eq!(ended.unwrap().state, Some(JobState::Finished), "at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_a_run_that_never_comes_says_so() {
+        let registry = strict(10, 10);
+        let timed_out = registry
+            .wait("ghost", Until::Ended, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(timed_out.run.is_none());
+        assert_eq!(
+            timed_out.to_string(),
+            "run ghost did not end within 300ms; it does not exist"
+        );
+        assert_eq!(*registry.waiters().borrow(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_run_that_appears_later_ends_when_it_meets_the_state() {
+        let registry = Arc::new(strict(10, 10));
+        let waiting = {
+            let registry = Arc::clone(&registry);
+            tokio::spawn(async move {
+                registry
+                    .wait("late", Until::Ended, Duration::from_secs(30))
+                    .await
+            })
+        };
+        registry.waiters().wait_for(|n| *n == 1).await.unwrap();
+        ok(&registry, "other", "error");
+        ok(&registry, "late", "running");
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "running has not ended");
+        ok(&registry, "late", "error");
+        let run = waiting.await.unwrap().unwrap();
+        assert_eq!((&*run.job_id, run.state), ("late", Some(JobState::Error)));
+    }
+
+    #[test]
+    fn the_backlog_is_every_update_still_held_in_seq_order_page_by_page() {
+        let registry = strict(10, 2);
+        for (job_id, state) in [
+            ("a", "starting"),
+            ("b", "starting"),
+            ("a", "running"),
+            ("b", "running"),
+            ("a", "finished"),
+        ] {
+            ok(&registry, job_id, state);
+        }
+        let seqs = |after, until, limit| -> Vec<(String, u64)> {
+            registry
+                .updates_between(after, until, limit)
+                .iter()
+                .map(|event| (event.job_id.to_string(), event.seq))
+                .collect()
+        };
+        let held = |list: &[(&str, u64)]| -> Vec<(String, u64)> {
+            list.iter()
+                .map(|(id, seq)| ((*id).to_owned(), *seq))
+                .collect()
+        };
+        // Seq 1 was a's first, dropped by --max-history 2.
+        assert_eq!(
+            seqs(0, 5, 10),
+            held(&[("b", 2), ("a", 3), ("b", 4), ("a", 5)])
+        );
+        assert_eq!(
+            seqs(2, 4, 10),
+            held(&[("a", 3), ("b", 4)]),
+            "after < seq <= until"
+        );
+        assert_eq!(seqs(0, 5, 2), held(&[("b", 2), ("a", 3)]), "the first page");
+        assert_eq!(seqs(3, 5, 2), held(&[("b", 4), ("a", 5)]), "the next");
+        assert!(seqs(5, 5, 2).is_empty());
+        let event = &registry.updates_between(4, 5, 1)[0];
+        assert_eq!(event.update.as_str(), r#"{"jobId":"a","state":"finished"}"#);
+        assert!(model::time::parse_utc(&event.received_at).is_some());
+        assert!(registry.remove("b"));
+        assert_eq!(
+            seqs(0, 5, 10),
+            held(&[("a", 3), ("a", 5)]),
+            "b is forgotten"
+        );
+    }
+
+    // --- Restored from a store --------------------------------------------------------
+
+    /// What the store would hold for `registry`'s runs, as its writes.
+    fn written(registry: &Registry, evicted: &[&str]) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for slot in registry.slots() {
+            let run = lock(&slot.run);
+            for entry in &run.history {
+                writes.push(Write::Update {
+                    entry: Box::new(stored_entry(&run.job_id, entry)),
+                    run: Box::new(run.stored()),
+                    trimmed: Vec::new(),
+                });
+            }
+        }
+        for job_id in evicted {
+            writes.push(Write::EvictRun {
+                job_id: (*job_id).to_owned(),
+                seqs: Vec::new(),
+            });
+        }
+        writes
+    }
+
+    #[tokio::test]
+    async fn a_registry_restored_from_its_store_is_the_one_that_wrote_it() {
+        let limits = Limits {
+            max_history: NonZeroUsize::new(2).unwrap(),
+            ..limits(3)
+        };
+        let before = Registry::new(limits, Arc::new(Clock::new(ClockMode::System)));
+        for body in [
+            r#"{"jobId":"r1","state":"starting"}"#,
+            r#"{"jobId":"r1","state":"running","startTime":"2026-01-01T00:00:00Z"}"#,
+            r#"{"jobId":"r1","state":"finished","n":123456789012345678901234567890}"#,
+            r#"{"jobId":"r2","state":"finished","result":{"jobRunId":"other"}}"#,
+            r#"{"jobId":"r3","state":"running"}"#,
+            r#"{"jobId":"r4","state":"starting"}"#,
+        ] {
+            apply(&before, body).unwrap();
+        }
+        assert_eq!(held(&before), ["r2", "r3", "r4"], "r1 was evicted");
+        ok(&before, "r4", "running"); // a second run's history, kept whole
+
+        let mut restored = store::read_back(written(&before, &["r1"])).unwrap();
+        let full = Arc::new(AtomicBool::new(false));
+        let (store, _) = flaky::store(&full);
+        let clock = Arc::new(Clock::new(ClockMode::System));
+        let after =
+            Arc::new(Registry::with_store(limits, clock, Arc::new(store), &mut restored).unwrap());
+
+        let all = |registry: &Registry| json(&registry.list(&RunFilter::default(), 0, None));
+        assert_eq!(all(&after), all(&before), "runs, statuses, times, warnings");
+        for job_id in ["r2", "r3", "r4"] {
+            let history = |registry: &Registry| json(&registry.history(job_id).unwrap());
+            assert_eq!(history(&after), history(&before), "{job_id}");
+        }
+        assert_eq!(after.last_seq(), before.last_seq());
+        assert_eq!(after.evicted(), 1);
+
+        // It goes on where it stopped: a repeat is recognized, seq is not handed out
+        // twice, and the run that ended longest ago is evicted first.
+        let repeat = post(&after, r#"{"jobId":"r3","state":"running"}"#)
+            .await
+            .unwrap();
+        assert!(repeat.repeat);
+        let next = post(&after, r#"{"jobId":"r5","state":"starting"}"#)
+            .await
+            .unwrap();
+        assert_eq!(next.seq, before.last_seq() + 1);
+        assert_eq!(
+            held(&after),
+            ["r3", "r4", "r5"],
+            "r2, the only ended run, made room"
+        );
+        assert_eq!(after.evicted(), 2);
     }
 }

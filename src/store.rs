@@ -1,5 +1,7 @@
 //! Persistence with `--data-dir`: an embedded redb database the registry, scenarios,
-//! configs and fault rules are written to, and read back from at start.
+//! configs and fault rules are written to, and read back from at start. It keeps records
+//! and says when they are durable; what a change means, and when it may be made, the
+//! registry and the others decide.
 //!
 //! Writes go to one writer thread through a queue, in the order they were made. The
 //! thread takes every write waiting, applies them in one transaction and commits it with
@@ -22,13 +24,15 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+use crate::sync::{self, lock};
 
 /// History entries, by `seq`.
 const UPDATES: TableDefinition<u64, &[u8]> = TableDefinition::new("updates");
@@ -571,10 +575,6 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Writes `writes` in one transaction and commits it; with `probe`, also a marker, so an
 /// empty round still proves the store can write. The error is the cause in words.
 fn commit(db: &Database, writes: Vec<Write>, probe: bool) -> Result<(), String> {
@@ -589,7 +589,7 @@ fn commit(db: &Database, writes: Vec<Write>, probe: bool) -> Result<(), String> 
             tables.apply(write)?;
         }
         if probe {
-            let now = chrono::Utc::now().to_rfc3339();
+            let now = crate::model::time::rfc3339(chrono::Utc::now());
             tables
                 .meta
                 .insert("probedAt", now.as_bytes())
@@ -725,10 +725,7 @@ impl<T: Clone + Send + Sync + 'static> Saved<T> {
     }
 
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
-        self.inner
-            .value
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        sync::read(&self.inner.value)
     }
 
     /// Makes `change`, and gives what it returns; with a store, only once the changed
@@ -760,13 +757,7 @@ impl<T: Clone + Send + Sync + 'static> Saved<T> {
             self.inner.store.is_none(),
             "changes with a store are made durably"
         );
-        change(
-            &mut self
-                .inner
-                .value
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        change(&mut sync::write(&self.inner.value))
     }
 
     /// Takes the right to change the value, for a change written along with others.
@@ -789,11 +780,7 @@ impl<T: Clone> SavedLock<T> {
 
     /// A copy of the value, to change.
     pub fn value(&self) -> T {
-        self.inner
-            .value
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        sync::read(&self.inner.value).clone()
     }
 
     /// The write that saves `value`, and where; `None` without a store.
@@ -806,11 +793,7 @@ impl<T: Clone> SavedLock<T> {
 
     /// Replaces the value: once its document is durable.
     pub fn install(self, value: T) {
-        *self
-            .inner
-            .value
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = value;
+        *sync::write(&self.inner.value) = value;
     }
 }
 
@@ -827,6 +810,19 @@ pub async fn detached<T: Send + 'static>(
             Err(_) => std::future::pending().await,
         },
     }
+}
+
+/// `writes` committed to a new database in memory, and what a start would read back from
+/// it: for tests of what is kept.
+#[cfg(test)]
+pub(crate) fn read_back(writes: Vec<Write>) -> Result<Restored, String> {
+    let db = Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(|e| e.to_string())?;
+    write_format(&db)?;
+    commit(&db, writes, false)?;
+    check_format(&db)?;
+    read(&db)
 }
 
 /// A store in memory whose writes fail on demand, as a full disk's do: for tests of what
@@ -925,5 +921,176 @@ mod tests {
         full.store(false, Ordering::SeqCst);
         saved.change(|v| v.push(4)).await.unwrap();
         assert_eq!(*saved.read(), [1, 2, 4]);
+    }
+
+    fn entry(job_id: &str, seq: u64, update: &str) -> StoredEntry {
+        StoredEntry {
+            job_id: job_id.to_owned(),
+            seq,
+            received_at: format!("2026-01-01T00:00:0{seq}.000000001Z"),
+            update: update.to_owned(),
+            warnings: Vec::new(),
+            state: None,
+        }
+    }
+
+    fn run(job_id: &str, order: u64, status: &str) -> StoredRun {
+        StoredRun {
+            job_id: job_id.to_owned(),
+            order,
+            status: status.to_owned(),
+            first_update_at: "2026-01-01T00:00:00Z".to_owned(),
+            last_update_at: "2026-01-01T00:00:09Z".to_owned(),
+            update_count: 1,
+            dropped: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn update(job_id: &str, seq: u64, order: u64, body: &str, trimmed: Vec<u64>) -> Write {
+        Write::Update {
+            entry: Box::new(entry(job_id, seq, body)),
+            run: Box::new(run(job_id, order, body)),
+            trimmed,
+        }
+    }
+
+    #[test]
+    fn what_is_written_reads_back_at_start_in_order() {
+        let big = r#"{"jobId":"b","n":123456789012345678901234567890}"#;
+        let writes = vec![
+            update("b", 1, 1, big, Vec::new()),
+            update("a", 2, 2, r#"{"jobId":"a"}"#, Vec::new()),
+            update("a", 3, 2, r#"{"jobId":"a","x":1}"#, vec![2]),
+            Write::Document {
+                name: "configs",
+                json: "[]".to_owned(),
+            },
+        ];
+        let restored = read_back(writes).unwrap();
+        let runs: Vec<(&str, Vec<u64>)> = restored
+            .runs
+            .iter()
+            .map(|(run, entries)| (run.job_id.as_str(), entries.iter().map(|e| e.seq).collect()))
+            .collect();
+        assert_eq!(runs, [("b", vec![1]), ("a", vec![3])], "by first update");
+        assert_eq!(
+            restored.runs[0].1[0].update, big,
+            "as written, big number and all"
+        );
+        assert_eq!(restored.runs[0].0.status, big);
+        assert_eq!(
+            restored.runs[1].1[0].received_at,
+            "2026-01-01T00:00:03.000000001Z"
+        );
+        assert_eq!(restored.last_seq, 3);
+        assert_eq!(restored.evicted, 0);
+        assert_eq!(restored.configs.as_deref(), Some("[]"));
+        assert_eq!(restored.scenarios, None);
+    }
+
+    #[test]
+    fn forgotten_evicted_and_cleared_runs_stay_gone_and_seq_goes_on() {
+        let writes = vec![
+            update("a", 1, 1, r#"{"jobId":"a"}"#, Vec::new()),
+            update("b", 2, 2, r#"{"jobId":"b"}"#, Vec::new()),
+            update("c", 3, 3, r#"{"jobId":"c"}"#, Vec::new()),
+            Write::RemoveRun {
+                job_id: "a".to_owned(),
+                seqs: vec![1],
+            },
+            Write::All(vec![
+                update("d", 4, 4, r#"{"jobId":"d"}"#, Vec::new()),
+                Write::EvictRun {
+                    job_id: "b".to_owned(),
+                    seqs: vec![2],
+                },
+            ]),
+        ];
+        let restored = read_back(writes).unwrap();
+        let held: Vec<&str> = restored
+            .runs
+            .iter()
+            .map(|(r, _)| r.job_id.as_str())
+            .collect();
+        assert_eq!(held, ["c", "d"]);
+        assert_eq!((restored.last_seq, restored.evicted), (4, 1));
+
+        let cleared = read_back(vec![
+            update("a", 1, 1, r#"{"jobId":"a"}"#, Vec::new()),
+            Write::EvictRun {
+                job_id: "a".to_owned(),
+                seqs: vec![1],
+            },
+            Write::Clear,
+        ])
+        .unwrap();
+        assert!(cleared.runs.is_empty());
+        assert_eq!(cleared.evicted, 0, "a clear forgets the evictions too");
+        assert_eq!(cleared.last_seq, 1, "but no seq is handed out twice");
+    }
+
+    #[test]
+    fn only_this_format_is_read() {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let unmarked = check_format(&db).unwrap_err();
+        assert!(
+            unmarked.contains("not a job-launcher-mock database"),
+            "{unmarked}"
+        );
+        write_format(&db).unwrap();
+        check_format(&db).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format", b"job-launcher-mock/0".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let other = check_format(&db).unwrap_err();
+        assert!(
+            other.contains("\"job-launcher-mock/0\"") && other.contains(FORMAT),
+            "{other}"
+        );
+    }
+
+    #[test]
+    fn a_history_entry_without_its_run_is_corruption() {
+        let corrupt = read_back(vec![Write::All(vec![
+            update("a", 1, 1, r#"{"jobId":"a"}"#, Vec::new()),
+            Write::Update {
+                entry: Box::new(entry("ghost", 2, r#"{"jobId":"ghost"}"#)),
+                run: Box::new(run("a", 1, r#"{"jobId":"a"}"#)),
+                trimmed: Vec::new(),
+            },
+        ])])
+        .unwrap_err();
+        assert!(corrupt.contains("seq 2 has no run"), "{corrupt}");
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_write_says_why_until_a_write_succeeds() {
+        let full = Arc::new(AtomicBool::new(false));
+        let (store, _) = flaky::store(&full);
+        let document = |json: &str| Write::Document {
+            name: "configs",
+            json: json.to_owned(),
+        };
+        store.write(document("[]")).await.unwrap();
+        assert!(store.down().is_none());
+        full.store(true, Ordering::SeqCst);
+        let refused = store.write(document("[1]")).await.unwrap_err().to_string();
+        assert!(refused.contains("no space left on device"), "{refused}");
+        assert!(
+            refused.contains("memory/job-launcher-mock.redb"),
+            "names the file: {refused}"
+        );
+        assert_eq!(store.down().map(|cause| cause.to_string()), Some(refused));
+        assert_eq!(store.errors(), 1);
+        full.store(false, Ordering::SeqCst);
+        store.write(document("[2]")).await.unwrap();
+        assert!(store.down().is_none(), "up again, with no restart");
+        assert_eq!(store.errors(), 1);
     }
 }

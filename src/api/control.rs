@@ -5,10 +5,8 @@
 //! - `GET    /_mock/clock`, `POST /_mock/clock/advance`: the clock
 //! - `GET|POST|DELETE /_mock/faults`, `DELETE /_mock/faults/{id}`: fault rules
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -17,14 +15,15 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
-use super::extract::JsonBody;
+use super::extract::{JsonBody, Scope};
+use crate::app::AppState;
 use crate::clock::{Clock, ClockMode};
 use crate::error::{ApiError, ErrorBody};
-use crate::faults::{Faults, RuleView};
-use crate::jobs::{Jobs, Progression, ScenarioView};
+use crate::faults::RuleView;
 use crate::model::JobState;
 use crate::model::Violation;
+use crate::model::time::rfc3339;
+use crate::sim::{Progression, ScenarioView};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,8 +44,8 @@ struct MatchPath {
 /// Every scenario, in the order they are tried (an exact id beats a wildcard).
 #[utoipa::path(get, path = "/_mock/scenarios", tag = "mock",
     responses((status = 200, description = "Every scenario", body = Vec<ScenarioView>)))]
-async fn list_scenarios(State(jobs): State<Arc<Jobs>>) -> Json<Vec<ScenarioView>> {
-    Json(jobs.scenarios())
+async fn list_scenarios(world: Scope) -> Json<Vec<ScenarioView>> {
+    Json(world.sim.scenarios().list())
 }
 
 /// One scenario.
@@ -57,10 +56,13 @@ async fn list_scenarios(State(jobs): State<Arc<Jobs>>) -> Json<Vec<ScenarioView>
         (status = 404, description = "No such scenario", body = ErrorBody),
     ))]
 async fn get_scenario(
-    State(jobs): State<Arc<Jobs>>,
+    world: Scope,
     Path(MatchPath { pattern }): Path<MatchPath>,
 ) -> Result<Json<ScenarioView>, ApiError> {
-    jobs.scenario(&pattern)
+    world
+        .sim
+        .scenarios()
+        .get(&pattern)
         .map(Json)
         .ok_or_else(|| unknown_scenario(&pattern))
 }
@@ -79,12 +81,13 @@ async fn get_scenario(
         (status = 422, description = "The scenario could not run (a step the transition table forbids, a last step that does not end the run, a step that would be due after 9999-12-31T23:59:59.999Z if a run started now); each problem named", body = ErrorBody),
     ))]
 async fn put_scenario(
-    State(jobs): State<Arc<Jobs>>,
+    world: Scope,
     Path(MatchPath { pattern }): Path<MatchPath>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let value = read_json(&body)?;
-    let (created, scenario) = jobs.put_scenario(&pattern, &value).await?;
+    let now = world.clock.now();
+    let (created, scenario) = world.sim.scenarios().put(&pattern, &value, now).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -101,10 +104,10 @@ async fn put_scenario(
         (status = 404, description = "No such scenario", body = ErrorBody),
     ))]
 async fn delete_scenario(
-    State(jobs): State<Arc<Jobs>>,
+    world: Scope,
     Path(MatchPath { pattern }): Path<MatchPath>,
 ) -> Result<StatusCode, ApiError> {
-    if jobs.delete_scenario(&pattern).await? {
+    if world.sim.scenarios().delete(&pattern).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_scenario(&pattern))
@@ -181,17 +184,15 @@ pub struct ClockView {
 fn clock_view(clock: &Clock) -> ClockView {
     ClockView {
         mode: clock.mode(),
-        now: clock
-            .now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        now: rfc3339(clock.now()),
     }
 }
 
 /// The clock: `system` or `manual`, and its time.
 #[utoipa::path(get, path = "/_mock/clock", tag = "mock",
     responses((status = 200, description = "The clock", body = ClockView)))]
-async fn get_clock(State(clock): State<Arc<Clock>>) -> Json<ClockView> {
-    Json(clock_view(&clock))
+async fn get_clock(world: Scope) -> Json<ClockView> {
+    Json(clock_view(&world.clock))
 }
 
 /// How far to move a manual clock.
@@ -217,10 +218,7 @@ pub struct Advance {
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "`by` is missing or not a duration, or would take the clock past 9999-12-31T23:59:59.999Z; nothing changes", body = ErrorBody),
     ))]
-async fn advance_clock(
-    State(jobs): State<Arc<Jobs>>,
-    body: JsonBody,
-) -> Result<Json<ClockView>, ApiError> {
+async fn advance_clock(world: Scope, body: JsonBody) -> Result<Json<ClockView>, ApiError> {
     let value = read_json(&body)?;
     let by = value
         .get("by")
@@ -235,18 +233,15 @@ async fn advance_clock(
                     .into(),
             }],
         })?;
-    jobs.advance(by).await?;
-    Ok(Json(clock_view(jobs.clock())))
+    world.sim.advance(by).await?;
+    Ok(Json(clock_view(&world.clock)))
 }
 
 /// Every fault rule, spent and expired ones too, with how often each hit.
 #[utoipa::path(get, path = "/_mock/faults", tag = "mock",
     responses((status = 200, description = "Every rule", body = Vec<RuleView>)))]
-async fn list_faults(
-    State(faults): State<Arc<Faults>>,
-    State(clock): State<Arc<Clock>>,
-) -> Json<Vec<RuleView>> {
-    Json(faults.list(clock.now()))
+async fn list_faults(world: Scope) -> Json<Vec<RuleView>> {
+    Json(world.faults.list(world.clock.now()))
 }
 
 /// A fault rule as it is given.
@@ -345,21 +340,17 @@ fn only_true() -> utoipa::openapi::schema::Object {
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "The rule is not valid (a `ttl` that would expire it after 9999-12-31T23:59:59.999Z included); each problem named", body = ErrorBody),
     ))]
-async fn add_fault(
-    State(faults): State<Arc<Faults>>,
-    State(clock): State<Arc<Clock>>,
-    body: JsonBody,
-) -> Result<Response, ApiError> {
+async fn add_fault(world: Scope, body: JsonBody) -> Result<Response, ApiError> {
     let value = read_json(&body)?;
-    let rule = faults.add(&value, clock.now()).await?;
+    let rule = world.faults.add(&value, world.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
 /// Removes every fault rule.
 #[utoipa::path(delete, path = "/_mock/faults", tag = "mock",
     responses((status = 204, description = "Every rule removed")))]
-async fn delete_faults(State(faults): State<Arc<Faults>>) -> Result<StatusCode, ApiError> {
-    faults.clear().await?;
+async fn delete_faults(world: Scope) -> Result<StatusCode, ApiError> {
+    world.faults.clear().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -376,11 +367,11 @@ struct RulePath {
         (status = 404, description = "No such rule", body = ErrorBody),
     ))]
 async fn delete_fault(
-    State(faults): State<Arc<Faults>>,
+    world: Scope,
     Path(RulePath { id }): Path<RulePath>,
 ) -> Result<StatusCode, ApiError> {
     let removed = match id.parse::<u64>() {
-        Ok(id) => faults.remove(id).await?,
+        Ok(id) => world.faults.remove(id).await?,
         Err(_) => false,
     };
     if removed {

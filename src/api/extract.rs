@@ -1,5 +1,9 @@
-//! Extractors whose rejections are [`ApiError`]s, so a bad request gets the same JSON
-//! error body as every other refusal.
+//! What handlers take from a request: the world it acts on ([`Scope`]), and bodies and
+//! query parameters whose rejections are [`ApiError`]s, so a bad request gets the same
+//! JSON error body as every other refusal.
+
+use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
@@ -9,13 +13,14 @@ use axum::http::request::Parts;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-use super::BodyLimit;
+use crate::app::{AppState, BodyLimit};
 use crate::error::ApiError;
 use crate::model::{Problem, ProblemKind};
+use crate::world::World;
 
 /// A request body read whole within `--max-body-bytes`, and what its `Content-Type` said.
 ///
-/// A body that is not declared as JSON is still read: the order of API.md section 3 puts
+/// A body that is not declared as JSON is still read: the contract's order (Validation) puts
 /// a malformed body (400) before a wrong media type (415), and a 415 lists the body's
 /// other problems too.
 pub struct JsonBody {
@@ -114,6 +119,35 @@ pub fn is_json_media_type(content_type: &str) -> bool {
     let suffixed =
         subtype.len() > "+json".len() && suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"));
     kind.eq_ignore_ascii_case("application") && (subtype.eq_ignore_ascii_case("json") || suffixed)
+}
+
+/// The world a request acts on: its runs, journal, configs, scenarios, simulated runs,
+/// faults and clock. Every handler that reads or changes any of those takes this, and
+/// the layers ask [`Scope::of`], so which world a request acts on is decided here, once.
+/// There is one world today, the service's.
+pub struct Scope(Arc<World>);
+
+impl Scope {
+    /// The world of a request to `path`.
+    pub fn of<'a>(state: &'a AppState, _path: &str) -> &'a Arc<World> {
+        state.world()
+    }
+}
+
+impl std::ops::Deref for Scope {
+    type Target = Arc<World>;
+
+    fn deref(&self) -> &Arc<World> {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for Scope {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        Ok(Scope(Arc::clone(Scope::of(state, parts.uri.path()))))
+    }
 }
 
 /// Query parameters; a parameter that cannot be read is a 400 naming it.

@@ -4,33 +4,28 @@
 //! - `GET  /job-launcher/launcher/status`: every run's current status, a JSON array
 //! - `POST /job-launcher/launcher`: launch a simulated run of a job config
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::handler::Handler;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::JsonBody;
-use super::{AppState, JobIdNote, Journaled, record_job_id};
+use super::extract::{JsonBody, Scope};
+use super::layers::{JobIdNote, Journaled, record_job_id};
+use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::{Jobs, Source, Submitted};
 use crate::model::JobState;
-use crate::registry::{Accepted, Creates, Registry};
-
-pub const STATUS_PATH: &str = "/job-launcher/launcher/status";
-pub const LAUNCH_PATH: &str = "/job-launcher/launcher";
+use crate::registry::{Accepted, Creates};
+use crate::routes;
+use crate::updates::{Source, Submitted};
 
 /// The routes, `POST` on the status path included: requests for it never reach the
-/// router (see `api::Dispatch`), but the router still documents it and lists it in
-/// a 405's `Allow`.
+/// router (the api sends them straight to `post_status`), but the router still
+/// documents it and lists it in a 405's `Allow`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_status, list_statuses))
@@ -124,7 +119,7 @@ pub struct JobConfig {
 /// "200 OK"; the body is the mock's).
 #[utoipa::path(
     post,
-    path = "/job-launcher/launcher/status",
+    path = routes::STATUS,
     tag = "fusion",
     request_body(content = JobStatus, content_type = "application/json"),
     responses(
@@ -137,11 +132,11 @@ pub struct JobConfig {
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     )
 )]
-async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiError>) -> Response {
+pub(crate) async fn post_status(world: Scope, body: Result<JsonBody, ApiError>) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(refusal) => {
-            jobs.count_refusal(&refusal);
+            world.updates.count_refusal(&refusal);
             return refusal.into_response();
         }
     };
@@ -150,7 +145,8 @@ async fn post_status(State(jobs): State<Arc<Jobs>>, body: Result<JsonBody, ApiEr
         job_id,
         outcome,
         journal_seq,
-    } = jobs
+    } = world
+        .updates
         .submit(&body.bytes, problems, Source::Request, Creates::Yes)
         .await;
     if let Some(job_id) = &job_id {
@@ -193,32 +189,24 @@ fn accepted_answer(accepted: &Accepted) -> Response {
     }
 }
 
-/// [`post_status`] as a service of its own: see `api::Dispatch`.
-pub(crate) fn post_status_service(state: AppState) -> impl super::Answers {
-    post_status.with_state(state)
-}
-
 /// List all job statuses: the current status of every run, in the order they first
 /// appeared. The array has no room for it, so `X-Mock-Evicted` says how many runs
 /// `--max-runs` has evicted. It is a poll of every run in it.
 #[utoipa::path(
     get,
-    path = "/job-launcher/launcher/status",
+    path = routes::STATUS,
     tag = "fusion",
     responses(
         (status = 200, description = "Every run's current status", body = Vec<RunStatus>,
             headers(("X-Mock-Evicted" = u64, description = "Runs evicted by --max-runs so far"))),
     )
 )]
-async fn list_statuses(
-    State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
-) -> ([(&'static str, String); 1], Json<Vec<Box<RawValue>>>) {
-    jobs.poll_all().await;
-    let evicted = registry.evicted();
+async fn list_statuses(world: Scope) -> ([(&'static str, String); 1], Json<Vec<Box<RawValue>>>) {
+    world.sim.poll_all().await;
+    let evicted = world.registry.evicted();
     (
         [(EVICTED_HEADER, evicted.to_string())],
-        Json(registry.statuses()),
+        Json(world.registry.statuses()),
     )
 }
 
@@ -228,7 +216,7 @@ const EVICTED_HEADER: &str = "x-mock-evicted";
 /// its scenario's steps. Answers the run's JobStatus, `starting`.
 #[utoipa::path(
     post,
-    path = "/job-launcher/launcher",
+    path = routes::LAUNCH,
     tag = "fusion",
     request_body(content = JobConfig, content_type = "application/json"),
     responses(
@@ -240,8 +228,9 @@ const EVICTED_HEADER: &str = "x-mock-evicted";
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     )
 )]
-async fn launch(State(jobs): State<Arc<Jobs>>, body: JsonBody) -> Result<Response, ApiError> {
-    let (job_id, status) = jobs
+async fn launch(world: Scope, body: JsonBody) -> Result<Response, ApiError> {
+    let (job_id, status) = world
+        .sim
         .launch_posted(&body.bytes, body.media_type_problem())
         .await?;
     record_job_id(&job_id);

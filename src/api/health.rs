@@ -19,9 +19,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
+use crate::app::AppState;
 use crate::error::OwnBody;
-use crate::registry::Registry;
+use crate::store::Store;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -68,8 +68,8 @@ fn up() -> Json<Health> {
 }
 
 /// UP, or DOWN (503) with the reason while the store cannot write.
-fn serving(registry: &Registry) -> Response {
-    match registry.store().and_then(|store| store.down()) {
+fn serving(store: Option<&Store>) -> Response {
+    match store.and_then(Store::down) {
         None => up().into_response(),
         Some(cause) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -96,8 +96,8 @@ fn serving(registry: &Registry) -> Response {
         (status = 200, description = "Up", body = Health),
         (status = 503, description = "Down: --data-dir cannot be written; the reason in components.store", body = Health),
     ))]
-async fn get_health(State(registry): State<Arc<Registry>>) -> Response {
-    serving(&registry)
+async fn get_health(State(store): State<Option<Arc<Store>>>) -> Response {
+    serving(store.as_deref())
 }
 
 /// Kubernetes' liveness probe: up as long as the process answers.
@@ -113,6 +113,6 @@ async fn get_liveness() -> Json<Health> {
         (status = 200, description = "Up", body = Health),
         (status = 503, description = "Down: --data-dir cannot be written; the reason in components.store", body = Health),
     ))]
-async fn get_readiness(State(registry): State<Arc<Registry>>) -> Response {
-    serving(&registry)
+async fn get_readiness(State(store): State<Option<Arc<Store>>>) -> Response {
+    serving(store.as_deref())
 }

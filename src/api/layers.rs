@@ -1,5 +1,7 @@
-//! The middleware: the journal, error bodies, access, injected faults, durability, and
-//! timing.
+//! The middleware. Every request passes through [`Surround`], one layer for the mock's
+//! own concerns: its request id and log lines, access control, injected faults, the
+//! error body of a refusal, and its journal entry. Around the routes: each route's
+//! latency ([`TimeRequests`]) and `--request-timeout` ([`PromptTimeoutLayer`]).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -10,22 +12,26 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
-use serde_json::Value;
 use tokio::time::Sleep;
 use tower::{Layer, Service, ServiceExt};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::auth;
-use super::{AppState, RequestTimeout};
+use super::extract::{Scope, read_body};
+use crate::app::{AppState, REQUEST_ID, RequestTimeout};
+use crate::configs;
 use crate::error::{self, ApiError, ErrorCode, ErrorReport};
 use crate::faults::{self, Action};
 use crate::journal::Record;
 use crate::metrics::Metrics;
+use crate::model::StatusUpdate;
+use crate::routes::{self, Surface};
+use crate::world::World;
 
 /// Names the run a request was about on its answer, for the journal.
 #[derive(Debug, Clone)]
@@ -44,15 +50,31 @@ pub struct FaultNote(pub u64);
 #[derive(Debug, Clone, Copy)]
 pub struct DropConnection;
 
-/// The mock's own surface: never journaled, never faulted. The journal records what the
-/// code under test asked of Fusion, not what the test asked of the mock.
-const OWN_SURFACE: [&str; 4] = ["/_mock", "/metrics", "/openapi.json", "/actuator"];
+/// Names the run a request is about on its log lines.
+pub fn record_job_id(job_id: &str) {
+    Span::current().record("job_id", job_id);
+}
 
-pub fn is_own_surface(path: &str) -> bool {
-    OWN_SURFACE.iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+/// The span of a request's log lines.
+fn request_span(request: &Request, request_id: &HeaderValue) -> Span {
+    // At debug, so that a busy mock spends nothing on lines nobody reads; refusals are
+    // logged at info with their own method and path.
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        job_id = tracing::field::Empty,
+        request_id = request_id.to_str().unwrap_or(""),
+    )
+}
+
+/// A request's last debug line.
+fn log_response<B>(response: &axum::http::Response<B>, latency: Duration) {
+    tracing::debug!(
+        status = response.status().as_u16(),
+        latency_us = latency.as_micros() as u64,
+        "answered"
+    );
 }
 
 /// The service a layer wraps: the rest of the stack, which always answers.
@@ -165,12 +187,12 @@ fn surround<S: Inner>(
 ) -> impl Future<Output = Response> {
     let started = Instant::now();
     let request_id = state.request_ids.of(&request);
-    let span = super::request_span(&request, &request_id);
+    let span = request_span(&request, &request_id);
     let answer = answer(state, request, next).instrument(span.clone());
     answer.map(move |mut response| {
-        span.in_scope(|| super::log_response(&response, started.elapsed()));
-        if !response.headers().contains_key(super::REQUEST_ID) {
-            response.headers_mut().insert(super::REQUEST_ID, request_id);
+        span.in_scope(|| log_response(&response, started.elapsed()));
+        if !response.headers().contains_key(REQUEST_ID) {
+            response.headers_mut().insert(REQUEST_ID, request_id);
         }
         response
     })
@@ -179,20 +201,22 @@ fn surround<S: Inner>(
 /// [`surround`] within the request's span.
 async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> Response {
     tracing::debug!("started processing request");
-    let own = is_own_surface(request.uri().path());
-    let journal = (!own).then(|| Pending::of(&state, &request));
+    let surface = Surface::of(request.uri().path());
+    let own = surface.is_own();
+    let world = Scope::of(&state, request.uri().path());
+    let journal = (!own).then(|| Pending::of(world, &request));
     let method = request.method().clone();
     let path = RequestPath::of(&request, own);
     // A future is as large as its largest state: fault rules and error bodies, seldom
     // needed, are boxed.
-    let response = match auth::refusal(&state.access, &request) {
+    let response = match auth::refusal(&state.access, surface, &request) {
         Some(refusal) => refusal,
-        None if own || state.faults.is_empty() => next.run(request).await,
-        None => Box::pin(inject_faults(&state, request, next)).await,
+        None if own || world.faults.is_empty() => next.run(request).await,
+        None => Box::pin(inject_faults(&state, world, request, next)).await,
     };
     let response = if error::is_refusal(&response) {
         Box::pin(error::render(
-            &state.clock,
+            &world.clock,
             &method,
             path.as_str(),
             response,
@@ -202,7 +226,7 @@ async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> R
         response
     };
     if let Some(journal) = journal {
-        journal.record(&state, path.as_str(), &response);
+        journal.record(world, path.as_str(), &response);
     }
     response
 }
@@ -244,7 +268,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn of(state: &AppState, request: &Request) -> Self {
+    fn of(world: &World, request: &Request) -> Self {
         let method = match *request.method() {
             Method::GET => Cow::Borrowed("GET"),
             Method::POST => Cow::Borrowed("POST"),
@@ -253,19 +277,19 @@ impl Pending {
             ref other => Cow::Owned(other.to_string()),
         };
         Pending {
-            time: state.clock.now(),
+            time: world.clock.now(),
             method,
         }
     }
 
     /// Journals the request with its answer's status and error code, unless the update
     /// path has already journaled it.
-    fn record(self, state: &AppState, path: &str, response: &Response) {
+    fn record(self, world: &World, path: &str, response: &Response) {
         let extensions = response.extensions();
         let fault = extensions.get::<FaultNote>().map(|note| note.0);
         if let Some(Journaled(seq)) = extensions.get::<Journaled>() {
             if let Some(rule) = fault {
-                state.journal.mark_fault(*seq, rule);
+                world.journal.mark_fault(*seq, rule);
             }
             return;
         }
@@ -274,7 +298,7 @@ impl Pending {
             Some(_) => Some(ErrorCode::InjectedFault),
             None => extensions.get::<ErrorReport>().map(|report| report.code),
         };
-        state.journal.record(Record {
+        world.journal.record(Record {
             time: self.time,
             method: self.method,
             path: Cow::Owned(path.to_owned()),
@@ -291,16 +315,21 @@ impl Pending {
 }
 
 /// Applies the first fault rule that hits a request to the Fusion surface, or runs it.
-async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<S>) -> Response {
+async fn inject_faults<S: Inner>(
+    state: &AppState,
+    world: &World,
+    request: Request,
+    next: Next<S>,
+) -> Response {
     let path = request.uri().path().to_owned();
-    let now = state.clock.now();
+    let now = world.clock.now();
     let method = request.method().clone();
     let mut ids = Ids::from_path(&path);
     let mut request = request;
     let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
-    if has_body && state.faults.needs_ids(method.as_str(), &path, now) {
+    if has_body && world.faults.needs_ids(method.as_str(), &path, now) {
         let (parts, body) = request.into_parts();
-        let bytes = match super::extract::read_body(body, state.body_limit.0).await {
+        let bytes = match read_body(body, state.body_limit.0).await {
             Ok(bytes) => bytes,
             Err(refusal) => return refusal.into_response(),
         };
@@ -313,7 +342,7 @@ async fn inject_faults<S: Inner>(state: &AppState, request: Request, next: Next<
         job_id: ids.job_id.as_deref(),
         job_config_id: ids.job_config_id.as_deref(),
     };
-    let Some(hit) = state.faults.check(&seen, now) else {
+    let Some(hit) = world.faults.check(&seen, now) else {
         return next.run(request).await;
     };
     tracing::info!(rule = hit.rule, action = ?hit.action, "injected fault");
@@ -364,37 +393,29 @@ struct Ids {
 }
 
 impl Ids {
-    /// The config id of a Spark route: `[/api|/api/apps/{app}]/spark/{jobs|configurations}/{id}`.
+    /// The config id a Spark route's path names.
     fn from_path(path: &str) -> Ids {
-        let rest = path.strip_prefix("/api").unwrap_or("");
-        let rest = match rest.strip_prefix("/apps/") {
-            Some(app_and_rest) => app_and_rest.split_once('/').map_or("", |(_, rest)| rest),
-            None => rest.strip_prefix('/').unwrap_or(""),
-        };
-        let id = ["spark/jobs/", "spark/configurations/"]
-            .iter()
-            .find_map(|prefix| rest.strip_prefix(prefix))
-            .filter(|id| !id.is_empty() && !id.contains('/'));
         Ids {
             job_id: None,
-            job_config_id: id.map(str::to_owned),
+            job_config_id: routes::spark_config_id(path).map(str::to_owned),
         }
     }
 
-    /// The ids in a body: a status update's `jobId` and `jobConfig.id`, a launched
-    /// config's `id`.
+    /// The ids in a body, read as its route reads them (a byte order mark, a name
+    /// written twice): a launched config's `id`; on any other route, a status update's
+    /// `jobId` and `jobConfig.id`.
     fn read_body(&mut self, bytes: &[u8], path: &str) {
-        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
+        if path == routes::LAUNCH {
+            let id = || configs::launched_id(bytes);
+            self.job_config_id = self.job_config_id.take().or_else(id);
+            return;
+        }
+        let Ok((update, _)) = StatusUpdate::parse(bytes) else {
             return;
         };
-        let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
-        if path == super::fusion::LAUNCH_PATH {
-            self.job_config_id = self.job_config_id.take().or_else(|| text(body.get("id")));
-        } else {
-            self.job_id = text(body.get("jobId"));
-            let config_id = body.get("jobConfig").and_then(|c| c.get("id"));
-            self.job_config_id = self.job_config_id.take().or_else(|| text(config_id));
-        }
+        self.job_id = update.named_job_id().map(Cow::into_owned);
+        let config_id = || update.facts.config_id().map(str::to_owned);
+        self.job_config_id = self.job_config_id.take().or_else(config_id);
     }
 }
 
@@ -471,7 +492,7 @@ impl Around for TimeStatusPosts {
         timed(request, next, move |seconds| {
             let series = self
                 .series
-                .get_or_init(|| self.metrics.latency_of(super::fusion::STATUS_PATH, "POST"));
+                .get_or_init(|| self.metrics.latency_of(routes::STATUS, "POST"));
             series.observe(seconds);
         })
     }
@@ -550,48 +571,5 @@ where
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         ready!(timer.as_mut().poll(cx));
         Poll::Ready(Ok(StatusCode::REQUEST_TIMEOUT.into_response()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spark_paths_name_their_config() {
-        for (path, id) in [
-            ("/api/spark/jobs/nightly", Some("nightly")),
-            (
-                "/api/apps/shop/spark/configurations/nightly",
-                Some("nightly"),
-            ),
-            ("/api/spark/jobs", None),
-            ("/api/spark/jobs/", None),
-            ("/job-launcher/launcher/status", None),
-            ("/api/apps/shop", None),
-        ] {
-            assert_eq!(Ids::from_path(path).job_config_id.as_deref(), id, "{path}");
-        }
-    }
-
-    #[test]
-    fn the_own_surface_is_only_the_mocks() {
-        for own in [
-            "/_mock",
-            "/_mock/runs",
-            "/metrics",
-            "/openapi.json",
-            "/actuator/health",
-        ] {
-            assert!(is_own_surface(own), "{own}");
-        }
-        for fusion in [
-            "/job-launcher/launcher/status",
-            "/_mockery",
-            "/metricsx",
-            "/api/spark/jobs",
-        ] {
-            assert!(!is_own_surface(fusion), "{fusion}");
-        }
     }
 }

@@ -28,14 +28,15 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::Query;
-use super::{AppState, MaxWait, Stopping, record_job_id};
+use super::extract::{Query, Scope};
+use super::layers::record_job_id;
+use crate::app::{AppState, MaxWait, Stopping};
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::Jobs;
-use crate::journal::{Journal, JournalFilter, JournalView};
+use crate::journal::{JournalFilter, JournalView};
 use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
 use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
+use crate::routes;
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -93,7 +94,7 @@ struct ListRunsQuery {
     )
 )]
 async fn list_runs(
-    State(registry): State<Arc<Registry>>,
+    world: Scope,
     Query(query): Query<ListRunsQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     // An empty parameter (`?state=`) filters nothing, as if it were not given.
@@ -109,7 +110,11 @@ async fn list_runs(
         job_type: given(query.job_type),
         job_config_id: given(query.job_config_id),
     };
-    Ok(Json(registry.list(&filter, offset.unwrap_or(0), limit)))
+    Ok(Json(world.registry.list(
+        &filter,
+        offset.unwrap_or(0),
+        limit,
+    )))
 }
 
 /// A paging or sequence number, which must not be negative.
@@ -150,12 +155,9 @@ fn parse_states(list: &str) -> Result<Vec<JobState>, ApiError> {
 /// Forgets every run.
 #[utoipa::path(delete, path = "/_mock/runs", tag = "mock",
     responses((status = 204, description = "Every run is forgotten")))]
-async fn delete_runs(
-    State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
-) -> Result<StatusCode, ApiError> {
-    registry
-        .clear_durably(Vec::new(), move || jobs.forget_simulations())
+async fn delete_runs(world: Scope) -> Result<StatusCode, ApiError> {
+    world
+        .forget_runs()
         .await
         .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
@@ -172,12 +174,10 @@ async fn delete_runs(
         (status = 404, description = "No such run", body = ErrorBody),
     )
 )]
-async fn get_run(
-    State(registry): State<Arc<Registry>>,
-    Path(job_id): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
+async fn get_run(world: Scope, Path(job_id): Path<String>) -> Result<Json<RunView>, ApiError> {
     record_job_id(&job_id);
-    registry
+    world
+        .registry
         .run(&job_id)
         .map(Json)
         .ok_or_else(|| unknown_run(&job_id))
@@ -194,15 +194,9 @@ async fn get_run(
         (status = 404, description = "No such run", body = ErrorBody),
     )
 )]
-async fn delete_run(
-    State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
-    Path(job_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_run(world: Scope, Path(job_id): Path<String>) -> Result<StatusCode, ApiError> {
     record_job_id(&job_id);
-    // Its simulation ends too: a step due later must not bring it back.
-    jobs.forget_simulation(&job_id);
-    if registry.remove_durably(&job_id).await? {
+    if world.forget_run(&job_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_run(&job_id))
@@ -221,11 +215,12 @@ async fn delete_run(
     )
 )]
 async fn get_history(
-    State(registry): State<Arc<Registry>>,
+    world: Scope,
     Path(job_id): Path<String>,
 ) -> Result<Json<HistoryView>, ApiError> {
     record_job_id(&job_id);
-    registry
+    world
+        .registry
         .history(&job_id)
         .map(Json)
         .ok_or_else(|| unknown_run(&job_id))
@@ -263,7 +258,7 @@ struct WaitQuery {
     )
 )]
 async fn wait_for_run(
-    State(registry): State<Arc<Registry>>,
+    world: Scope,
     State(stopping): State<Stopping>,
     State(MaxWait(max_wait)): State<MaxWait>,
     Path(job_id): Path<String>,
@@ -288,12 +283,12 @@ async fn wait_for_run(
     }
     .min(max_wait);
     let (message, run) = tokio::select! {
-        outcome = registry.wait(&job_id, until, timeout) => match outcome {
+        outcome = world.registry.wait(&job_id, until, timeout) => match outcome {
             Ok(run) => return Ok(Json(run)),
             Err(timed_out) => (timed_out.to_string(), timed_out.run),
         },
         () = stopping.stopped() => {
-            let run = registry.run(&job_id);
+            let run = world.registry.run(&job_id);
             let message = format!("stopped waiting for run {job_id} to {until}: the server is shutting down");
             (message, run)
         }
@@ -343,7 +338,7 @@ struct RequestsQuery {
 /// The journal: every request to the Fusion surface, accepted or refused, oldest first.
 #[utoipa::path(
     get,
-    path = "/_mock/requests",
+    path = routes::JOURNAL,
     tag = "mock",
     params(RequestsQuery),
     responses(
@@ -352,12 +347,12 @@ struct RequestsQuery {
     )
 )]
 async fn list_requests(
-    State(journal): State<Arc<Journal>>,
+    world: Scope,
     Query(query): Query<RequestsQuery>,
 ) -> Result<Json<JournalView>, ApiError> {
     let given = |value: Option<String>| value.filter(|v| !v.is_empty());
     let since = non_negative("since", query.since)?.map(|since| since as u64);
-    Ok(Json(journal.view(&JournalFilter {
+    Ok(Json(world.journal.view(&JournalFilter {
         job_id: given(query.job_id),
         status: query.status,
         code: given(query.code),
@@ -366,10 +361,10 @@ async fn list_requests(
 }
 
 /// Empties the journal.
-#[utoipa::path(delete, path = "/_mock/requests", tag = "mock",
+#[utoipa::path(delete, path = routes::JOURNAL, tag = "mock",
     responses((status = 204, description = "The journal is empty")))]
-async fn delete_requests(State(journal): State<Arc<Journal>>) -> StatusCode {
-    journal.clear();
+async fn delete_requests(world: Scope) -> StatusCode {
+    world.journal.clear();
     StatusCode::NO_CONTENT
 }
 
@@ -378,8 +373,8 @@ async fn delete_requests(State(journal): State<Arc<Journal>>) -> StatusCode {
 /// mock for the next test.
 #[utoipa::path(post, path = "/_mock/reset", tag = "mock",
     responses((status = 204, description = "Everything is forgotten")))]
-async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
-    state
+async fn reset(world: Scope) -> Result<StatusCode, ApiError> {
+    world
         .reset()
         .await
         .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
@@ -393,7 +388,7 @@ async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
 /// ends; it may resume with `Last-Event-ID`.
 #[utoipa::path(
     get,
-    path = "/_mock/events",
+    path = routes::EVENTS,
     tag = "mock",
     params(("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq", minimum = 0, nullable = false)),
     responses(
@@ -402,7 +397,7 @@ async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     )
 )]
 async fn stream_events(
-    State(registry): State<Arc<Registry>>,
+    world: Scope,
     State(stopping): State<Stopping>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -424,6 +419,7 @@ async fn stream_events(
     };
     // Subscribe, then read what is already recorded: every seq up to `until` is in
     // history now, and every later one will come through the subscription.
+    let registry = Arc::clone(&world.registry);
     let feed = Feed {
         receiver: registry.subscribe(),
         until: registry.last_seq(),
@@ -487,8 +483,8 @@ impl Feed {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     self.done = true;
-                    let data = format!("{{\"missed\":{missed},\"lastEventId\":{}}}", self.until);
-                    return Some(Event::default().event("lagged").data(data));
+                    let data = serde_json::json!({"missed": missed, "lastEventId": self.until});
+                    return Some(Event::default().event("lagged").data(data.to_string()));
                 }
                 Err(RecvError::Closed) => return None,
             }

@@ -1,291 +1,49 @@
-//! The HTTP surface: one module per group of routes, the shared state, and the layers
-//! every request passes through.
+//! The HTTP surface: one module per group of routes, the extractors, and the layers every
+//! request passes through; here, the router of them all, and its OpenAPI document.
+//!
+//! - `fusion`: Fusion's job-launcher routes; `spark`: the Spark jobs API
+//! - `mock`: runs, histories, waits, the journal, events, reset (`/_mock`)
+//! - `control`: scenarios, the clock, fault rules (`/_mock`)
+//! - `health`, `metrics`, `ui` (the dashboard), and `GET /openapi.json` here
+//!
+//! Handlers get the world they act on through `extract::Scope` and change it only
+//! through its parts' methods: the api never locks a run.
 
 pub mod auth;
 pub mod control;
+mod document;
 pub mod extract;
 pub mod fusion;
 pub mod health;
 mod layers;
-pub mod meta;
+pub mod metrics;
 pub mod mock;
 pub mod spark;
 pub mod ui;
 
 pub use layers::{DropConnection, JobIdNote, Journaled};
 
+use std::borrow::Cow;
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, Request};
-use axum::http::{HeaderName, HeaderValue, Method};
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
-use tokio::sync::watch;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tracing::Span;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::faults::Faults;
-use crate::jobs::{Jobs, Scenario, scenario};
-use crate::journal::Journal;
-use crate::metrics::Metrics;
-use crate::registry::{Limits, Registry};
-use crate::serve::Peers;
-use crate::store::{Restored, Store, Unavailable, detached};
-
-/// What handlers share, behind one reference count: a request passes it through several
-/// layers, each holding a clone, and one count to update (on a cache line both workers
-/// write) costs less than one per handle.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// Lets a handler ask for one handle, e.g. `State<Arc<Registry>>`, as `#[derive(FromRef)]`
-/// would on the handles themselves.
-macro_rules! handles {
-    ($($field:ident: $handle:ty),* $(,)?) => {
-        $(impl FromRef<AppState> for $handle {
-            fn from_ref(state: &AppState) -> $handle {
-                state.$field.clone()
-            }
-        })*
-    };
-}
-
-handles!(
-    registry: Arc<Registry>,
-    journal: Arc<Journal>,
-    metrics: Arc<Metrics>,
-    clock: Arc<Clock>,
-    jobs: Arc<Jobs>,
-    faults: Arc<Faults>,
-    access: Arc<auth::Access>,
-    stopping: Stopping,
-    body_limit: BodyLimit,
-    request_timeout: RequestTimeout,
-    max_wait: MaxWait,
-    request_ids: RequestIds,
-);
-
-/// The handles of [`AppState`]: cheap, each asked for only where it is used.
-pub struct Shared {
-    pub registry: Arc<Registry>,
-    pub journal: Arc<Journal>,
-    pub metrics: Arc<Metrics>,
-    pub clock: Arc<Clock>,
-    pub jobs: Arc<Jobs>,
-    pub faults: Arc<Faults>,
-    pub access: Arc<auth::Access>,
-    pub stopping: Stopping,
-    pub body_limit: BodyLimit,
-    pub request_timeout: RequestTimeout,
-    pub max_wait: MaxWait,
-    pub request_ids: RequestIds,
-    /// `--header-timeout`, `--idle-timeout`, `--max-connections`, `--shutdown-timeout`:
-    /// read by `serve`, not by handlers.
-    pub peers: Peers,
-}
-
-/// Set when the server begins to shut down, so that long-lived answers (waits, event
-/// streams) end instead of holding the drain open.
-#[derive(Clone, Default)]
-pub struct Stopping(Arc<watch::Sender<bool>>);
-
-impl Stopping {
-    pub fn stop(&self) {
-        self.0.send_replace(true);
-    }
-
-    /// Resolves once [`Stopping::stop`] has been called.
-    pub async fn stopped(&self) {
-        let mut receiver = self.0.subscribe();
-        // The sender lives in `self`, so this cannot fail.
-        let _ = receiver.wait_for(|stopping| *stopping).await;
-    }
-}
-
-/// `--max-body-bytes`, for the 413 message.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
-
-/// `--max-wait`: the longest a wait may take.
-#[derive(Debug, Clone, Copy)]
-pub struct MaxWait(pub Duration);
-
-/// `--request-timeout`.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestTimeout(pub Duration);
-
-/// A service that cannot start as configured, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
-
-impl AppState {
-    /// The state of a service configured by `config`: with the scenarios of
-    /// `--scenarios`, and what `--data-dir` holds.
-    pub fn new(config: &Config) -> Result<Self, StartError> {
-        let scenarios = match &config.scenarios {
-            Some(path) => scenario::load_file(path).map_err(StartError)?,
-            None => Vec::new(),
-        };
-        let persisted = match &config.data_dir {
-            Some(dir) => {
-                let (store, restored) = Store::open(dir).map_err(|e| StartError(e.to_string()))?;
-                Some((Arc::new(store), restored))
-            }
-            None => None,
-        };
-        AppState::build(config, scenarios, persisted)
-    }
-
-    /// The state of a service configured by `config` (its `--scenarios` and
-    /// `--data-dir` aside), in memory, with these scenarios.
-    pub fn with_scenarios(config: &Config, scenarios: Vec<Scenario>) -> Self {
-        match AppState::build(config, scenarios, None) {
-            Ok(state) => state,
-            // Without a store, nothing is read that could fail.
-            Err(never) => unreachable!("{never}"),
-        }
-    }
-
-    fn build(
-        config: &Config,
-        scenarios: Vec<Scenario>,
-        persisted: Option<(Arc<Store>, Restored)>,
-    ) -> Result<Self, StartError> {
-        let clock = Arc::new(Clock::new(config.clock));
-        let limits = Limits {
-            max_runs: config.max_runs,
-            max_history: config.max_history,
-            max_status_bytes: config.max_body_bytes,
-            validation: config.validation,
-        };
-        let journal = Arc::new(Journal::new(config.journal_size));
-        let (registry, faults, mut persisted) = match persisted {
-            Some((store, mut restored)) => {
-                let registry = Registry::with_store(
-                    limits,
-                    Arc::clone(&clock),
-                    Arc::clone(&store),
-                    &mut restored,
-                )
-                .map_err(|e| StartError(format!("data directory: {e}")))?;
-                let faults = Faults::with_store(Arc::clone(&store), restored.faults.as_deref())
-                    .map_err(|e| StartError(format!("data directory: {e}")))?;
-                (registry, faults, Some((store, restored)))
-            }
-            None => (
-                Registry::new(limits, Arc::clone(&clock)),
-                Faults::default(),
-                None,
-            ),
-        };
-        let registry = Arc::new(registry);
-        let metrics = Arc::new(Metrics::new(Arc::clone(&registry), Arc::clone(&journal)));
-        let mut jobs = Jobs::new(
-            Arc::clone(&registry),
-            Arc::clone(&journal),
-            Arc::clone(&metrics),
-            Arc::clone(&clock),
-            scenarios,
-        );
-        if let Some((store, restored)) = persisted.take() {
-            jobs.persist_to(
-                &store,
-                restored.scenarios.as_deref(),
-                restored.configs.as_deref(),
-            )
-            .map_err(|e| StartError(format!("data directory: {e}")))?;
-        }
-        let jobs = Arc::new(jobs);
-        // Simulated steps due by the system clock need a task to apply them; outside a
-        // runtime, `serve` starts it.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            jobs.start_driver();
-        }
-        Ok(AppState(Arc::new(Shared {
-            registry,
-            journal,
-            metrics,
-            clock,
-            jobs,
-            faults: Arc::new(faults),
-            access: Arc::new(auth::Access::new(config)),
-            stopping: Stopping::default(),
-            body_limit: BodyLimit(config.max_body_bytes.get()),
-            request_timeout: RequestTimeout(*config.request_timeout),
-            max_wait: MaxWait(*config.max_wait),
-            request_ids: RequestIds::default(),
-            peers: Peers::of(config),
-        })))
-    }
-
-    /// Forgets every run, the journal, configs, simulated runs and fault rules; the
-    /// scenarios are those of the start again. The clock does not go back. With a store,
-    /// all of it is written in one transaction and forgotten once that is durable.
-    pub async fn reset(&self) -> Result<(), Unavailable> {
-        let state = self.clone();
-        detached(async move {
-            let (mut writes, jobs_then) = state.jobs.reset_staged().await;
-            let (faults_write, faults_then) = state.faults.clear_staged().await;
-            writes.extend(faults_write);
-            let journal = Arc::clone(&state.journal);
-            state
-                .registry
-                .clear_durably(writes, move || {
-                    jobs_then();
-                    faults_then();
-                    journal.clear();
-                })
-                .await
-        })
-        .await
-    }
-}
-
-pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Numbers requests 1, 2, 3... unless the client sent its own `x-request-id`. A UUID
-/// would cost a system call for randomness on every request; a count is as good for
-/// finding a request's log lines.
-#[derive(Clone, Default)]
-pub struct RequestIds(Arc<AtomicU64>);
-
-impl RequestIds {
-    /// The request's `x-request-id`, for its log lines and its answer: the client's, or
-    /// the next number. No handler reads it from the request, so it is not added there.
-    pub(crate) fn of(&self, request: &Request) -> HeaderValue {
-        match request.headers().get(&REQUEST_ID) {
-            // Copied rather than cloned: a clone shares the buffer hyper read the request
-            // head into, which a long wait would then hold.
-            Some(id) => HeaderValue::from_bytes(id.as_bytes()).unwrap_or_else(|_| id.clone()),
-            None => {
-                // Not `HeaderValue::from(u64)`: that writes into a growable buffer and then
-                // shares it, two allocations; a copy of the exact digits is one.
-                let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
-                HeaderValue::from_str(itoa::Buffer::new().format(n))
-                    .unwrap_or_else(|_| HeaderValue::from(n))
-            }
-        }
-    }
-}
+use crate::access::Access;
+use crate::app::{AppState, BodyLimit, RequestTimeout};
+use crate::routes;
 
 /// Every route with its documentation. A route is added with `routes!` on a handler
 /// whose `#[utoipa::path]` names its method and path once, for the router and the
@@ -293,17 +51,18 @@ impl RequestIds {
 ///
 /// `timeout` bounds the routes that answer at once; waits and event streams run as
 /// long as they were asked to.
-fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
+fn router(timeout: Duration) -> OpenApiRouter<AppState> {
     let prompt = OpenApiRouter::new()
         .merge(fusion::routes())
         .merge(spark::routes())
         .merge(mock::routes())
         .merge(control::routes())
         .merge(health::routes())
-        .merge(meta::routes())
+        .merge(metrics::routes())
         .merge(ui::routes())
+        .routes(routes!(get_openapi))
         .layer(prompt_timeout(timeout));
-    OpenApiRouter::with_openapi(meta::document_base())
+    OpenApiRouter::with_openapi(document::base())
         .merge(prompt)
         .merge(mock::long_routes())
 }
@@ -315,54 +74,35 @@ fn prompt_timeout(timeout: Duration) -> layers::PromptTimeoutLayer {
 
 /// The OpenAPI document of every route, as `/openapi.json` serves it.
 pub fn openapi() -> OpenApi {
-    let mut document = routes(Duration::ZERO).into_openapi();
+    let mut document = router(Duration::ZERO).into_openapi();
     spark::document_app_routes(&mut document);
-    document_storage_failures(&mut document);
+    document::storage_failures(&mut document);
     document
 }
 
-/// Every operation that changes what `--data-dir` keeps may answer 503
-/// `storage_unavailable` when the store cannot write: documented once, here, rather than
-/// on each handler. The journal is not kept, so emptying it cannot fail that way.
-fn document_storage_failures(document: &mut OpenApi) {
-    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+/// The document of a process started without access flags, written once: then it depends
+/// on nothing but the code.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| document::written(&openapi()));
 
-    let unavailable = ResponseBuilder::new()
-        .description(
-            "--data-dir cannot be written (a full disk, an I/O error): the change was not made",
-        )
-        .content(
-            "application/json",
-            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
-        )
-        .build();
-    for (path, item) in document.paths.paths.iter_mut() {
-        let changes = [&mut item.put, &mut item.post, &mut item.delete];
-        for operation in changes.into_iter().flatten() {
-            if path == "/_mock/requests" {
-                continue;
-            }
-            operation
-                .responses
-                .responses
-                .entry("503".to_owned())
-                .or_insert_with(|| unavailable.clone().into());
-        }
-    }
-}
-
-/// The operations of a documented path: the methods the mock routes.
-fn operations_mut(
-    item: &mut utoipa::openapi::PathItem,
-) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-    ]
-    .into_iter()
-    .flatten()
+/// This document: every route, its parameters, bodies and answers, and the credentials
+/// each route needs as this process was started (`--basic-auth`, `--api-key`,
+/// `--admin-token`).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "service",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+async fn get_openapi(State(access): State<Arc<Access>>) -> impl IntoResponse {
+    let document = if access.guards_anything() {
+        // Seldom asked for, and only of a guarded process: written each time.
+        let mut document = openapi();
+        auth::document(&access, &mut document);
+        Cow::Owned(document::written(&document))
+    } else {
+        Cow::Borrowed(DOCUMENT.as_str())
+    };
+    ([(header::CONTENT_TYPE, "application/json")], document)
 }
 
 /// The whole service as a router: the seam tests use.
@@ -395,7 +135,7 @@ impl<S> Answers for S where
 pub(crate) fn service(state: AppState) -> impl Answers {
     let BodyLimit(body_limit) = state.body_limit;
     let RequestTimeout(timeout) = state.request_timeout;
-    let (router, _) = routes(timeout)
+    let (router, _) = router(timeout)
         .route_layer(layers::AroundLayer(layers::TimeRequests(Arc::clone(
             &state.metrics,
         ))))
@@ -406,7 +146,7 @@ pub(crate) fn service(state: AppState) -> impl Answers {
             Arc::clone(&state.metrics),
         )))
         .layer(prompt_timeout(timeout))
-        .service(fusion::post_status_service(state.clone()));
+        .service(fusion::post_status.with_state(state.clone()));
     // Only the router's extractors read the limit from the request; a status update's
     // body is read within it by `JsonBody`.
     let dispatch = Dispatch {
@@ -452,37 +192,10 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if request.method() == Method::POST && request.uri().path() == fusion::STATUS_PATH {
+        if request.method() == Method::POST && request.uri().path() == routes::STATUS {
             Either::Left(self.post_status.call(request))
         } else {
             Either::Right(self.router.call(request))
         }
     }
-}
-
-/// The span of a request's log lines.
-pub(crate) fn request_span(request: &Request, request_id: &HeaderValue) -> Span {
-    // At debug, so that a busy mock spends nothing on lines nobody reads; refusals are
-    // logged at info with their own method and path.
-    tracing::debug_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        job_id = tracing::field::Empty,
-        request_id = request_id.to_str().unwrap_or(""),
-    )
-}
-
-/// A request's last debug line.
-pub(crate) fn log_response<B>(response: &axum::http::Response<B>, latency: Duration) {
-    tracing::debug!(
-        status = response.status().as_u16(),
-        latency_us = latency.as_micros() as u64,
-        "answered"
-    );
-}
-
-/// Names the run a request is about on its log lines.
-pub fn record_job_id(job_id: &str) {
-    Span::current().record("job_id", job_id);
 }

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -21,22 +21,17 @@ use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::JsonBody;
+use super::document::operations_mut;
+use super::extract::{JsonBody, Scope};
 use super::fusion::{JobConfig, JobConfigPut, RunStatus};
-use super::{AppState, JobIdNote, record_job_id};
+use super::layers::{JobIdNote, record_job_id};
+use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::Jobs;
-use crate::registry::Registry;
-
-/// The prefixes of the Spark routes: for the default app, and for a named one.
-pub const PREFIXES: [&str; 2] = ["/api", APP_PREFIX];
-
-/// The prefix of the Spark routes of one Fusion app.
-pub const APP_PREFIX: &str = "/api/apps/{app}";
+use crate::routes;
 
 /// The Spark routes under `/api`, and again under `/api/apps/{app}`.
 pub fn routes() -> OpenApiRouter<AppState> {
-    PREFIXES
+    routes::SPARK_PREFIXES
         .iter()
         .fold(OpenApiRouter::new(), |router, prefix| {
             router.nest(prefix, spark_routes())
@@ -59,10 +54,10 @@ pub fn document_app_routes(document: &mut utoipa::openapi::OpenApi) {
         ))
         .build();
     for (path, item) in document.paths.paths.iter_mut() {
-        if !path.starts_with(APP_PREFIX) {
+        if !path.starts_with(routes::SPARK_APP) {
             continue;
         }
-        for operation in super::operations_mut(item) {
+        for operation in operations_mut(item) {
             if let Some(id) = &mut operation.operation_id {
                 id.push_str("_in_app");
             }
@@ -89,8 +84,8 @@ struct IdPath {
 /// Every job config, in the order they became known (registered, launched or reported).
 #[utoipa::path(get, path = "/spark/configurations", tag = "spark",
     responses((status = 200, description = "Every config", body = Vec<JobConfig>)))]
-async fn list_configs(State(jobs): State<Arc<Jobs>>) -> Json<Vec<Box<RawValue>>> {
-    Json(jobs.configs())
+async fn list_configs(world: Scope) -> Json<Vec<Box<RawValue>>> {
+    Json(world.configs.list())
 }
 
 /// One job config.
@@ -101,11 +96,13 @@ async fn list_configs(State(jobs): State<Arc<Jobs>>) -> Json<Vec<Box<RawValue>>>
         (status = 404, description = "No such config", body = ErrorBody),
     ))]
 async fn get_config(
-    State(jobs): State<Arc<Jobs>>,
+    world: Scope,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Json<Box<RawValue>>, ApiError> {
-    jobs.config(&id)
-        .map(Json)
+    world
+        .configs
+        .get(&id)
+        .map(|config| Json(config.to_raw_value()))
         .ok_or_else(|| unknown_config(&id))
 }
 
@@ -122,12 +119,13 @@ async fn get_config(
         (status = 422, description = "The id or type is missing or malformed", body = ErrorBody),
     ))]
 async fn put_config(
-    State(jobs): State<Arc<Jobs>>,
+    world: Scope,
     Path(IdPath { id }): Path<IdPath>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let (created, config) = jobs
-        .put_config(&id, &body.bytes, body.media_type_problem())
+    let (created, config) = world
+        .configs
+        .put(&id, &body.bytes, body.media_type_problem())
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -145,10 +143,10 @@ async fn put_config(
         (status = 404, description = "No such config", body = ErrorBody),
     ))]
 async fn delete_config(
-    State(jobs): State<Arc<Jobs>>,
+    world: Scope,
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<StatusCode, ApiError> {
-    if jobs.delete_config(&id).await? {
+    if world.configs.delete(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_config(&id))
@@ -158,17 +156,16 @@ async fn delete_config(
 /// The latest run of every config that has run: a poll of each.
 #[utoipa::path(get, path = "/spark/jobs", tag = "spark",
     responses((status = 200, description = "The latest run of every config", body = Vec<RunStatus>)))]
-async fn list_jobs(
-    State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
-) -> Json<Vec<Box<RawValue>>> {
-    let latest = registry.latest_runs();
-    jobs.poll(latest.iter().map(|(_, job_id)| job_id.as_ref()))
+async fn list_jobs(world: Scope) -> Json<Vec<Box<RawValue>>> {
+    let latest = world.registry.latest_runs();
+    world
+        .sim
+        .poll(latest.iter().map(|(_, job_id)| job_id.as_ref()))
         .await;
     Json(
         latest
             .iter()
-            .filter_map(|(_, job_id)| registry.status(job_id))
+            .filter_map(|(_, job_id)| world.registry.status(job_id))
             .collect(),
     )
 }
@@ -182,11 +179,9 @@ async fn list_jobs(
         (status = 422, description = "A step of the config's scenario would be due after 9999-12-31T23:59:59.999Z, the latest time the mock can hold (a manual clock advanced near it)", body = ErrorBody),
         (status = 507, description = "The registry is full of runs that have not ended", body = ErrorBody),
     ))]
-async fn start_job(
-    State(jobs): State<Arc<Jobs>>,
-    Path(IdPath { id }): Path<IdPath>,
-) -> Result<Response, ApiError> {
-    let (job_id, status) = jobs
+async fn start_job(world: Scope, Path(IdPath { id }): Path<IdPath>) -> Result<Response, ApiError> {
+    let (job_id, status) = world
+        .sim
         .launch_known(&id)
         .await
         .ok_or_else(|| unknown_config(&id))??;
@@ -200,14 +195,16 @@ async fn start_job(
         (status = 200, description = "The config's latest run", body = RunStatus),
         (status = 404, description = "The config never ran", body = ErrorBody),
     ))]
-async fn get_job(
-    State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
-    Path(IdPath { id }): Path<IdPath>,
-) -> Result<Response, ApiError> {
-    let job_id = registry.latest_run_of(&id).ok_or_else(|| never_ran(&id))?;
-    jobs.poll([job_id.as_ref()]).await;
-    let status = registry.status(&job_id).ok_or_else(|| never_ran(&id))?;
+async fn get_job(world: Scope, Path(IdPath { id }): Path<IdPath>) -> Result<Response, ApiError> {
+    let job_id = world
+        .registry
+        .latest_run_of(&id)
+        .ok_or_else(|| never_ran(&id))?;
+    world.sim.poll([job_id.as_ref()]).await;
+    let status = world
+        .registry
+        .status(&job_id)
+        .ok_or_else(|| never_ran(&id))?;
     Ok(with_job_id(job_id, Json(status)))
 }
 
@@ -219,13 +216,16 @@ async fn get_job(
         (status = 404, description = "The config never ran", body = ErrorBody),
         (status = 409, description = "The run has ended", body = ErrorBody),
     ))]
-async fn cancel_job(
-    State(registry): State<Arc<Registry>>,
-    State(jobs): State<Arc<Jobs>>,
-    Path(IdPath { id }): Path<IdPath>,
-) -> Result<Response, ApiError> {
-    let job_id = registry.latest_run_of(&id).ok_or_else(|| never_ran(&id))?;
-    let status = jobs.cancel(&job_id).await.ok_or_else(|| never_ran(&id))??;
+async fn cancel_job(world: Scope, Path(IdPath { id }): Path<IdPath>) -> Result<Response, ApiError> {
+    let job_id = world
+        .registry
+        .latest_run_of(&id)
+        .ok_or_else(|| never_ran(&id))?;
+    let status = world
+        .sim
+        .cancel(&job_id)
+        .await
+        .ok_or_else(|| never_ran(&id))??;
     Ok(with_job_id(job_id, Json(status)))
 }
 

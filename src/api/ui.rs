@@ -9,7 +9,8 @@ use axum::response::{Html, IntoResponse, Redirect};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
+use crate::app::AppState;
+use crate::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -20,7 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 const PAGE: &str = include_str!("ui/index.html");
 
 /// The dashboard: the runs, newest first, their histories, live updates.
-#[utoipa::path(get, path = "/_mock/ui", tag = "mock",
+#[utoipa::path(get, path = routes::UI, tag = "mock",
     params(("access_token" = Option<String>, Query, description = "The admin token, when --admin-token is set")),
     responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 async fn dashboard() -> impl IntoResponse {
@@ -39,7 +40,7 @@ async fn dashboard() -> impl IntoResponse {
     responses((status = 303, description = "To /_mock/ui")))]
 async fn home(RawQuery(query): RawQuery) -> Redirect {
     match query {
-        Some(query) => Redirect::to(&format!("/_mock/ui?{query}")),
-        None => Redirect::to("/_mock/ui"),
+        Some(query) => Redirect::to(&format!("{}?{query}", routes::UI)),
+        None => Redirect::to(routes::UI),
     }
 }

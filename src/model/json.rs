@@ -11,8 +11,11 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// How deep a body may nest arrays and objects (API.md section 3).
+/// How deep a body may nest arrays and objects (the contract, Validation).
 pub const MAX_DEPTH: usize = 128;
+
+// The scanner leaves deeper bodies to serde_json, which then checks the depth.
+const _: () = assert!(super::scan::MAX_NESTING < MAX_DEPTH);
 
 /// A JSON value as the client wrote it: a span of a shared, already validated document.
 ///
@@ -197,8 +200,7 @@ pub fn parse_members_and_repeats(doc: &Arc<str>) -> Result<(Members, Repeats), s
     Ok((members, repeats))
 }
 
-/// Members of an object, keys unescaped and values as written, borrowed from its text.
-pub type Pairs<'a> = Vec<(Cow<'a, str>, &'a str)>;
+pub use super::scan::Pairs;
 
 /// The names an object has more than once, each with how many times, in the order each
 /// first appears: parsers (Jackson among them) take the last value, which a client may

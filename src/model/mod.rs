@@ -4,6 +4,7 @@
 //! need, and the raw members kept exactly as sent. Nothing here locks or knows HTTP.
 
 pub mod json;
+pub mod problem;
 pub mod rules;
 mod scan;
 pub mod state;
@@ -11,7 +12,8 @@ pub mod time;
 pub mod update;
 
 pub use json::{RawJson, Text};
-pub use rules::{Problem, ProblemKind, Review, Violation, Warning};
+pub use problem::{Problem, ProblemKind, Violation, Warning};
+pub use rules::Review;
 pub use state::JobState;
 pub use time::Timestamp;
 pub use update::{Facts, JobConfig, JobResult, Malformed, StatusUpdate};

@@ -1,83 +1,13 @@
-//! The rules an update is held to against its run (API.md section 3): transitions,
-//! identity, timing, and the result-consistency warnings.
+//! The rules an update is held to against its run (docs/contract.md, Validation):
+//! transitions, identity, timing, and the result-consistency warnings. They read facts
+//! and say what they find; they keep nothing and lock nothing (the registry applies).
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+use super::problem::{Problem, ProblemKind, Violation, Warning};
 use super::state::JobState;
 use super::time::ATTOS_PER_MILLI;
 use super::update::Facts;
-
-/// The kinds of problem, in the order that decides an answer's status and `code`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ProblemKind {
-    /// 415: the body is not declared as JSON.
-    MediaType,
-    /// 422 `validation_failed`: a field is missing or malformed.
-    Form,
-    /// 409 `invalid_transition`: the transition table forbids the new state.
-    Transition,
-    /// 409 `conflict`: the update changes what identifies the run.
-    Identity,
-    /// 422 `validation_failed`: the merged status's times do not add up.
-    Timing,
-}
-
-impl ProblemKind {
-    /// Rules, unlike well-formedness, become warnings under `--validation lenient`.
-    pub fn is_rule(self) -> bool {
-        matches!(
-            self,
-            ProblemKind::Transition | ProblemKind::Identity | ProblemKind::Timing
-        )
-    }
-}
-
-/// One problem as a client sees it; a warning has the same shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Violation {
-    /// The field, header or parameter at fault, e.g. `state` or `jobConfig.id`.
-    #[schema(value_type = String)]
-    pub field: Arc<str>,
-    #[schema(value_type = String)]
-    pub message: Arc<str>,
-}
-
-pub type Warning = Violation;
-
-/// A problem found in an update: its kind, the violation to report, and, when it differs
-/// from the violation's message, the sentence that heads the error if this problem
-/// decides the answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub kind: ProblemKind,
-    pub violation: Violation,
-    headline: Option<String>,
-}
-
-impl Problem {
-    pub fn new(kind: ProblemKind, field: &str, message: String) -> Self {
-        Problem {
-            kind,
-            violation: Violation {
-                field: Arc::from(field),
-                message: Arc::from(message),
-            },
-            headline: None,
-        }
-    }
-
-    fn with_headline(mut self, headline: String) -> Self {
-        self.headline = Some(headline);
-        self
-    }
-
-    /// The sentence that heads an error this problem decides.
-    pub fn headline(&self) -> &str {
-        self.headline.as_deref().unwrap_or(&self.violation.message)
-    }
-}
 
 /// What the rules say of an update: problems (refused in strict mode), warnings (never
 /// refused), and the run's facts as they will be if the update is applied.

@@ -15,12 +15,12 @@ use std::borrow::Cow;
 
 use wide::u8x16;
 
-use super::json::Pairs;
+/// Deeper bodies are left to serde_json (which allows more, up to the contract's depth
+/// limit); status updates nest a few levels.
+pub const MAX_NESTING: usize = 32;
 
-/// Deeper bodies are left to serde_json (which allows [`super::json::MAX_DEPTH`]);
-/// status updates nest a few levels.
-const MAX_NESTING: usize = 32;
-const _: () = assert!(MAX_NESTING < super::json::MAX_DEPTH);
+/// Members of an object, keys unescaped and values as written, borrowed from its text.
+pub type Pairs<'a> = Vec<(Cow<'a, str>, &'a str)>;
 
 /// A status split into members: `(name, value as written)` in order, and the members of
 /// the last `jobConfig` and `result`.

@@ -66,7 +66,7 @@ impl JobState {
         )
     }
 
-    /// The transition table of API.md section 3: may a run in `self` move to `to`?
+    /// The transition table (docs/contract.md, Validation): may a run in `self` move to `to`?
     pub fn may_go_to(self, to: JobState) -> bool {
         use JobState::*;
         match self {
@@ -93,7 +93,7 @@ impl fmt::Display for JobState {
 mod tests {
     use super::JobState::{self, *};
 
-    /// The table of API.md section 3, written out row by row as the allowed targets.
+    /// The contract's table, written out row by row as the allowed targets.
     fn allowed_targets(from: JobState) -> &'static [JobState] {
         match from {
             Unknown | Idle => &JobState::ALL,

@@ -1,12 +1,14 @@
-//! Timestamps as the rules compare them: RFC 3339 instants, exact past the nanosecond.
+//! Times on the wire: the timestamps clients send, as the rules compare them, and the one
+//! way the mock writes its own ([`rfc3339`]).
 //!
-//! chrono keeps nine fraction digits and drops the rest, which would let
-//! `…00.0010000001Z` pass as exactly one millisecond after `…00Z`. The digits chrono drops
-//! are kept here, down to the attosecond.
+//! A client's timestamp is an RFC 3339 instant, exact past the nanosecond: chrono keeps
+//! nine fraction digits and drops the rest, which would let `…00.0010000001Z` pass as
+//! exactly one millisecond after `…00Z`. The digits chrono drops are kept here, down to
+//! the attosecond.
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 
 use super::json::Text;
 
@@ -45,6 +47,32 @@ impl Timestamp {
             + i128::from(self.time.timestamp_subsec_nanos()) * ATTOS_PER_NANO
             + i128::from(self.beyond_nanos)
     }
+}
+
+/// A time as the mock reports it, in answers, the journal, events and error bodies:
+/// RFC 3339 in UTC, to the millisecond, e.g. `2026-11-29T10:00:00.000Z`.
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// [`rfc3339`] for serde's `serialize_with`.
+pub fn serialize_rfc3339<S: serde::Serializer>(
+    time: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*time))
+}
+
+/// A time as the store keeps it: [`rfc3339`] to the nanosecond, so it reads back exactly.
+pub fn rfc3339_exact(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Reads a time the mock wrote (any RFC 3339 date-time), in UTC.
+pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
 }
 
 /// Fraction digits 10 to 18 of a date-time's seconds, as attoseconds.

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::json::{self, Members, Position, RawJson, Text};
-use super::rules::{Problem, ProblemKind, Warning};
+use super::problem::{Problem, ProblemKind, Warning};
 use super::state::JobState;
 use super::time::Timestamp;
 
@@ -181,6 +181,20 @@ impl StatusUpdate {
     }
 }
 
+impl StatusUpdate {
+    /// The run it names: its jobId when well-formed, else whatever string its `jobId`
+    /// holds (for the journal, and for fault rules); `None` when it has none.
+    pub fn named_job_id(&self) -> Option<Cow<'_, str>> {
+        match &self.job_id {
+            Some(id) => Some(Cow::Borrowed(id)),
+            None => self
+                .members
+                .get("jobId")
+                .and_then(|raw| json::as_string(raw.as_str())),
+        }
+    }
+}
+
 fn read_state(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<JobState> {
     let state = json::as_string(raw).and_then(|s| JobState::from_name(&s));
     if state.is_none() {
@@ -207,7 +221,7 @@ fn read_job_id(raw: &str, bad: &mut impl FnMut(&str, String)) -> Option<Arc<str>
     id.map(|id| Arc::from(id.as_ref()))
 }
 
-/// Whether `id` may name a run (API.md section 3); it also keeps ids safe in paths.
+/// Whether `id` may name a run (the contract, Validation); it also keeps ids safe in paths.
 pub fn is_valid_job_id(id: &str) -> bool {
     (1..=MAX_JOB_ID_LEN).contains(&id.len())
         && id != "."

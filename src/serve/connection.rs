@@ -23,8 +23,8 @@ use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
-use super::Peers;
 use crate::api::{self, DropConnection};
+use crate::app::Peers;
 
 /// HTTP/2 connections are pinged this often, and closed when a ping is not answered
 /// within as long: a peer that vanished does not hold an event stream open.

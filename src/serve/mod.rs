@@ -16,7 +16,6 @@
 
 use std::future::Future;
 use std::io;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,31 +23,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::api;
+use crate::app::AppState;
 
 mod connection;
-
-/// How long peers may take and how many may be connected: `--header-timeout`,
-/// `--idle-timeout`, `--max-connections` and `--shutdown-timeout`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peers {
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: NonZeroUsize,
-    pub shutdown_timeout: Duration,
-}
-
-impl Peers {
-    pub fn of(config: &Config) -> Peers {
-        Peers {
-            header_timeout: *config.header_timeout,
-            idle_timeout: *config.idle_timeout,
-            max_connections: config.max_connections,
-            shutdown_timeout: *config.shutdown_timeout,
-        }
-    }
-}
 
 /// The first wait after a failed accept; it doubles with each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -67,7 +45,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    state.jobs.start_driver();
+    state.world().sim.start_driver();
     let stopping = state.stopping.clone();
     let peers = state.peers;
     let stack = api::service(state);

@@ -22,10 +22,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{ClockMode, Config, Validation};
 use crate::error::ApiError;
-use crate::jobs::Scenario;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
 use crate::registry::{Registry, Until, WaitTimedOut};
+use crate::sim::Scenario;
 use crate::{AppState, serve};
 
 /// A job-launcher-mock serving on `127.0.0.1` and a free port, in this process, until
@@ -171,7 +171,7 @@ impl MockServer {
     /// Fusion routes, accepted or refused, with status, error code and warnings, and how
     /// many `--journal-size` dropped.
     pub async fn requests(&self) -> Journal {
-        let view = self.state.journal.view(&JournalFilter::default());
+        let view = self.state.world().journal.view(&JournalFilter::default());
         typed(&view).unwrap_or(Journal {
             dropped: view.dropped,
             entries: Vec::new(),
@@ -193,7 +193,12 @@ impl MockServer {
     /// The refusal the route would answer: a config without a valid `id` or `type`.
     pub async fn launch(&self, config: &Value) -> Result<Run, Error> {
         let body = config.to_string();
-        let (job_id, _) = self.state.jobs.launch_posted(body.as_bytes(), None).await?;
+        let (job_id, _) = self
+            .state
+            .world()
+            .sim
+            .launch_posted(body.as_bytes(), None)
+            .await?;
         self.run(&job_id).await.ok_or_else(|| unreadable(&job_id))
     }
 
@@ -205,7 +210,12 @@ impl MockServer {
     /// A scenario that could not run, each problem named.
     pub async fn put_scenario(&self, scenario: &Value) -> Result<(), Error> {
         let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
-        self.state.jobs.put_scenario(pattern, scenario).await?;
+        self.state
+            .world()
+            .sim
+            .scenarios()
+            .put(pattern, scenario, self.now())
+            .await?;
         Ok(())
     }
 
@@ -216,12 +226,12 @@ impl MockServer {
     ///
     /// The clock is the system's: start the server with [`MockServerBuilder::manual_clock`].
     pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, Error> {
-        Ok(self.state.jobs.advance(by).await?)
+        Ok(self.state.world().sim.advance(by).await?)
     }
 
     /// The mock's time: the manual clock's, or the system's.
     pub fn now(&self) -> DateTime<Utc> {
-        self.state.clock.now()
+        self.state.world().clock.now()
     }
 
     /// Adds a fault rule (`{"match", "action", "times", "probability", "seed", "ttl"}`),
@@ -231,20 +241,20 @@ impl MockServer {
     ///
     /// A rule that is not valid, each problem named.
     pub async fn add_fault(&self, rule: &Value) -> Result<u64, Error> {
-        let added = self.state.faults.add(rule, self.now()).await?;
+        let added = self.state.world().faults.add(rule, self.now()).await?;
         Ok(added.id)
     }
 
     /// Every fault rule, with `fired` and `active`, as `GET /_mock/faults` lists them.
     pub async fn faults(&self) -> Vec<Value> {
-        let rules = self.state.faults.list(self.now());
+        let rules = self.state.world().faults.list(self.now());
         rules.iter().map(to_value).collect()
     }
 
     /// Removes every fault rule.
     pub async fn clear_faults(&self) {
         // In memory, where nothing can fail to be stored.
-        let _ = self.state.faults.clear().await;
+        let _ = self.state.world().faults.clear().await;
     }
 
     /// A future that resolves once the server has stopped serving (after it is dropped,
@@ -272,7 +282,7 @@ impl MockServer {
     }
 
     fn registry(&self) -> &Arc<Registry> {
-        &self.state.registry
+        &self.state.world().registry
     }
 }
 

@@ -1,7 +1,8 @@
 //! Injected faults: each action, `times`, `ttl`, seeded probability, and the routes they
 //! never touch.
 
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use job_launcher_mock::MockServer;
 use serde_json::{Value, json};
 
@@ -259,4 +260,55 @@ async fn a_bad_rule_is_refused_naming_each_problem() {
         .collect();
     assert_eq!(fields, ["action.status", "times", "probability"]);
     assert_eq!(app.get("/_mock/faults").await.json, json!([]));
+}
+
+#[tokio::test]
+async fn rules_read_the_ids_in_a_body_as_its_route_does_byte_order_mark_and_all() {
+    let app = TestApp::new();
+    let by_run = json!({"match": {"jobId": "bom"}, "action": {"status": 503}, "times": 1});
+    add_fault(&app, by_run).await;
+    let by_config =
+        json!({"match": {"jobConfigId": "nightly"}, "action": {"status": 502}, "times": 1});
+    add_fault(&app, by_config).await;
+    // The status route reads a body that starts with a byte order mark, as Fusion's
+    // Jackson does, and so does the rule: the run is `bom`.
+    let marked = include_bytes!("../corpus/bom.json").to_vec();
+    let faulted = app.post_raw(Some("application/json"), marked.clone()).await;
+    assert_eq!(
+        faulted.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        faulted.text
+    );
+    let served = app.post_raw(Some("application/json"), marked).await;
+    assert_eq!(
+        served.status,
+        StatusCode::OK,
+        "the rule is spent: {}",
+        served.text
+    );
+    // The same for a launched config.
+    let launch = |body: &'static str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/job-launcher/launcher")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let config = "\u{feff}{\"id\": \"nightly\", \"type\": \"script\"}";
+    let faulted = app.send(launch(config)).await;
+    assert_eq!(faulted.status, StatusCode::BAD_GATEWAY, "{}", faulted.text);
+    assert_eq!(app.send(launch(config)).await.status, StatusCode::OK);
+    // A name written twice is read last-wins, by the route and the rule alike.
+    let rule = json!({"match": {"jobId": "second"}, "action": {"status": 503}});
+    add_fault(&app, rule).await;
+    let twice = r#"{"jobId": "first", "jobId": "second", "state": "running"}"#;
+    let faulted = app.post_text(twice).await;
+    assert_eq!(
+        faulted.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        faulted.text
+    );
 }

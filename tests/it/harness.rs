@@ -22,7 +22,7 @@ async fn until_waiters(waiters: &mut watch::Receiver<usize>, count: usize) {
 async fn a_wait_is_woken_by_the_update_it_waits_for() {
     let app = TestApp::new();
     app.post_ok(update("w1", "running")).await;
-    let mut waiters = app.state.registry.waiters();
+    let mut waiters = app.state.world().registry.waiters();
     let wait = app.get("/_mock/runs/w1/wait?state=finished&timeout=10s");
     let post = async {
         // Only once the waiter is registered, so it is the update that wakes it.
@@ -36,13 +36,13 @@ async fn a_wait_is_woken_by_the_update_it_waits_for() {
     assert_eq!(answer.json["state"], "finished");
     assert_eq!(answer.json["status"]["state"], "finished");
     assert_eq!(answer.json["updateCount"], 3);
-    assert_eq!(*app.state.registry.waiters().borrow(), 0);
+    assert_eq!(*app.state.world().registry.waiters().borrow(), 0);
 }
 
 #[tokio::test]
 async fn a_wait_for_a_run_that_does_not_exist_yet_answers_when_it_appears() {
     let app = TestApp::new();
-    let mut waiters = app.state.registry.waiters();
+    let mut waiters = app.state.world().registry.waiters();
     // No state: wait for the run to end.
     let wait = app.get("/_mock/runs/later/wait?timeout=10s");
     let post = async {
@@ -103,7 +103,7 @@ async fn a_wait_times_out_with_the_run_as_it_is() {
         "run never did not end within 2m; it does not exist"
     );
     assert!(answer.json.get("run").is_none(), "{}", answer.text);
-    assert_eq!(*app.state.registry.waiters().borrow(), 0);
+    assert_eq!(*app.state.world().registry.waiters().borrow(), 0);
 }
 
 #[tokio::test]
@@ -147,7 +147,7 @@ async fn a_client_that_hangs_up_frees_its_waiter() {
 /// The waiter count of a served mock, read from its own registry through the state
 /// the server was started with.
 async fn server_waiters(server: &MockServer) -> watch::Receiver<usize> {
-    server.state().registry.waiters()
+    server.state().world().registry.waiters()
 }
 
 #[tokio::test]
@@ -428,7 +428,7 @@ async fn a_slow_subscriber_never_slows_writers_and_is_told_it_lagged() {
     let mut slow = EventReader::open(&server, None).await;
     // Far more updates than the stream buffers, while the subscriber reads nothing.
     // Straight to the registry, so the test is quick; each still goes through `apply`.
-    let registry = &server.state().registry;
+    let registry = &server.state().world().registry;
     for i in 0..3000 {
         let body = update(&format!("lag{i}"), "running").to_string();
         let (parsed, problems) =
@@ -495,12 +495,12 @@ async fn metrics_count_updates_runs_waiters_and_latency() {
 async fn a_wait_counts_a_state_the_run_only_passed_through() {
     let app = TestApp::new();
     app.post_ok(update("quick", "starting")).await;
-    let mut waiters = app.state.registry.waiters();
+    let mut waiters = app.state.world().registry.waiters();
     let wait = app.get("/_mock/runs/quick/wait?state=running&timeout=10s");
     let post = async {
         until_waiters(&mut waiters, 1).await;
         // Two updates applied back to back, before the waiter can look in between.
-        let registry = &app.state.registry;
+        let registry = &app.state.world().registry;
         for state in ["running", "finished"] {
             let body = update("quick", state).to_string();
             let (parsed, problems) =
@@ -570,7 +570,7 @@ async fn odd_methods_share_one_latency_series() {
 #[tokio::test]
 async fn a_resuming_subscriber_gets_a_long_backlog_page_by_page() {
     let server = MockServer::start().await;
-    let registry = &server.state().registry;
+    let registry = &server.state().world().registry;
     for i in 0..700 {
         let state = if i < 7 { "starting" } else { "running" };
         let body = json!({"jobId": format!("page{}", i % 7), "state": state, "n": i}).to_string();

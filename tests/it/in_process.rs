@@ -121,7 +121,7 @@ async fn shutdown_ends_open_waits_and_event_streams() {
         .send()
         .await
         .unwrap();
-    let mut waiters = server.state().registry.waiters();
+    let mut waiters = server.state().world().registry.waiters();
     let wait = tokio::spawn(
         client
             .get(format!("{}/_mock/runs/never/wait?timeout=1h", server.uri()))

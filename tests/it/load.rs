@@ -178,7 +178,7 @@ async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
         .await
         .unwrap();
     assert_eq!(stream.status(), 200);
-    assert_eq!(server.state().registry.subscribers(), 1);
+    assert_eq!(server.state().world().registry.subscribers(), 1);
     let (events_out, mut events) = mpsc::unbounded_channel();
     tokio::spawn(read_events(stream, events_out));
 

@@ -15,6 +15,7 @@ mod harness;
 mod helpers;
 mod hostile;
 mod in_process;
+mod layout;
 mod load;
 mod mock_routes;
 mod model;

@@ -1,6 +1,6 @@
 //! Model-based properties: a run's fate under any sequence of updates, judged by a model
-//! of API.md section 3 written here (it calls none of the service's rule code), and any
-//! accepted JSON object reading back as it was posted.
+//! of the contract's Validation section (docs/contract.md) written here (it calls none of
+//! the service's rule code), and any accepted JSON object reading back as it was posted.
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use proptest::prelude::*;
@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::helpers::{STATUS, posted};
 use crate::shared_app::reset_app;
 
-// ---- The model: API.md section 3, nothing else ---------------------------------------
+// ---- The model: the contract's Validation section, nothing else ----------------------
 
 const STATES: [&str; 10] = [
     "unknown",
@@ -24,7 +24,7 @@ const STATES: [&str; 10] = [
     "skipped",
 ];
 
-/// API.md's transition table, row by row, as it is written there.
+/// The contract's transition table, row by row, as it is written there.
 const TABLE: [(&str, &str); 10] = [
     (
         "unknown",
@@ -429,7 +429,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Any sequence of updates to one run, however spelt, is accepted or refused exactly
-    /// as the model of API.md section 3 says, with the code of the first kind of problem;
+    /// as the model of the contract's Validation section says, with the code of the first kind of problem;
     /// the run's status is then the fold of the accepted updates, and its history those
     /// that were not repeats.
     #[test]

@@ -583,7 +583,7 @@ const NIGHTLY: &str = include_str!("../../examples/scenarios/nightly.json");
 
 #[tokio::test]
 async fn the_readme_nightly_aggregation_fails_on_its_second_run() {
-    let scenarios = job_launcher_mock::jobs::scenario::parse_list(NIGHTLY).unwrap();
+    let scenarios = job_launcher_mock::sim::scenario::parse_list(NIGHTLY).unwrap();
     let config = job_launcher_mock::Config {
         clock: job_launcher_mock::config::ClockMode::Manual,
         ..crate::helpers::config()
@@ -695,15 +695,16 @@ async fn a_forgotten_run_stays_forgotten_when_its_steps_fall_due() {
 
 #[tokio::test]
 async fn a_step_for_a_run_that_is_gone_is_refused_rather_than_creating_it() {
-    use job_launcher_mock::jobs::Source;
     use job_launcher_mock::registry::Creates;
+    use job_launcher_mock::updates::Source;
 
     // A step whose run was forgotten between reading it and applying the step.
     let app = TestApp::with(manual());
     let step = update("gone", "running").to_string();
     let submitted = app
         .state
-        .jobs
+        .world()
+        .updates
         .submit(step.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
         .await;
     assert!(

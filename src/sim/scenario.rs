@@ -1,18 +1,164 @@
-//! Scenarios: the steps a simulated run of a matching config goes through.
+//! Scenarios: the steps a simulated run of a matching config goes through, how one is
+//! read and checked, and the list of them a run's scenario is chosen from.
 //!
 //! A scenario gives one list of `steps` for every run, or, with `runs`, a list per run:
 //! the first run of a config follows the first, the second run the second, and every
-//! run past the end the last (say, a nightly job that fails on its second night).
+//! run past the end the last (say, a nightly job that fails on its second night). One
+//! that could not run is refused when it is given, never at run time.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::clock::{later, past_the_end};
+use crate::error::ApiError;
+use crate::model::json;
 use crate::model::{JobState, Violation};
+use crate::store::{Saved, Store, Write};
+
+/// The scenarios runs are matched against, in the order they were added; with
+/// `--data-dir`, saved as one document, a change the store cannot keep not made.
+pub struct Scenarios {
+    list: Saved<Vec<Arc<Scenario>>>,
+    /// The scenarios of `--scenarios`, which a reset brings back.
+    initial: Vec<Arc<Scenario>>,
+}
+
+impl Scenarios {
+    /// `initial` (those of `--scenarios`), in memory only.
+    pub fn new(initial: Vec<Scenario>) -> Self {
+        let initial: Vec<Arc<Scenario>> = initial.into_iter().map(Arc::new).collect();
+        Scenarios {
+            list: Saved::new(initial.clone(), render),
+            initial,
+        }
+    }
+
+    /// Scenarios saved to `store` on every change, starting with those it saved before,
+    /// which win over `initial` (a reset brings `initial` back).
+    pub fn persisted(
+        initial: Vec<Scenario>,
+        store: Arc<Store>,
+        saved: Option<&str>,
+    ) -> Result<Self, String> {
+        let initial: Vec<Arc<Scenario>> = initial.into_iter().map(Arc::new).collect();
+        let list = match saved {
+            Some(saved) => parse_list(saved)
+                .map_err(|e| format!("the saved scenarios cannot be read: {e}"))?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+            None => initial.clone(),
+        };
+        Ok(Scenarios {
+            list: Saved::persisted(list, store, "scenarios", render),
+            initial,
+        })
+    }
+
+    /// Every scenario, in the order they are tried.
+    pub fn list(&self) -> Vec<ScenarioView> {
+        self.list.read().iter().map(|s| s.view()).collect()
+    }
+
+    pub fn get(&self, pattern: &str) -> Option<ScenarioView> {
+        self.list
+            .read()
+            .iter()
+            .find(|s| s.pattern == pattern)
+            .map(|s| s.view())
+    }
+
+    /// Adds or replaces the scenario for `pattern` (in place, keeping its turn), given
+    /// at `now`; `true` when it added it.
+    pub async fn put(
+        &self,
+        pattern: &str,
+        body: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, ScenarioView), ApiError> {
+        let scenario = Scenario::parse(body, Some(pattern)).map_err(invalid)?;
+        let late = scenario.past_the_end(None, now);
+        if !late.is_empty() {
+            return Err(invalid(late));
+        }
+        let scenario = Arc::new(scenario);
+        let view = scenario.view();
+        let pattern = pattern.to_owned();
+        let created = self
+            .list
+            .change(
+                move |scenarios| match scenarios.iter_mut().find(|s| s.pattern == pattern) {
+                    Some(existing) => {
+                        *existing = scenario;
+                        false
+                    }
+                    None => {
+                        scenarios.push(scenario);
+                        true
+                    }
+                },
+            )
+            .await
+            .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
+        Ok((created, view))
+    }
+
+    /// Forgets the scenario for `pattern`; `false` when there was none.
+    pub async fn delete(&self, pattern: &str) -> Result<bool, ApiError> {
+        let pattern = pattern.to_owned();
+        self.list
+            .change(move |scenarios| {
+                let before = scenarios.len();
+                scenarios.retain(|s| s.pattern != pattern);
+                scenarios.len() < before
+            })
+            .await
+            .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))
+    }
+
+    /// The scenario a run of config `id` goes through: an exact match, else the first
+    /// wildcard that fits, in the order they were added, else the default.
+    pub fn for_config(&self, id: &str) -> Arc<Scenario> {
+        let scenarios = self.list.read();
+        let exact = scenarios.iter().find(|s| s.is_exact() && s.pattern == id);
+        let found = exact.or_else(|| scenarios.iter().find(|s| !s.is_exact() && s.fits(id)));
+        found
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Scenario::default_for_all()))
+    }
+
+    /// What a reset writes, and what it then does once that is durable: the scenarios of
+    /// the start again.
+    pub async fn reset_staged(&self) -> (Option<Write>, Box<dyn FnOnce() + Send>) {
+        let lock = self.list.lock().await;
+        let initial = self.initial.clone();
+        let write = lock.document(&initial).map(|(_, write)| write);
+        (write, Box::new(move || lock.install(initial)))
+    }
+}
+
+fn invalid(violations: Vec<Violation>) -> ApiError {
+    let first = violations
+        .first()
+        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
+    ApiError::ValidationFailed {
+        message: format!("the scenario cannot run: {first}"),
+        violations,
+    }
+}
+
+#[allow(clippy::ptr_arg)] // `Saved` renders its value, a `Vec`, through a `fn(&T)`
+fn render(scenarios: &Vec<Arc<Scenario>>) -> String {
+    let views: Vec<ScenarioView> = scenarios.iter().map(|s| s.view()).collect();
+    serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_owned())
+}
 
 /// What a simulated run goes through after it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -521,30 +667,39 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// A `result` object with `step`'s members merged in: the current members as they are,
-/// those of the step replacing any of the same name.
-pub fn merged_result(current: Option<&str>, step: &Map<String, Value>) -> String {
-    let mut out = String::from("{");
-    let members = current
-        .and_then(|raw| crate::model::json::object_members(raw).ok())
-        .unwrap_or_default();
-    for (name, value) in members
-        .iter()
-        .filter(|(name, _)| !step.contains_key(name.as_ref()))
-    {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        let _ = write!(out, "{}:{}", Value::from(name.as_ref()), value.get());
+/// A `result` object with a step's members merged in: the run's current members as they
+/// are (raw, as posted), those of the step replacing any of the same name.
+pub struct MergedResult<'a> {
+    current: Vec<(Cow<'a, str>, &'a RawValue)>,
+    step: &'a Map<String, Value>,
+}
+
+impl<'a> MergedResult<'a> {
+    /// `current`, the run's `result` as posted (if it has one that is an object), with
+    /// `step`'s members merged in.
+    pub fn new(current: Option<&'a str>, step: &'a Map<String, Value>) -> Self {
+        let current = current
+            .and_then(|raw| json::object_members(raw).ok())
+            .unwrap_or_default();
+        MergedResult { current, step }
     }
-    for (name, value) in step {
-        if out.len() > 1 {
-            out.push(',');
+}
+
+impl Serialize for MergedResult<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let kept = self
+            .current
+            .iter()
+            .filter(|(name, _)| !self.step.contains_key(name.as_ref()));
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in kept {
+            map.serialize_entry(name, value)?;
         }
-        let _ = write!(out, "{}:{}", Value::from(name.as_str()), value);
+        for (name, value) in self.step {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
-    out.push('}');
-    out
 }
 
 #[cfg(test)]
@@ -691,17 +846,18 @@ mod tests {
     #[test]
     fn results_merge_member_by_member() {
         let step = json!({"docsWritten": 5, "jobRunId": "x"});
-        let merged = merged_result(
-            Some(r#"{"jobRunId":"a","big":123456789012345678901234}"#),
-            step.as_object().unwrap(),
-        );
+        let merged = |current| {
+            serde_json::to_string(&MergedResult::new(current, step.as_object().unwrap())).unwrap()
+        };
         assert_eq!(
-            merged,
+            merged(Some(r#"{"jobRunId":"a","big":123456789012345678901234}"#)),
             r#"{"big":123456789012345678901234,"docsWritten":5,"jobRunId":"x"}"#
         );
+        assert_eq!(merged(None), r#"{"docsWritten":5,"jobRunId":"x"}"#);
         assert_eq!(
-            merged_result(None, step.as_object().unwrap()),
-            r#"{"docsWritten":5,"jobRunId":"x"}"#
+            merged(Some(r#"{"a\"b" : [1, 2]}"#)),
+            r#"{"a\"b":[1, 2],"docsWritten":5,"jobRunId":"x"}"#,
+            "names are escaped, values kept as posted"
         );
     }
 }
