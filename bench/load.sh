@@ -7,7 +7,7 @@
 #   bash bench/load.sh                      # ROUNDS=7 DURATION=10
 #   ROUNDS=3 DURATION=8 bash bench/load.sh
 #
-# Env: ROUNDS (7: on the machine the README describes one round's ratio swings by about
+# Env: ROUNDS (7: on the machine docs/performance.md describes one round's ratio swings by about
 # 0.07, so the median needs several), DURATION seconds per wrk run (10), CONNECTIONS
 # (32), THREADS (wrk threads, 2: see below), STARTS (20, for the start-up time),
 # MEM_RUNS (50000), CONNS (5000, for the memory per open connection), SKIP_BUILD=1 to

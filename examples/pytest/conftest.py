@@ -2,7 +2,8 @@
 
 Copy this file next to your tests. It starts the binary with `--port 0`, reads the
 port from the line it prints when it is ready (no sleeping, no guessing), resets it
-before each test, and stops it at the end of the session.
+before each test, and stops it at the end of the session. If the mock does not start
+(a bad flag or variable, a locked --data-dir), the failure quotes its stderr.
 
 The binary is found on $JLM_BIN, else on $PATH as `job-launcher-mock`.
 """
@@ -11,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import urllib.request
 
 import pytest
@@ -18,22 +20,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def jlm_server():
-    binary = os.environ.get("JLM_BIN") or shutil.which("job-launcher-mock")
-    if not binary:
-        pytest.fail("set JLM_BIN to the job-launcher-mock binary, or put it on PATH")
-    process = subprocess.Popen(
-        [binary, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    """The base URL of a job-launcher-mock started for the whole session."""
+    process, url = start(find_binary())
     try:
-        # The one line it prints on stdout, once it is ready:
-        # "job-launcher-mock listening on http://127.0.0.1:PORT"
-        line = process.stdout.readline()
-        if "listening on " not in line:
-            pytest.fail(f"job-launcher-mock did not start: {line!r}")
-        yield line.split("listening on ", 1)[1].strip()
+        yield url
     finally:
         process.terminate()  # SIGTERM: it drains and exits 0
         process.wait(timeout=10)
@@ -44,6 +34,35 @@ def jlm(jlm_server):
     """The mock's base URL, reset: no runs and an empty journal."""
     call(jlm_server, "POST", "/_mock/reset")
     return jlm_server
+
+
+def find_binary():
+    binary = os.environ.get("JLM_BIN") or shutil.which("job-launcher-mock")
+    if not binary:
+        pytest.fail("set JLM_BIN to the job-launcher-mock binary, or put it on PATH")
+    return binary
+
+
+def start(binary, *flags):
+    """Starts the mock on a free port; returns (process, base URL) once it is ready."""
+    # Its logs go to a file rather than a pipe, which nobody would drain once it runs.
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            [binary, "--port", "0", *flags],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        # The one line it prints on stdout, once it is ready:
+        # "job-launcher-mock listening on http://127.0.0.1:PORT"
+        line = process.stdout.readline()
+        if "listening on " in line:
+            return process, line.split("listening on ", 1)[1].strip()
+        process.kill()  # in case it is still running, having printed something else
+        code = process.wait()
+        stderr.seek(0)
+        said = stderr.read().decode(errors="replace").strip()
+        pytest.fail(f"job-launcher-mock did not start (exit {code}): {said or line!r}")
 
 
 def call(base, method, path, body=None):

@@ -1,4 +1,4 @@
-//! The in-process Rust API, used exactly as the README shows it.
+//! The in-process Rust API, `MockServer`, used as a test suite uses it.
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 mod access;
 mod bounds;
 mod disk_full;
+mod docs;
 mod errors;
 mod faults;
 mod fuzz;

@@ -578,7 +578,7 @@ async fn reset_forgets_runs_configs_and_simulations_but_keeps_the_clock() {
     assert_eq!(app.get("/_mock/clock").await.json["now"], now);
 }
 
-/// The README's scenario file, as a user would load it with `--scenarios`.
+/// The scenario file of docs/simulated-jobs.md, as a user would load it with `--scenarios`.
 const NIGHTLY: &str = include_str!("../../examples/scenarios/nightly.json");
 
 #[tokio::test]
