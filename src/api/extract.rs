@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::app::{AppState, BodyLimit};
 use crate::error::ApiError;
-use crate::model::{Problem, ProblemKind};
+use crate::model::{Problem, ProblemKind, Violation};
 use crate::world::World;
 
 /// A request body read whole within `--max-body-bytes`, and what its `Content-Type` said.
@@ -150,7 +150,8 @@ impl FromRequestParts<AppState> for Scope {
     }
 }
 
-/// Query parameters; a parameter that cannot be read is a 400 naming it.
+/// Query parameters; a parameter that cannot be read is a 400 naming it, with a
+/// violation whose `field` is the parameter, as every other refusal of a parameter.
 pub struct Query<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Query<T>
@@ -160,20 +161,99 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Query(value)),
-            Err(rejection) => Err(ApiError::BadRequest {
-                message: rejection.body_text(),
-                violations: Vec::new(),
-            }),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::parse(parts.uri.query().unwrap_or_default())
+    }
+}
+
+impl<T: DeserializeOwned> Query<T> {
+    /// Reads a query string as axum's `Query` does (serde_urlencoded), keeping the path
+    /// to the parameter that failed, which axum's rejection has only in its text.
+    fn parse(query: &str) -> Result<Self, ApiError> {
+        let pairs = form_urlencoded::parse(query.as_bytes());
+        let deserializer = serde_urlencoded::Deserializer::new(pairs);
+        serde_path_to_error::deserialize(deserializer)
+            .map(Query)
+            .map_err(|error| {
+                let field = error.path().to_string();
+                let reason = error.inner().to_string();
+                let given = form_urlencoded::parse(query.as_bytes())
+                    .find(|(name, _)| *name == field)
+                    .map(|(_, value)| value.into_owned());
+                let (field, message) = match given {
+                    Some(value) => {
+                        let message = format!("{field}={value:?} cannot be read: {reason}");
+                        (field, message)
+                    }
+                    // Not one parameter's fault (`.` is the whole query string).
+                    None => (
+                        "query".to_owned(),
+                        format!("the query string cannot be read: {reason}"),
+                    ),
+                };
+                ApiError::BadRequest {
+                    violations: vec![Violation {
+                        field: field.into(),
+                        message: message.clone().into(),
+                    }],
+                    message,
+                }
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_json_media_type;
+    use serde::Deserialize;
+
+    use super::{ApiError, Query, is_json_media_type};
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)] // read only by `Debug`
+    struct Paging {
+        limit: Option<i32>,
+        status: Option<u16>,
+        job_id: Option<String>,
+    }
+
+    /// The message and the violations' fields of a refused query string.
+    fn refusal(query: &str) -> (String, Vec<String>) {
+        match Query::<Paging>::parse(query) {
+            Err(ApiError::BadRequest {
+                message,
+                violations,
+            }) => (
+                message,
+                violations.iter().map(|v| v.field.to_string()).collect(),
+            ),
+            other => panic!("{query}: not a 400: {:?}", other.map(|q| q.0)),
+        }
+    }
+
+    #[test]
+    fn a_query_parameter_that_cannot_be_read_is_named_with_its_value() {
+        assert_eq!(
+            refusal("limit=many"),
+            (
+                r#"limit="many" cannot be read: invalid digit found in string"#.to_owned(),
+                vec!["limit".to_owned()]
+            )
+        );
+        let (message, fields) = refusal("jobId=x&status=teapot");
+        assert_eq!(fields, ["status"]);
+        assert!(
+            message.starts_with(r#"status="teapot" cannot be read"#),
+            "{message}"
+        );
+        let (message, fields) = refusal("status=70000");
+        assert_eq!(fields, ["status"]);
+        assert!(message.contains("too large"), "{message}");
+        let (message, fields) = refusal("limit=1&limit=2");
+        assert_eq!(fields, ["query"], "{message}");
+        assert!(message.contains("limit"), "{message}");
+        assert!(Query::<Paging>::parse("limit=2&status=200&jobId=a%20b&other=x").is_ok());
+    }
 
     #[test]
     fn json_media_types_are_recognised() {

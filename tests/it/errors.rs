@@ -357,9 +357,35 @@ async fn a_status_update_is_a_post_to_the_status_path_and_nothing_else() {
 #[tokio::test]
 async fn bad_query_parameters_are_a_400_naming_them() {
     let app = TestApp::new();
+    for (path, field) in [
+        ("/_mock/runs?limit=many", "limit"),
+        ("/_mock/runs?offset=1.5", "offset"),
+        ("/_mock/runs?limit=99999999999", "limit"),
+        ("/_mock/requests?since=yesterday", "since"),
+        ("/_mock/requests?status=teapot", "status"),
+        ("/_mock/requests?status=-1", "status"),
+    ] {
+        let answer = app.get(path).await;
+        assert_error_shape(&answer, StatusCode::BAD_REQUEST, "validation_failed");
+        let message = answer.json["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{field}=")),
+            "{path}: {message}"
+        );
+        assert_eq!(
+            answer.json["violations"],
+            json!([{"field": field, "message": message}]),
+            "{path}"
+        );
+    }
     let answer = app.get("/_mock/runs?limit=many").await;
-    assert_error_shape(&answer, StatusCode::BAD_REQUEST, "validation_failed");
-    assert!(answer.json["message"].as_str().unwrap().contains("limit"));
+    assert_eq!(
+        answer.json["message"],
+        r#"limit="many" cannot be read: invalid digit found in string"#
+    );
+    // Read, then refused for its value: the same shape.
+    let answer = app.get("/_mock/runs?offset=-1").await;
+    assert_eq!(answer.json["violations"][0]["field"], "offset");
 
     let answer = app.get("/_mock/runs?state=running,done").await;
     assert_error_shape(&answer, StatusCode::BAD_REQUEST, "validation_failed");
