@@ -37,6 +37,19 @@ fn port() -> anyhow::Result<u16> {
     port.parse().with_context(|| format!("bad port {port:?}"))
 }
 
+/// Resolves at the first SIGTERM or Ctrl-C; the handlers are installed by this call.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let port = port()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
@@ -45,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         let addr = listener.local_addr()?;
-        let shutdown = job_launcher_mock::shutdown_signal()?;
+        let shutdown = shutdown_signal()?;
         println!("bare listening on http://{addr}");
         let app = Router::new().fallback(any(sink));
         let listener = listener.tap_io(|tcp| {

@@ -130,7 +130,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A count that must be at least 1, as a flag gives it: a clear word for `0`, rather
 /// than the standard library's "number would be zero for non-zero type".
-pub fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
+#[cfg(feature = "cli")]
+fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
     let n: usize = text
         .trim()
         .parse()

@@ -1,11 +1,8 @@
 //! Durations as the API writes them: a whole number and one unit, `300ms`, `5s`, `10m`,
-//! `1h` (the pattern [`PATTERN`], which the OpenAPI document gives). One format in and
-//! out, so a duration the mock shows can be given back to it.
+//! `1h` (`^[0-9]{1,9}(ms|s|m|h)$`, the pattern the OpenAPI document gives). One format
+//! in and out, so a duration the mock shows can be given back to it.
 
 use std::time::Duration;
-
-/// The pattern of a duration in the OpenAPI document.
-pub const PATTERN: &str = "^[0-9]{1,9}(ms|s|m|h)$";
 
 /// Reads `300ms`, `5s`, `10m`, `1h`; `None` for anything else.
 pub fn parse(text: &str) -> Option<Duration> {

@@ -21,39 +21,51 @@
 //! # }
 //! ```
 //!
-//! For everything else, [`app()`] is the whole service as an axum `Router`, and [`serve()`]
-//! runs it on a listener until a shutdown future resolves.
+//! [`MockServer::builder`] sets what the binary's flags set (validation, bounds, the
+//! clock, scenarios, credentials, timeouts), and
+//! [`into_router`](MockServerBuilder::into_router) gives the whole service as an axum
+//! `Router`, to call in-process or to nest into an app of one's own. The views it gives
+//! ([`Run`], [`History`], [`Journal`]) are `Deserialize`, so a test that talks to a
+//! shared mock over HTTP can read the routes' answers into them too.
+//!
+//! The crate's `cli` feature (on by default) is the binary's: flags, logs, the
+//! allocator and `--data-dir`. A test crate needs none of it:
+//! `job-launcher-mock = { ..., default-features = false }`.
 
-pub mod access;
-pub mod api;
-pub mod app;
-pub mod clock;
-pub mod config;
-pub mod configs;
-pub mod duration;
-pub mod error;
-pub mod faults;
-pub mod healthcheck;
-pub mod journal;
-pub mod metrics;
-pub mod model;
-pub mod registry;
-pub mod routes;
-pub mod serve;
-pub mod server;
-pub mod sim;
-pub mod store;
+// The modules are the crate's own; what a user needs is re-exported below. Where the
+// code for a change lives: ARCHITECTURE.md.
+mod access;
+mod api;
+mod app;
+#[doc(hidden)]
+pub mod bench;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
+mod clock;
+mod config;
+mod configs;
+mod duration;
+mod error;
+mod faults;
+#[cfg(feature = "cli")]
+mod healthcheck;
+mod journal;
+mod metrics;
+mod model;
+mod registry;
+mod routes;
+mod serve;
+mod server;
+mod sim;
+mod store;
 mod sync;
 #[cfg(feature = "cli")]
-pub mod telemetry;
-pub mod updates;
-pub mod world;
+mod telemetry;
+mod updates;
+mod world;
 
-pub use api::{app, openapi};
-pub use app::AppState;
-pub use config::Config;
 pub use model::JobState;
-pub use serve::{serve, shutdown_signal};
 pub use server::{
     Error, History, HistoryEntry, Journal, JournalEntry, MockServer, MockServerBuilder, Run,
     Warning,

@@ -258,3 +258,103 @@ impl Journaling {
         })
     }
 }
+
+/// The fuzzing corpus's mutations (the corpus's own file, shared with the status route's
+/// fuzzer in `tests/it/fuzz.rs`).
+#[cfg(test)]
+#[path = "../tests/corpus/mutations.rs"]
+mod mutations;
+
+#[cfg(test)]
+mod tests {
+    // Tests may panic on what they did not expect: that is how they fail.
+    #![allow(clippy::unwrap_used)]
+
+    use std::num::NonZeroUsize;
+
+    use proptest::prelude::*;
+
+    use super::mutations::{body, prelude, shown};
+    use super::*;
+    use crate::clock::ClockMode;
+    use crate::config::Validation;
+    use crate::registry::Limits;
+
+    /// A step whose run was forgotten between reading it and applying the step is
+    /// refused, rather than creating the run again.
+    #[tokio::test]
+    async fn a_step_for_a_run_that_is_gone_is_refused_rather_than_creating_it() {
+        let config = crate::config::Config {
+            clock: ClockMode::Manual,
+            ..crate::config::Config::default()
+        };
+        let state = crate::app::AppState::with_scenarios(&config, Vec::new());
+        let world = state.world();
+        let step = br#"{"jobId":"gone","state":"running"}"#;
+        let submitted = world
+            .updates
+            .submit(step, Vec::new(), Source::Simulation, Creates::No)
+            .await;
+        assert!(
+            matches!(submitted.outcome, Err(ApiError::NotFound(_))),
+            "{:?}",
+            submitted.outcome
+        );
+        assert!(world.registry.run("gone").is_none());
+    }
+
+    fn registry() -> Registry {
+        let limits = Limits {
+            max_runs: NonZeroUsize::new(8).unwrap(),
+            max_history: NonZeroUsize::new(8).unwrap(),
+            max_status_bytes: NonZeroUsize::new(1 << 20).unwrap(),
+            validation: Validation::Strict,
+        };
+        Registry::new(limits, Arc::new(Clock::new(ClockMode::System)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// The parser takes any bytes without panicking; the registry refuses what it is
+        /// given with a 4xx or accepts it, and then takes the same update again as a repeat.
+        /// A refused update changes nothing, so it is refused again with the same code.
+        #[test]
+        fn the_parser_and_the_registry_take_any_bytes(body in body(), known in any::<bool>()) {
+            let registry = registry();
+            let parsed = match StatusUpdate::parse(&body) {
+                Ok(parsed) => parsed,
+                Err(malformed) => {
+                    prop_assert!(!malformed.0.is_empty(), "{}", shown(&body));
+                    return Ok(());
+                }
+            };
+            let (update, problems) = parsed;
+            let Some(job_id) = update.job_id.clone() else {
+                prop_assert!(!problems.is_empty(), "no jobId, yet no problem: {}", shown(&body));
+                return Ok(());
+            };
+            if known {
+                let (first, first_problems) = StatusUpdate::parse(&prelude(&job_id)).unwrap();
+                registry.apply(job_id.clone(), first, first_problems).unwrap();
+            }
+            let outcome = registry.apply(job_id.clone(), update.clone(), problems.clone());
+            let again = registry.apply(job_id.clone(), update, problems.clone());
+            match (outcome, again) {
+                (Ok(accepted), Ok(repeated)) => {
+                    prop_assert!(problems.is_empty(), "accepted with problems: {}", shown(&body));
+                    prop_assert_eq!(&accepted.job_id, &job_id);
+                    prop_assert!(repeated.repeat, "not taken as a repeat: {}", shown(&body));
+                    prop_assert_eq!(repeated.seq, accepted.seq);
+                }
+                (Err(refusal), Err(again)) => {
+                    prop_assert!(refusal.status().is_client_error(), "{:?}: {}", refusal, shown(&body));
+                    prop_assert_eq!(refusal.code(), again.code(), "{}", shown(&body));
+                }
+                (first, second) => {
+                    prop_assert!(false, "{:?} then {:?}: {}", first, second, shown(&body));
+                }
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub mod mock;
 pub mod spark;
 pub mod ui;
 
-pub use layers::{DropConnection, JobIdNote, Journaled};
+pub use layers::DropConnection;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -105,7 +105,7 @@ async fn get_openapi(State(access): State<Arc<Access>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], document)
 }
 
-/// The whole service as a router: the seam tests use.
+/// The whole service as a router, as `MockServerBuilder::into_router` hands it out.
 pub fn app(state: AppState) -> Router {
     let stack = service(state);
     Router::new().fallback_service(stack)

@@ -1057,3 +1057,99 @@ mod tests {
         assert!(!json_eq("null", "{}"));
     }
 }
+
+/// Property tests of [`json_eq`]: reformatting, key order and number spelling never
+/// change it, and it agrees with `serde_json`'s own equality.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::json_eq;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\u{e9}\"\\\\]{0,4}".prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-c]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// `value` as JSON text with every object's keys in an order drawn from `seed`.
+    fn shuffled_keys(value: &Value, seed: u64) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut members: Vec<_> = map.iter().collect();
+                // A cheap deterministic shuffle: rotate by the seed, then reverse on odd
+                // seeds.
+                if !members.is_empty() {
+                    let by = (seed as usize) % members.len();
+                    members.rotate_left(by);
+                }
+                if seed % 2 == 1 {
+                    members.reverse();
+                }
+                let inner: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, v)| {
+                        format!("{}:{}", Value::from(k.as_str()), shuffled_keys(v, seed / 2))
+                    })
+                    .collect();
+                format!("{{{}}}", inner.join(","))
+            }
+            Value::Array(items) => {
+                let inner: Vec<String> = items.iter().map(|v| shuffled_keys(v, seed / 3)).collect();
+                format!("[{}]", inner.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn reformatting_never_changes_json_equality(value in value(), seed in any::<u64>()) {
+            let compact = value.to_string();
+            let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
+            prop_assert!(json_eq(&compact, &pretty));
+            let shuffled = shuffled_keys(&value, seed);
+            prop_assert!(json_eq(&compact, &shuffled), "{} vs {}", compact, shuffled);
+        }
+
+        #[test]
+        fn numbers_are_equal_however_they_are_spelt(
+            digits in "[1-9][0-9]{0,25}",
+            shift in 0usize..30,
+            exponent in -400i32..400,
+        ) {
+            // digits x 10^exponent, written with the decimal point moved `shift` places
+            // left and the exponent raised to match, and with trailing zeros.
+            let plain = format!("{digits}e{exponent}");
+            let padded = format!("{digits}000e{}", exponent - 3);
+            let moved = format!("0.{}{digits}E{}", "0".repeat(shift), exponent + digits.len() as i32 + shift as i32);
+            prop_assert!(json_eq(&plain, &padded), "{} vs {}", plain, padded);
+            prop_assert!(json_eq(&plain, &moved), "{} vs {}", plain, moved);
+            let off_by_one_digit = format!("{digits}1e{}", exponent - 1);
+            prop_assert!(!json_eq(&plain, &off_by_one_digit), "{} vs {}", plain, off_by_one_digit);
+            let negated = format!("-{}", plain);
+            prop_assert!(!json_eq(&plain, &negated));
+        }
+
+        #[test]
+        fn json_equality_agrees_with_value_equality(a in value(), b in value()) {
+            prop_assert_eq!(json_eq(&a.to_string(), &b.to_string()), a == b);
+        }
+    }
+}

@@ -11,9 +11,7 @@ pub mod state;
 pub mod time;
 pub mod update;
 
-pub use json::{RawJson, Text};
 pub use problem::{Problem, ProblemKind, Violation, Warning};
-pub use rules::Review;
 pub use state::JobState;
 pub use time::Timestamp;
-pub use update::{Facts, JobConfig, JobResult, Malformed, StatusUpdate};
+pub use update::{Facts, StatusUpdate};

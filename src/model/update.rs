@@ -38,7 +38,8 @@ pub struct Facts {
     /// read): they are read last-wins, as Fusion's Jackson reads them, and the client
     /// is told. Taken by the rules as the update's warnings, so a run's own facts never
     /// hold any. Nearly always `None`, and facts are moved several times per update: a
-    /// thin box keeps this to one word.
+    /// thin box keeps this to one word (a `Vec` is three).
+    #[allow(clippy::box_collection)]
     pub repeated_keys: Option<Box<Vec<Warning>>>,
 }
 

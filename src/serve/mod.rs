@@ -199,6 +199,7 @@ impl Throttle {
 ///
 /// The handlers are installed by this call, not when the future is first polled, so a
 /// signal that arrives right after the readiness line still drains and exits cleanly.
+#[cfg(feature = "cli")]
 pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {

@@ -2,6 +2,8 @@
 //! views and error its methods give.
 
 mod error;
+#[cfg(test)]
+mod tests;
 mod views;
 
 pub use error::Error;
@@ -20,13 +22,14 @@ use tokio::sync::{oneshot, watch};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{ClockMode, Config, Validation};
+use crate::app::AppState;
+use crate::config::{ClockMode, Config, Credentials, Secret, Validation};
 use crate::error::ApiError;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
 use crate::registry::{Registry, Until, WaitTimedOut};
+use crate::serve::serve;
 use crate::sim::Scenario;
-use crate::{AppState, serve};
 
 /// A job-launcher-mock serving on `127.0.0.1` and a free port, in this process, until
 /// it is dropped.
@@ -76,7 +79,9 @@ pub struct MockServer {
     done: watch::Receiver<bool>,
 }
 
-/// Settings for a [`MockServer`]; [`MockServer::builder`] makes one.
+/// Settings for a [`MockServer`], each the equivalent of one of the binary's flags;
+/// [`MockServer::builder`] makes one with every flag's default, except that the server
+/// listens on `127.0.0.1` and a free port.
 #[derive(Debug, Clone)]
 pub struct MockServerBuilder {
     config: Config,
@@ -276,11 +281,6 @@ impl MockServer {
         stopped.await;
     }
 
-    /// The server's state: its registry, journal and metrics, to observe directly.
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     fn registry(&self) -> &Arc<Registry> {
         &self.state.world().registry
     }
@@ -299,61 +299,184 @@ impl Drop for MockServer {
 }
 
 impl MockServerBuilder {
-    /// Accept rule violations with recorded warnings instead of refusing them.
+    /// `--validation lenient`: accept rule violations (a forbidden transition, a
+    /// timing rule) with recorded warnings instead of refusing them.
     pub fn lenient(mut self) -> Self {
         self.config.validation = Validation::Lenient;
         self
     }
 
-    /// Refuse rule violations (the default).
+    /// `--validation strict`, the default: refuse rule violations with 409 or 422.
     pub fn strict(mut self) -> Self {
         self.config.validation = Validation::Strict;
         self
     }
 
-    /// A manual clock: simulated runs move, and reported time passes, only by
-    /// [`MockServer::advance`].
+    /// `--clock manual`: simulated runs move, and reported time passes, only by
+    /// [`MockServer::advance`] (or `POST /_mock/clock/advance`).
     pub fn manual_clock(mut self) -> Self {
         self.config.clock = ClockMode::Manual;
         self
     }
 
     /// A scenario (`{"match", "steps", "progression"}`) for simulated runs, as if it were
-    /// in the `--scenarios` file; a reset keeps it.
+    /// in the `--scenarios` file; a reset keeps it. A later scenario with the same
+    /// `match` replaces an earlier one, as in the file.
     ///
     /// # Panics
     ///
     /// When the scenario could not run: the message names each problem.
     pub fn scenario(mut self, scenario: Value) -> Self {
         match Scenario::parse(&scenario, None) {
-            Ok(scenario) => self.scenarios.push(scenario),
+            Ok(scenario) => {
+                match self
+                    .scenarios
+                    .iter_mut()
+                    .find(|s| s.pattern == scenario.pattern)
+                {
+                    Some(earlier) => *earlier = scenario,
+                    None => self.scenarios.push(scenario),
+                }
+            }
             Err(problems) => panic!("this scenario cannot run: {problems:?}"),
         }
         self
     }
 
-    /// `--max-runs`.
+    /// `--max-runs`: the most runs kept; past it the oldest ended run is evicted.
     pub fn max_runs(mut self, max_runs: NonZeroUsize) -> Self {
         self.config.max_runs = max_runs;
         self
     }
 
-    /// `--max-history`.
+    /// `--max-history`: the most history entries kept per run.
     pub fn max_history(mut self, max_history: NonZeroUsize) -> Self {
         self.config.max_history = max_history;
         self
     }
 
-    /// `--journal-size`.
+    /// `--journal-size`: the most requests the journal keeps.
     pub fn journal_size(mut self, journal_size: NonZeroUsize) -> Self {
         self.config.journal_size = journal_size;
         self
     }
 
-    /// `--max-body-bytes`.
+    /// `--max-body-bytes`: the largest request body accepted, which also bounds a run's
+    /// merged status.
     pub fn max_body_bytes(mut self, max_body_bytes: NonZeroUsize) -> Self {
         self.config.max_body_bytes = max_body_bytes;
         self
+    }
+
+    /// `--basic-auth USER:PASS`: the Fusion routes require these credentials (or, with
+    /// [`api_key`](Self::api_key) too, the key).
+    ///
+    /// # Panics
+    ///
+    /// When `user` or `password` is empty, or `user` holds a `:`, as the flag refuses.
+    pub fn basic_auth(mut self, user: &str, password: &str) -> Self {
+        match Credentials::parse(&format!("{user}:{password}")) {
+            Ok(credentials) if credentials.user == user => {
+                self.config.basic_auth = Some(credentials);
+            }
+            _ => panic!(
+                "basic_auth: the user must be non-empty without a ':', the password non-empty"
+            ),
+        }
+        self
+    }
+
+    /// `--api-key KEY`: the Fusion routes require this key in `x-api-key` (or, with
+    /// [`basic_auth`](Self::basic_auth) too, the credentials).
+    ///
+    /// # Panics
+    ///
+    /// When `key` is empty, as the flag refuses.
+    pub fn api_key(mut self, key: &str) -> Self {
+        self.config.api_key = Some(secret("api_key", key));
+        self
+    }
+
+    /// `--admin-token TOKEN`: every `/_mock` route requires `Authorization: Bearer
+    /// TOKEN` (the dashboard and the event stream also take `?access_token=TOKEN`).
+    ///
+    /// # Panics
+    ///
+    /// When `token` is empty, as the flag refuses.
+    pub fn admin_token(mut self, token: &str) -> Self {
+        self.config.admin_token = Some(secret("admin_token", token));
+        self
+    }
+
+    /// `--request-timeout`: the longest a request may take before it is answered 408
+    /// (waits and event streams aside); 30 s unless set.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout.into();
+        self
+    }
+
+    /// `--max-wait`: the longest a wait (`/_mock/runs/{jobId}/wait`) may take; a longer
+    /// `timeout` is cut to it. 1 h unless set.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.config.max_wait = max_wait.into();
+        self
+    }
+
+    /// `--header-timeout`: the longest a client may take to send a whole request head
+    /// before its connection is closed; 10 s unless set. Served connections only.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_timeout = timeout.into();
+        self
+    }
+
+    /// `--idle-timeout`: the longest a kept-alive connection may sit idle between
+    /// requests before it is closed; 60 s unless set. Served connections only.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout.into();
+        self
+    }
+
+    /// `--max-connections`: the most connections open at once; past it new ones wait
+    /// in the listen queue until one closes. Served connections only.
+    pub fn max_connections(mut self, max_connections: NonZeroUsize) -> Self {
+        self.config.max_connections = max_connections;
+        self
+    }
+
+    /// `--shutdown-timeout`: the longest [`MockServer::shutdown`] (or a drop) lets
+    /// in-flight requests run before it closes their connections; 5 s unless set.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout.into();
+        self
+    }
+
+    /// The whole service as an axum [`Router`](axum::Router), serving nothing by itself:
+    /// for tests that send requests in-process with tower's `ServiceExt::oneshot`, no
+    /// socket, or to nest the mock into an app of one's own. Its state (runs, journal,
+    /// scenarios, faults, clock) is its own, shared by its clones.
+    ///
+    /// The connection settings ([`header_timeout`](Self::header_timeout),
+    /// [`idle_timeout`](Self::idle_timeout), [`max_connections`](Self::max_connections),
+    /// [`shutdown_timeout`](Self::shutdown_timeout)) are the server's, so they do not
+    /// apply here. Call it within a Tokio runtime: simulated runs on the system clock
+    /// move by a task it starts there.
+    ///
+    /// ```
+    /// use axum::body::Body;
+    /// use axum::http::Request;
+    /// use job_launcher_mock::MockServer;
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let router = MockServer::builder().lenient().into_router();
+    /// let request = Request::get("/actuator/health").body(Body::empty()).unwrap();
+    /// let answer = router.oneshot(request).await.unwrap();
+    /// assert_eq!(answer.status(), 200);
+    /// # }
+    /// ```
+    pub fn into_router(self) -> axum::Router {
+        crate::api::app(AppState::with_scenarios(&self.config, self.scenarios))
     }
 
     /// Starts the server on its own task of the current Tokio runtime.
@@ -393,6 +516,14 @@ impl MockServerBuilder {
             stop: Some(stop),
             done,
         }
+    }
+}
+
+/// A secret a builder method was given, refused as its flag refuses it.
+fn secret(method: &str, text: &str) -> Secret {
+    match Secret::parse(text) {
+        Ok(secret) => secret,
+        Err(reason) => panic!("{method}: {reason}"),
     }
 }
 

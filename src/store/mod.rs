@@ -28,6 +28,7 @@
 #[cfg(feature = "persistence")]
 pub(crate) mod database;
 
+#[cfg(feature = "persistence")]
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -147,6 +148,7 @@ pub struct Restored {
 
 /// A data directory that cannot be used at start, and why: each cause its own message,
 /// naming the path.
+#[cfg(feature = "persistence")]
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(

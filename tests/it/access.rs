@@ -3,26 +3,17 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
-use job_launcher_mock::config::{Credentials, Secret};
+use job_launcher_mock::{MockServer, MockServerBuilder};
 
-use crate::helpers::{Answer, STATUS, TestApp, config, update};
-
-fn guarded() -> TestApp {
-    TestApp::with(guarded_config())
-}
+use crate::support::{Answer, STATUS, TestApp, update};
 
 /// All three flags set: `--basic-auth fusion:s3cret:pass --api-key key-123
 /// --admin-token tok-5b2d`.
-pub fn guarded_config() -> job_launcher_mock::Config {
-    job_launcher_mock::Config {
-        basic_auth: Some(Credentials {
-            user: "fusion".to_owned(),
-            password: Secret::new("s3cret:pass"),
-        }),
-        api_key: Some(Secret::new("key-123")),
-        admin_token: Some(Secret::new("tok-5b2d")),
-        ..config()
-    }
+pub fn guarded() -> MockServerBuilder {
+    MockServer::builder()
+        .basic_auth("fusion", "s3cret:pass")
+        .api_key("key-123")
+        .admin_token("tok-5b2d")
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -46,7 +37,7 @@ async fn call(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)
 
 #[tokio::test]
 async fn the_fusion_routes_take_either_credential() {
-    let app = guarded();
+    let app = TestApp::with(guarded());
     let good_basic = basic("fusion", "s3cret:pass");
     for (method, path) in [
         (Method::POST, STATUS),
@@ -95,7 +86,7 @@ async fn the_fusion_routes_take_either_credential() {
 
 #[tokio::test]
 async fn the_mock_routes_take_the_admin_token() {
-    let app = guarded();
+    let app = TestApp::with(guarded());
     for path in [
         "/_mock/runs",
         "/_mock/requests",
@@ -140,7 +131,7 @@ async fn the_mock_routes_take_the_admin_token() {
 
 #[tokio::test]
 async fn health_metrics_and_the_document_stay_open() {
-    let app = guarded();
+    let app = TestApp::with(guarded());
     for path in [
         "/actuator/health",
         "/actuator/health/readiness",
@@ -160,7 +151,7 @@ async fn health_metrics_and_the_document_stay_open() {
 
 #[tokio::test]
 async fn no_secret_reaches_the_journal() {
-    let app = guarded();
+    let app = TestApp::with(guarded());
     call(&app, Method::POST, STATUS, &[("x-api-key", "key-123")]).await;
     call(&app, Method::POST, STATUS, &[("x-api-key", "guess")]).await;
     let journal = call(

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
-use job_launcher_mock::AppState;
-use serde_json::{Value, json};
+use job_launcher_mock::{MockServer, MockServerBuilder};
+use serde_json::json;
 
-use crate::helpers::{Answer, Config, STATUS, TestApp, config, manual, update};
+use crate::support::http::Client;
+use crate::support::process::{TempDir, binary, start};
+use crate::support::{Answer, STATUS, TestApp, manual, update};
 
 const END: &str = "9999-12-31T23:59:59.999Z";
 const LAUNCH: &str = "/job-launcher/launcher";
@@ -238,25 +240,23 @@ async fn a_cancel_at_the_end_of_time_ends_the_run_there() {
 
 #[test]
 fn a_scenarios_file_whose_steps_could_never_come_stops_the_start() {
-    let path = std::env::temp_dir().join(format!("jlm-far-{}.json", std::process::id()));
     let scenarios =
         json!([{"match": "far", "steps": [{"state": "finished", "after": "999999999h"}]}]);
-    std::fs::write(&path, scenarios.to_string()).unwrap();
-    let started = AppState::new(&Config {
-        scenarios: Some(path.clone()),
-        ..config()
-    });
-    std::fs::remove_file(&path).unwrap();
-    let error = started.err().map(|e| e.to_string()).unwrap_or_default();
+    let (_dir, path) = TempDir::with_file("far.json", &scenarios.to_string());
+    let output = binary()
+        .args(["--port", "0", "--scenarios"])
+        .arg(&path)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "it never said it was listening");
+    let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("steps[0].after"), "{error}");
     assert!(error.contains(END), "{error}");
 }
 
-fn short_timeout() -> Config {
-    Config {
-        request_timeout: Duration::from_millis(50).into(),
-        ..config()
-    }
+fn short_timeout() -> MockServerBuilder {
+    MockServer::builder().request_timeout(Duration::from_millis(50))
 }
 
 #[tokio::test(start_paused = true)]
@@ -311,28 +311,19 @@ async fn a_fault_delay_shorter_than_the_request_timeout_is_served_after_it() {
 
 #[tokio::test]
 async fn over_a_socket_a_delayed_request_gets_the_timeouts_408_when_the_timeout_ends() {
-    let (_server, base) =
-        crate::process::start(&["--port", "0", "--request-timeout", "300ms"], &[]);
-    let client = reqwest::Client::new();
+    let (_server, base) = start(&["--port", "0", "--request-timeout", "300ms"], &[]);
+    let client = Client::new(&base);
     let rule = json!({"match": {"path": STATUS}, "action": {"delay": "1h"}});
-    let added = client
-        .post(format!("{base}/_mock/faults"))
-        .json(&rule)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(added.status(), 201);
+    let (added, _) = client.send(Method::POST, "/_mock/faults", &rule).await;
+    assert_eq!(added, 201);
     let started = std::time::Instant::now();
-    let answer = client
-        .post(format!("{base}{STATUS}"))
-        .json(&update("held", "running"))
-        .timeout(Duration::from_secs(30))
-        .send()
+    let held = update("held", "running");
+    let posted = client.post_status(&held);
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), posted)
         .await
         .expect("an answer well within the hour");
     let took = started.elapsed();
-    assert_eq!(answer.status(), 408);
-    let body: Value = answer.json().await.unwrap();
+    assert_eq!(status, 408);
     assert_eq!(body["code"], "timeout");
     assert!(took >= Duration::from_millis(300), "{took:?}");
 }

@@ -8,7 +8,8 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::process::{TempDir, signal, start, start_logging, wait_for_log};
+use crate::support::http::Client;
+use crate::support::process::{TempDir, start, start_logging, wait_for_log};
 
 /// A tmpfs mounted on a directory of the test's own, unmounted when dropped.
 struct Tmpfs(TempDir);
@@ -38,28 +39,6 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn send(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let answer = client
-        .request(method, url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
-    let answer = client.get(url).send().await.unwrap();
-    (answer.status().as_u16(), answer.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_full_disk_refuses_changes_until_space_returns_and_loses_nothing_acknowledged() {
     let Some(disk) = Tmpfs::mount("disk-full", "3m") else {
@@ -72,8 +51,7 @@ async fn a_full_disk_refuses_changes_until_space_returns_and_loses_nothing_ackno
     let data = disk.0.join("data");
     let data = data.to_str().unwrap();
     let (child, base, logs) = start_logging(&["--port", "0", "--data-dir", data]);
-    let client = reqwest::Client::new();
-    let status_url = format!("{base}/job-launcher/launcher/status");
+    let client = Client::new(&base);
     let pad = "x".repeat(2000);
 
     // Fill it: every 200 is counted, until the first refusal.
@@ -82,7 +60,7 @@ async fn a_full_disk_refuses_changes_until_space_returns_and_loses_nothing_ackno
         assert!(acknowledged.len() < 5000, "a 3 MB disk never filled");
         let job_id = format!("r{}", acknowledged.len());
         let update = json!({"jobId": job_id, "state": "running", "pad": pad});
-        let (status, body) = send(&client, reqwest::Method::POST, &status_url, &update).await;
+        let (status, body) = client.post_status(&update).await;
         if status != 200 {
             break (status, body, job_id);
         }
@@ -95,69 +73,56 @@ async fn a_full_disk_refuses_changes_until_space_returns_and_loses_nothing_ackno
     assert!(message.contains("no space left on device"), "{message}");
 
     // Down, with the reason; alive; reads work; the refused change is nowhere.
-    let (status, health) = get(&client, &format!("{base}/actuator/health")).await;
+    let (status, health) = client.get_text("/actuator/health").await;
     assert_eq!(status, 503, "{health}");
     assert!(
         health.contains(r#""status":"DOWN""#) && health.contains("no space left on device"),
         "{health}"
     );
+    assert_eq!(client.get_text("/actuator/health/readiness").await.0, 503);
     assert_eq!(
-        get(&client, &format!("{base}/actuator/health/readiness"))
-            .await
-            .0,
-        503
-    );
-    assert_eq!(
-        get(&client, &format!("{base}/actuator/health/liveness")).await,
+        client.get_text("/actuator/health/liveness").await,
         (200, r#"{"status":"UP"}"#.to_owned())
     );
-    assert_eq!(get(&client, &format!("{base}/_mock/runs/r0")).await.0, 200);
+    assert_eq!(client.get_text("/_mock/runs/r0").await.0, 200);
     assert_eq!(
-        get(&client, &format!("{base}/_mock/runs/{refused}"))
-            .await
-            .0,
+        client.get_text(&format!("/_mock/runs/{refused}")).await.0,
         404
     );
-    let metrics = get(&client, &format!("{base}/metrics")).await.1;
+    let metrics = client.get_text("/metrics").await.1;
     assert!(metrics.contains("jlm_store_down 1"), "{metrics}");
     assert!(!metrics.contains("jlm_store_errors_total 0"), "{metrics}");
 
     // Space again: the store says so by itself, and changes are taken again.
     std::fs::remove_file(&filler).unwrap();
     wait_for_log(&logs, "can be written again");
-    assert_eq!(
-        get(&client, &format!("{base}/actuator/health")).await.0,
-        200
-    );
+    assert_eq!(client.get_text("/actuator/health").await.0, 200);
     for i in 0..50 {
         let job_id = format!("after{i}");
         let update = json!({"jobId": job_id, "state": "running"});
-        let (status, body) = send(&client, reqwest::Method::POST, &status_url, &update).await;
+        let (status, body) = client.post_status(&update).await;
         assert_eq!(status, 200, "{body}");
         acknowledged.insert(job_id, body["seq"].as_u64().unwrap());
     }
 
     // A crash, and a restart on the same disk: every acknowledged update is there, and
     // seq goes on past every one handed out.
-    signal(&child, Signal::SIGKILL);
+    child.signal(Signal::SIGKILL);
     drop(child);
     let (child, base) = start(&["--port", "0", "--data-dir", data], &[]);
+    let client = Client::new(&base);
     for (job_id, seq) in &acknowledged {
-        let (status, history) = get(&client, &format!("{base}/_mock/runs/{job_id}/history")).await;
+        let (status, history) = client
+            .get_text(&format!("/_mock/runs/{job_id}/history"))
+            .await;
         assert_eq!(status, 200, "run {job_id} was acknowledged but is gone");
         let history: Value = serde_json::from_str(&history).unwrap();
         assert_eq!(history["updates"][0]["seq"], *seq, "{job_id}");
     }
     let last = acknowledged.values().max().copied().unwrap();
     let update = json!({"jobId": "next", "state": "running"});
-    let (_, body) = send(
-        &client,
-        reqwest::Method::POST,
-        &format!("{base}/job-launcher/launcher/status"),
-        &update,
-    )
-    .await;
+    let (_, body) = client.post_status(&update).await;
     assert!(body["seq"].as_u64().unwrap() > last, "{body} after {last}");
-    signal(&child, Signal::SIGTERM);
+    child.signal(Signal::SIGTERM);
     drop(child);
 }

@@ -3,9 +3,10 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use job_launcher_mock::MockServer;
 use serde_json::json;
 
-use crate::helpers::{Answer, Config, STATUS, TestApp, config, fields, nonzero, update};
+use crate::support::{Answer, STATUS, TestApp, fields, nonzero, update};
 
 /// Snapshots an error body, with its clock reading blanked out.
 macro_rules! assert_error_snapshot {
@@ -216,10 +217,7 @@ async fn nesting_past_128_levels_is_a_400_and_128_is_fine() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_a_413() {
-    let app = TestApp::with(Config {
-        max_body_bytes: nonzero(64),
-        ..config()
-    });
+    let app = TestApp::with(MockServer::builder().max_body_bytes(nonzero(64)));
     let body = json!({"jobId": "r1", "state": "running", "pad": "x".repeat(64)}).to_string();
     let answer = refused(
         &app,
@@ -237,10 +235,7 @@ async fn a_body_over_the_limit_is_a_413() {
 /// refused once the pieces pass it.
 #[tokio::test]
 async fn a_body_in_pieces_is_joined_and_held_to_the_limit() {
-    let app = TestApp::with(Config {
-        max_body_bytes: nonzero(64),
-        ..config()
-    });
+    let app = TestApp::with(MockServer::builder().max_body_bytes(nonzero(64)));
     let streamed = |pieces: Vec<String>| {
         let pieces = pieces
             .into_iter()
@@ -421,10 +416,7 @@ fn streamed_post(
 }
 
 fn app_with_request_timeout(timeout: std::time::Duration) -> TestApp {
-    TestApp::with(Config {
-        request_timeout: timeout.into(),
-        ..config()
-    })
+    TestApp::with(MockServer::builder().request_timeout(timeout))
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use job_launcher_mock::MockServer;
 use serde_json::{Value, json};
 
-use crate::helpers::{STATUS, TestApp, manual, update};
+use crate::support::{STATUS, TestApp, manual, update};
 
 async fn add_fault(app: &TestApp, rule: Value) -> Value {
     let answer = app.send_json(Method::POST, "/_mock/faults", &rule).await;

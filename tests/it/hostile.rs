@@ -3,15 +3,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::process::{
-    Running, TempDir, binary, signal, start, start_command, start_logging, wait_for_log,
-};
+use crate::support::process::{TempDir, binary, start, start_command, start_logging, wait_for_log};
 
 /// The longest a step may take before the test fails.
 const BOUND: Duration = Duration::from_secs(20);
@@ -24,28 +22,6 @@ fn connect(addr: &str) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connects");
     stream.set_read_timeout(Some(BOUND)).expect("a timeout");
     stream
-}
-
-/// Waits for the process to end, at most `bound` (then kills it and fails); gives its
-/// status and how long it took.
-fn exit_within(child: Running, bound: Duration) -> (ExitStatus, Duration) {
-    let started = Instant::now();
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
-    let (done, ended) = mpsc::channel();
-    // `wait` blocks: a thread does it, so that the test can give up on a process that
-    // never ends.
-    std::thread::spawn(move || {
-        let mut child = child;
-        let _ = done.send(child.wait());
-    });
-    match ended.recv_timeout(bound) {
-        Ok(Ok(status)) => (status, started.elapsed()),
-        Ok(Err(e)) => panic!("cannot wait for the process: {e}"),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            panic!("the process was still running {bound:?} after the signal");
-        }
-    }
 }
 
 /// Reads until the service closes the connection.
@@ -79,8 +55,8 @@ fn sigterm_with_a_half_sent_head_exits_zero_at_once() {
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
     let mut silent = connect(addr);
 
-    signal(&child, Signal::SIGTERM);
-    let (status, took) = exit_within(child, BOUND);
+    child.signal(Signal::SIGTERM);
+    let (status, took) = child.exit_within(BOUND);
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(until_closed(&mut half), "", "closed without an answer");
@@ -133,8 +109,8 @@ fn sigterm_with_a_half_sent_body_exits_zero_at_the_deadline_and_applies_nothing(
         r#"request_id="half-cut"}: job_launcher_mock::api::layers: started"#,
     );
     let began = Instant::now();
-    signal(&child, Signal::SIGTERM);
-    let (status, took) = exit_within(child, BOUND);
+    child.signal(Signal::SIGTERM);
+    let (status, took) = child.exit_within(BOUND);
     assert_eq!(status.code(), Some(0));
     // Cut off at the deadline (1 s), not at the request timeout (30 s).
     assert!(took < Duration::from_secs(4), "took {took:?}");
@@ -155,7 +131,7 @@ fn sigterm_with_a_half_sent_body_exits_zero_at_the_deadline_and_applies_nothing(
     };
     assert!(run("kept").starts_with("HTTP/1.1 200"));
     assert!(run("cut").starts_with("HTTP/1.1 404"), "{}", run("cut"));
-    signal(&again, Signal::SIGTERM);
+    again.signal(Signal::SIGTERM);
     assert_eq!(again.wait().expect("the process ends").code(), Some(0));
 }
 
@@ -222,8 +198,8 @@ fn sigterm_with_a_thousand_waits_and_a_hundred_event_streams_answers_them_and_ex
         );
     }
 
-    signal(&child, Signal::SIGTERM);
-    let (status, took) = exit_within(child, BOUND);
+    child.signal(Signal::SIGTERM);
+    let (status, took) = child.exit_within(BOUND);
     assert_eq!(status.code(), Some(0));
     // Well before the deadline (10 s): they ended, they were not cut off.
     assert!(took < Duration::from_secs(8), "took {took:?}");
@@ -294,6 +270,6 @@ fn at_the_descriptor_limit_it_backs_off_logs_once_a_second_and_serves_again() {
         .write_all(b"GET /actuator/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         .expect("writes");
     assert!(until_closed(&mut fresh).starts_with("HTTP/1.1 200"));
-    signal(&child, Signal::SIGTERM);
+    child.signal(Signal::SIGTERM);
     assert_eq!(child.wait().expect("the process ends").code(), Some(0));
 }

@@ -1,11 +1,13 @@
-//! The in-process Rust API, `MockServer`, used as a test suite uses it.
+//! The in-process Rust API, `MockServer`, used as a test suite uses it (with `reqwest`
+//! as the code under test, as a user's would). That shutdown ends open waits and event
+//! streams is the crate's own test, `src/server/tests.rs`: it waits on the registry.
 
 use std::time::Duration;
 
 use job_launcher_mock::{Error, JobState, MockServer, Run};
 use serde_json::{Value, json};
 
-use crate::helpers::{SEED, STATUS};
+use crate::support::{SEED, STATUS};
 
 #[tokio::test]
 async fn the_in_process_api_as_documented() -> Result<(), Box<dyn std::error::Error>> {
@@ -110,34 +112,6 @@ async fn a_wait_that_times_out_is_an_error_saying_what_the_run_is() {
         error.to_string(),
         "run absent did not end within 0s; it does not exist"
     );
-}
-
-#[tokio::test]
-async fn shutdown_ends_open_waits_and_event_streams() {
-    let server = MockServer::start().await;
-    let client = reqwest::Client::new();
-    let events = client
-        .get(format!("{}/_mock/events", server.uri()))
-        .send()
-        .await
-        .unwrap();
-    let mut waiters = server.state().world().registry.waiters();
-    let wait = tokio::spawn(
-        client
-            .get(format!("{}/_mock/runs/never/wait?timeout=1h", server.uri()))
-            .send(),
-    );
-    let registered = waiters.wait_for(|n| *n == 1);
-    tokio::time::timeout(Duration::from_secs(5), registered)
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
-        .await
-        .expect("shutdown does not wait for an hour-long wait or an endless stream");
-    let wait = wait.await.unwrap().unwrap();
-    assert_eq!(wait.status(), 408);
-    assert!(events.bytes().await.is_ok(), "the stream ended cleanly");
 }
 
 #[tokio::test]

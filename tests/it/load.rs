@@ -2,14 +2,13 @@
 //! the middle of a stream of updates, and a flood of runs against the memory bounds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use job_launcher_mock::MockServer;
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use reqwest::Method;
 use serde_json::{Value, json};
 #[cfg(target_os = "linux")]
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -18,8 +17,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use crate::helpers::{SEED, STATUS};
-use crate::process::{Running, TempDir, signal, start};
+use crate::support::http::{Client, EventReader, Sse};
+use crate::support::process::{TempDir, start};
+use crate::support::{SEED, STATUS, serve};
 
 /// A bound on anything a test awaits, so that a hang fails instead of blocking forever.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -30,103 +30,9 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
         .unwrap_or_else(|_| panic!("{what} took longer than {PATIENCE:?}"))
 }
 
-/// The built binary, killed if the test fails before it has seen it exit: a failing test
-/// leaves no process behind.
-struct Service(Option<Running>);
-
-impl Service {
-    fn start(args: &[&str]) -> (Service, String) {
-        let (child, base) = start(args, &[]);
-        (Service(Some(child)), base)
-    }
-
-    fn child(&self) -> &Child {
-        self.0.as_ref().expect("a running service")
-    }
-
-    /// Its exit status once it exits by itself; it is killed, and the test fails, if
-    /// that takes longer than `PATIENCE`.
-    async fn exit(mut self) -> ExitStatus {
-        let mut child = self.0.take().expect("a running service");
-        let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
-        let exited = tokio::task::spawn_blocking(move || child.wait());
-        match tokio::time::timeout(PATIENCE, exited).await {
-            Ok(status) => status.expect("the wait ends").expect("an exit status"),
-            Err(_) => {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                panic!("the service did not exit within {PATIENCE:?}");
-            }
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-async fn post(http: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
-    let answer = http
-        .post(format!("{base}{STATUS}"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("the service answers");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.expect("a JSON answer"))
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
-    let answer = http.get(url).send().await.expect("the service answers");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.expect("a JSON answer"))
-}
-
 fn time(secs: u64) -> String {
     let at = chrono::DateTime::from_timestamp(1_760_644_155 + secs as i64, 0).expect("a time");
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// One Server-Sent Event: its `event:` name (if any), `id:` and parsed `data:`.
-#[derive(Debug)]
-struct Event {
-    name: Option<String>,
-    id: Option<u64>,
-    data: Value,
-}
-
-/// Reads an event stream to its end, sending each event as it is complete.
-async fn read_events(mut stream: reqwest::Response, events: mpsc::UnboundedSender<Event>) {
-    let mut pending: Vec<u8> = Vec::new();
-    while let Ok(Some(chunk)) = stream.chunk().await {
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-            let block: Vec<u8> = pending.drain(..end + 2).collect();
-            let block = String::from_utf8(block).expect("events are UTF-8");
-            let (mut name, mut id, mut data) = (None, None, String::new());
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("event:") {
-                    name = Some(value.trim().to_owned());
-                } else if let Some(value) = line.strip_prefix("id:") {
-                    id = Some(value.trim().parse().expect("a numeric id"));
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data.push_str(value.trim_start());
-                }
-            }
-            if data.is_empty() {
-                continue; // a comment, a keep-alive
-            }
-            let data = serde_json::from_str(&data).expect("event data is JSON");
-            if events.send(Event { name, id, data }).is_err() {
-                return;
-            }
-        }
-    }
 }
 
 const CLIENTS: u64 = 64;
@@ -157,39 +63,40 @@ fn lifecycle(client: u64, run: u64) -> Vec<Value> {
 /// `seq` on the event stream once, in increasing order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
-    let server = MockServer::start().await;
-    let base = server.uri();
-    let http = reqwest::Client::new();
+    let server = serve(MockServer::builder()).await;
+    let http = Client::of(&server);
 
     let rule = json!({"match": {"path": "/job-launcher/*"}, "action": {"delay": "20ms"},
                       "probability": 0.3, "seed": 1});
-    let added = http
-        .post(format!("{base}/_mock/faults"))
-        .json(&rule)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(added.status(), 201);
+    let (added, _) = http.send(Method::POST, "/_mock/faults", &rule).await;
+    assert_eq!(added, 201);
 
     // The stream's headers come once its handler has subscribed: nothing after is missed.
-    let stream = http
-        .get(format!("{base}/_mock/events"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    assert_eq!(server.state().world().registry.subscribers(), 1);
+    let mut stream = EventReader::open(&http, None).await;
+    let (_, metrics) = http.get_text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "jlm_event_subscribers 1"),
+        "{metrics}"
+    );
     let (events_out, mut events) = mpsc::unbounded_channel();
-    tokio::spawn(read_events(stream, events_out));
+    tokio::spawn(async move {
+        while let Some(event) = stream.next().await {
+            if events_out.send(event).is_err() {
+                break;
+            }
+        }
+    });
 
     let mut waiters = JoinSet::new();
     for client in 0..CLIENTS {
         for run in 0..RUNS_PER_CLIENT {
-            let (http, base) = (http.clone(), base.clone());
+            let http = http.clone();
             waiters.spawn(async move {
                 let job_id = format!("load-{client}-{run}");
-                let url = format!("{base}/_mock/runs/{job_id}/wait?state=finished&timeout=10s");
-                let (status, run) = get(&http, &url).await;
+                let path = format!("/_mock/runs/{job_id}/wait?state=finished&timeout=10s");
+                let (status, run) = http.get(&path).await;
                 (job_id, status, run)
             });
         }
@@ -197,7 +104,7 @@ async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
 
     let mut readers = JoinSet::new();
     for reader in 0..READERS {
-        let (http, base) = (http.clone(), base.clone());
+        let http = http.clone();
         readers.spawn(async move {
             for i in 0..READS_PER_READER {
                 let path = if (i + reader) % 2 == 0 {
@@ -205,7 +112,7 @@ async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
                 } else {
                     STATUS
                 };
-                let (status, answer) = get(&http, &format!("{base}{path}")).await;
+                let (status, answer) = http.get(path).await;
                 assert_eq!(status, 200, "GET {path}: {answer}");
                 assert!(answer.is_object() || answer.is_array(), "{answer}");
             }
@@ -214,12 +121,12 @@ async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
 
     let mut writers = JoinSet::new();
     for client in 0..CLIENTS {
-        let (http, base) = (http.clone(), base.clone());
+        let http = http.clone();
         writers.spawn(async move {
             let mut answered = Vec::new();
             for run in 0..RUNS_PER_CLIENT {
                 for update in lifecycle(client, run) {
-                    let (status, answer) = post(&http, &base, &update).await;
+                    let (status, answer) = http.post_status(&update).await;
                     assert_eq!(status, 200, "{update} -> {answer}");
                     assert_eq!(answer["repeat"], false, "{answer}");
                     answered.push((answer["seq"].as_u64().expect("a seq"), update));
@@ -251,15 +158,16 @@ async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
     // The event stream: every accepted seq once, in increasing order, with its update.
     let mut seen = Vec::new();
     while seen.len() < accepted {
-        let event = within("the events", events.recv())
+        let event: Sse = within("the events", events.recv())
             .await
             .expect("the stream is still open");
-        assert_eq!(event.name, None, "an unexpected event: {event:?}");
-        let seq = event.data["seq"].as_u64().expect("a seq");
-        assert_eq!(event.id, Some(seq), "{event:?}");
+        assert_eq!(event.event, None, "an unexpected event: {event:?}");
+        let data: Value = serde_json::from_str(&event.data).expect("event data is JSON");
+        let seq = data["seq"].as_u64().expect("a seq");
+        assert_eq!(event.id, Some(seq.to_string()), "{event:?}");
         assert_eq!(
             answered.get(&seq),
-            Some(&event.data["update"]),
+            Some(&data["update"]),
             "event {seq} is not the update answered with it"
         );
         seen.push(seq);
@@ -280,17 +188,15 @@ async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
     }
     assert_eq!(by_run.len(), (CLIENTS * RUNS_PER_CLIENT) as usize);
     for (job_id, expected) in &by_run {
-        let (status, history) = get(&http, &format!("{base}/_mock/runs/{job_id}/history")).await;
-        assert_eq!(status, 200, "{history}");
-        let entries: Vec<(u64, Value)> = history["updates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e["seq"].as_u64().unwrap(), e["update"].clone()))
+        let history = http.history(job_id).await.expect("the run exists");
+        let entries: Vec<(u64, Value)> = history
+            .updates
+            .into_iter()
+            .map(|e| (e.seq, e.update))
             .collect();
         assert_eq!(&entries, expected, "{job_id}");
     }
-    let (_, faults) = get(&http, &format!("{base}/_mock/faults")).await;
+    let (_, faults) = http.get("/_mock/faults").await;
     assert!(
         faults[0]["fired"].as_u64() > Some(0),
         "the delays never fired: {faults}"
@@ -325,14 +231,14 @@ const PER_RUN: u64 = 100;
 async fn sigterm_under_load_keeps_every_acknowledged_update() {
     let dir = TempDir::new("sigterm-under-load");
     let args = ["--port", "0", "--data-dir", dir.path()];
-    let (service, base) = Service::start(&args);
-    let http = reqwest::Client::new();
+    let (service, base) = start(&args, &[]);
+    let http = Client::new(&base);
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let enough = Arc::new(Notify::new());
 
     let mut posters = JoinSet::new();
     for client in 0..POSTERS {
-        let (http, base) = (http.clone(), base.clone());
+        let http = http.clone();
         let (acknowledged, enough) = (Arc::clone(&acknowledged), Arc::clone(&enough));
         posters.spawn(async move {
             let mut seen = Seen::default();
@@ -340,7 +246,8 @@ async fn sigterm_under_load_keeps_every_acknowledged_update() {
                 let job_id = format!("term-{client}-{}", n / PER_RUN);
                 let body = json!({"jobId": job_id, "state": "running", "n": n});
                 let sent = http
-                    .post(format!("{base}{STATUS}"))
+                    .http()
+                    .post(http.url(STATUS))
                     .header("content-type", "application/json")
                     .body(body.to_string())
                     .send()
@@ -370,9 +277,9 @@ async fn sigterm_under_load_keeps_every_acknowledged_update() {
     }
 
     within("enough acknowledged updates", enough.notified()).await;
-    signal(service.child(), Signal::SIGTERM);
+    service.signal(Signal::SIGTERM);
     let seen = within("the clients to stop", posters.join_all()).await;
-    let exit = service.exit().await;
+    let (exit, _) = service.exited_within(PATIENCE).await;
     assert_eq!(exit.code(), Some(0), "{exit}");
 
     let refused: Vec<u16> = seen.iter().flat_map(|s| s.refused.clone()).collect();
@@ -392,20 +299,15 @@ async fn sigterm_under_load_keeps_every_acknowledged_update() {
         refused.len()
     );
 
-    let (restarted, base) = Service::start(&args);
+    let (restarted, base) = start(&args, &[]);
+    let http = Client::new(&base);
     for (job_id, acknowledged) in &expected {
-        let (status, history) = get(&http, &format!("{base}/_mock/runs/{job_id}/history")).await;
-        assert_eq!(status, 200, "{job_id} is gone: {history}");
-        let held: BTreeMap<u64, u64> = history["updates"]
-            .as_array()
-            .unwrap()
+        let history = http.history(job_id).await;
+        let history = history.unwrap_or_else(|| panic!("{job_id} is gone"));
+        let held: BTreeMap<u64, u64> = history
+            .updates
             .iter()
-            .map(|e| {
-                (
-                    e["seq"].as_u64().unwrap(),
-                    e["update"]["n"].as_u64().unwrap(),
-                )
-            })
+            .map(|e| (e.seq, e.update["n"].as_u64().unwrap()))
             .collect();
         let lost: Vec<_> = acknowledged
             .iter()
@@ -416,8 +318,8 @@ async fn sigterm_under_load_keeps_every_acknowledged_update() {
             "{job_id}: acknowledged (seq, n) not in history after the restart: {lost:?}"
         );
     }
-    signal(restarted.child(), Signal::SIGTERM);
-    assert_eq!(restarted.exit().await.code(), Some(0));
+    restarted.signal(Signal::SIGTERM);
+    assert_eq!(restarted.exited_within(PATIENCE).await.0.code(), Some(0));
 }
 
 /// The resident set of process `pid`, in KiB.
@@ -525,18 +427,21 @@ const JOURNAL: usize = 100;
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_stays_bounded_under_a_flood_of_ended_runs() {
-    let (service, base) = Service::start(&[
-        "--port",
-        "0",
-        "--max-runs",
-        "500",
-        "--journal-size",
-        "100",
-        "--max-history",
-        "3",
-    ]);
-    let pid = service.child().id();
-    let http = reqwest::Client::new();
+    let (service, base) = start(
+        &[
+            "--port",
+            "0",
+            "--max-runs",
+            "500",
+            "--journal-size",
+            "100",
+            "--max-history",
+            "3",
+        ],
+        &[],
+    );
+    let pid = service.id();
+    let http = Client::new(&base);
     let started = rss_kib(pid);
     // By 2,000 the registry has been full for 1,500 runs and the journal for 1,900
     // requests: everything bounded has reached its bound, and the allocator has warmed up.
@@ -548,17 +453,12 @@ async fn memory_stays_bounded_under_a_flood_of_ended_runs() {
         "VmRSS: {started} KiB at the start, {warm} KiB after {WARM}, {flooded} KiB after {FLOOD}"
     );
 
-    let (_, list) = get(&http, &format!("{base}/_mock/runs?limit=1")).await;
+    let (_, list) = http.get("/_mock/runs?limit=1").await;
     assert_eq!(list["total"], MAX_RUNS, "{list}");
     assert_eq!(list["evicted"], FLOOD - MAX_RUNS, "{list}");
-    let (_, journal) = get(&http, &format!("{base}/_mock/requests")).await;
-    assert_eq!(journal["entries"].as_array().unwrap().len(), JOURNAL);
-    assert_eq!(
-        journal["dropped"],
-        FLOOD - JOURNAL,
-        "{}",
-        journal["dropped"]
-    );
+    let journal = http.requests().await;
+    assert_eq!(journal.entries.len(), JOURNAL);
+    assert_eq!(journal.dropped, (FLOOD - JOURNAL) as u64);
 
     // The bound: each request brings a ~4 KiB body; had the service kept one per request
     // (in a run, a history entry, the journal, a status), the 8,000 requests after the
@@ -569,6 +469,6 @@ async fn memory_stays_bounded_under_a_flood_of_ended_runs() {
         grown < 8 * 1024,
         "VmRSS grew by {grown} KiB between {WARM} and {FLOOD} requests ({warm} -> {flooded} KiB)"
     );
-    signal(service.child(), Signal::SIGTERM);
-    assert_eq!(service.exit().await.code(), Some(0));
+    service.signal(Signal::SIGTERM);
+    assert_eq!(service.exited_within(PATIENCE).await.0.code(), Some(0));
 }

@@ -1,5 +1,6 @@
-//! Black-box tests of job-launcher-mock: most in-process through `app(state)`, a few over
-//! a real socket, one against the built binary.
+//! Black-box tests of job-launcher-mock, on its public surface: most in-process through
+//! the router of `MockServerBuilder::into_router`, some over a real socket to a
+//! `MockServer`, and some against the built binary. What they share is in `support`.
 
 // Tests may panic on what they did not expect: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,7 +13,6 @@ mod errors;
 mod faults;
 mod fuzz;
 mod harness;
-mod helpers;
 mod hostile;
 mod in_process;
 mod layout;
@@ -26,7 +26,7 @@ mod process;
 mod properties;
 mod registry_bounds;
 mod secrets;
-mod shared_app;
 mod simulation;
 mod socket;
 mod status;
+mod support;

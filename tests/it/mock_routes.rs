@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{STATUS, TestApp, update};
+use crate::support::{STATUS, TestApp, update};
 
 fn job_ids(list: &Value) -> Vec<&str> {
     list["runs"]

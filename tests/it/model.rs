@@ -6,8 +6,8 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use crate::helpers::{STATUS, posted};
-use crate::shared_app::reset_app;
+use crate::support::app::reset_app;
+use crate::support::{STATUS, posted};
 
 // ---- The model: the contract's Validation section, nothing else ----------------------
 

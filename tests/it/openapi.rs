@@ -5,22 +5,20 @@ use std::collections::BTreeSet;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
-use job_launcher_mock::Config;
-use job_launcher_mock::config::Secret;
-use job_launcher_mock::{AppState, app};
+use job_launcher_mock::{MockServer, MockServerBuilder};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::access::guarded_config;
-use crate::helpers::{TestApp, config};
+use crate::access::guarded;
+use crate::support::TestApp;
 
 async fn document() -> Value {
-    document_of(&config()).await
+    document_of(&MockServer::builder()).await
 }
 
-/// `/openapi.json` as a process started with `config` serves it.
-async fn document_of(config: &Config) -> Value {
-    let answer = TestApp::with(config.clone()).get("/openapi.json").await;
+/// `/openapi.json` as a mock with `mock`'s settings (a process with its flags) serves it.
+async fn document_of(mock: &MockServerBuilder) -> Value {
+    let answer = TestApp::with(mock.clone()).get("/openapi.json").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.content_type, "application/json");
     answer.json
@@ -41,13 +39,13 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Calls every operation the document of a process started with `config` describes, with
+/// Calls every operation the document of a mock with `mock`'s settings describes, with
 /// no credentials, and checks that each is routed and answers a status its documentation
 /// lists; returns the operations that answered 401.
-async fn answers_as_documented(config: &Config) -> BTreeSet<(String, String)> {
-    let doc = document_of(config).await;
+async fn answers_as_documented(mock: &MockServerBuilder) -> BTreeSet<(String, String)> {
+    let doc = document_of(mock).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let router = app(AppState::new(config).expect("the test's config is valid"));
+    let router = mock.clone().into_router();
     let mut refused = BTreeSet::new();
     for (method, path) in operations(&doc) {
         let mut uri = path
@@ -92,7 +90,7 @@ async fn answers_as_documented(config: &Config) -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn every_documented_operation_is_served() {
-    let refused = answers_as_documented(&config()).await;
+    let refused = answers_as_documented(&MockServer::builder()).await;
     assert!(refused.is_empty(), "{refused:?}");
     let doc = document().await;
     assert!(doc["components"].get("securitySchemes").is_none());
@@ -106,7 +104,7 @@ async fn every_documented_operation_is_served() {
 /// takes, and exactly those operations refuse a call without them, with a documented 401.
 #[tokio::test]
 async fn a_guarded_process_documents_the_credentials_each_route_needs() {
-    let guarded = guarded_config();
+    let guarded = guarded();
     let doc = document_of(&guarded).await;
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["basicAuth"]["type"], "http", "{schemes}");
@@ -153,10 +151,7 @@ async fn a_guarded_process_documents_the_credentials_each_route_needs() {
     );
 
     // One credential set, one scheme: the mock's own routes stay open.
-    let key_only = Config {
-        api_key: Some(Secret::new("key-123")),
-        ..config()
-    };
+    let key_only = MockServer::builder().api_key("key-123");
     let doc = document_of(&key_only).await;
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     assert_eq!(schemes.keys().collect::<Vec<_>>(), ["apiKey"]);
@@ -169,8 +164,8 @@ async fn a_guarded_process_documents_the_credentials_each_route_needs() {
 /// Routes are only ever added through `routes!` on an annotated handler, which gives the
 /// router and the document the same method and path; this fails when one is added any
 /// other way, or when an annotated handler is left out of the router.
-#[test]
-fn every_route_is_added_with_its_documentation() {
+#[tokio::test]
+async fn every_route_is_added_with_its_documentation() {
     let sources: Vec<(String, String)> = std::fs::read_dir("src/api")
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -206,7 +201,7 @@ fn every_route_is_added_with_its_documentation() {
             served * text.matches("#[utoipa::path(").count()
         })
         .sum();
-    let doc = serde_json::to_value(job_launcher_mock::openapi()).unwrap();
+    let doc = document().await;
     assert_eq!(
         operations(&doc).len(),
         annotated,

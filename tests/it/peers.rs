@@ -4,13 +4,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use job_launcher_mock::{AppState, Config, serve};
+use job_launcher_mock::{MockServer, MockServerBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::helpers::{config, init_logs, nonzero};
+use crate::support::{nonzero, serve};
 
 /// The longest any step here may take before the test fails: far beyond the timeouts
 /// under test, so that only a connection that is never closed fails it.
@@ -21,27 +20,21 @@ const HEALTH: &[u8] = b"GET /actuator/health HTTP/1.1\r\nHost: test\r\n\r\n";
 /// The service on a free loopback port until dropped.
 struct Served {
     addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
+    _server: MockServer,
 }
 
-async fn serve_with(config: Config) -> Served {
-    init_logs();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = AppState::new(&config).expect("the test's config is valid");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, async {
-        let _ = stopped.await;
-    }));
-    Served { addr, _stop: stop }
-}
-
-fn timeouts(header: u64, idle: u64) -> Config {
-    Config {
-        header_timeout: Duration::from_millis(header).into(),
-        idle_timeout: Duration::from_millis(idle).into(),
-        ..config()
+async fn serve_with(mock: MockServerBuilder) -> Served {
+    let server = serve(mock).await;
+    Served {
+        addr: server.address(),
+        _server: server,
     }
+}
+
+fn timeouts(header: u64, idle: u64) -> MockServerBuilder {
+    MockServer::builder()
+        .header_timeout(Duration::from_millis(header))
+        .idle_timeout(Duration::from_millis(idle))
 }
 
 /// Reads until the service closes the connection; fails if it is still open after
@@ -166,11 +159,8 @@ async fn a_head_begun_on_a_kept_alive_connection_gets_the_header_timeout() {
 
 #[tokio::test]
 async fn a_body_that_stops_coming_is_answered_408_at_the_request_timeout() {
-    let served = serve_with(Config {
-        request_timeout: Duration::from_millis(300).into(),
-        ..timeouts(30_000, 30_000)
-    })
-    .await;
+    let served =
+        serve_with(timeouts(30_000, 30_000).request_timeout(Duration::from_millis(300))).await;
     let mut stream = TcpStream::connect(served.addr).await.unwrap();
     let body = br#"{"jobId":"half","state":"running"}"#;
     let head = format!(
@@ -187,11 +177,7 @@ async fn a_body_that_stops_coming_is_answered_408_at_the_request_timeout() {
 
 #[tokio::test]
 async fn past_max_connections_a_new_connection_waits_until_one_closes() {
-    let served = serve_with(Config {
-        max_connections: nonzero(2),
-        ..config()
-    })
-    .await;
+    let served = serve_with(MockServer::builder().max_connections(nonzero(2))).await;
     let mut open = Vec::new();
     for _ in 0..2 {
         let mut stream = TcpStream::connect(served.addr).await.unwrap();
@@ -215,7 +201,7 @@ async fn past_max_connections_a_new_connection_waits_until_one_closes() {
 #[tokio::test]
 async fn a_request_whose_first_byte_comes_alone_is_served() {
     // "P" could begin HTTP/2's preface as well as a POST: the service reads on to tell.
-    let served = serve_with(config()).await;
+    let served = serve_with(MockServer::builder()).await;
     let mut stream = TcpStream::connect(served.addr).await.unwrap();
     let body = br#"{"jobId":"split","state":"running"}"#;
     let request = format!(

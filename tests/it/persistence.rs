@@ -1,41 +1,17 @@
 //! `--data-dir`: what survives a restart and a `kill -9`, and what a bad directory gets.
 
 use std::collections::HashMap;
-use std::process::Command;
 
 use nix::sys::signal::Signal;
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::process::{Running, TempDir, signal, start};
-
-async fn get(base: &str, path: &str) -> Value {
-    reqwest::get(format!("{base}{path}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn send(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: &Value,
-) -> (u16, Value) {
-    let answer = client
-        .request(method, url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
-}
+use crate::support::SEED;
+use crate::support::http::Client;
+use crate::support::process::{Running, TempDir, binary, start};
 
 fn stop(mut child: Running) {
-    signal(&child, Signal::SIGTERM);
+    child.signal(Signal::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
@@ -51,53 +27,30 @@ async fn a_restart_keeps_runs_histories_scenarios_configs_and_faults() {
         "2",
     ];
     let (child, base) = start(&args, &[]);
-    let client = reqwest::Client::new();
-    let status = format!("{base}/job-launcher/launcher/status");
-    let seed: Value = serde_json::from_str(crate::helpers::SEED).unwrap();
-    assert_eq!(
-        send(&client, reqwest::Method::POST, status.clone(), &seed)
-            .await
-            .0,
-        200
-    );
+    let client = Client::new(&base);
+    let seed: Value = serde_json::from_str(SEED).unwrap();
+    assert_eq!(client.post_status(&seed).await.0, 200);
     for state in ["starting", "running", "finishing"] {
         let update =
             json!({"jobId": "kept", "state": state, "jobConfig": {"id": "cfg", "type": "t"}});
-        assert_eq!(
-            send(&client, reqwest::Method::POST, status.clone(), &update)
-                .await
-                .0,
-            200
-        );
+        assert_eq!(client.post_status(&update).await.0, 200);
     }
     let scenario = json!({"steps": [{"state": "finished", "after": "1s"}]});
-    send(
-        &client,
-        reqwest::Method::PUT,
-        format!("{base}/_mock/scenarios/nightly-*"),
-        &scenario,
-    )
-    .await;
+    client
+        .send(Method::PUT, "/_mock/scenarios/nightly-*", &scenario)
+        .await;
     let rule = json!({"match": {"path": "/nowhere"}, "action": {"status": 500}, "times": 3});
-    send(
-        &client,
-        reqwest::Method::POST,
-        format!("{base}/_mock/faults"),
-        &rule,
-    )
-    .await;
-    send(
-        &client,
-        reqwest::Method::PUT,
-        format!("{base}/api/spark/configurations/put-one"),
-        &json!({"type": "script"}),
-    )
-    .await;
-    let before = kept(&base).await;
+    client.send(Method::POST, "/_mock/faults", &rule).await;
+    let config = json!({"type": "script"});
+    client
+        .send(Method::PUT, "/api/spark/configurations/put-one", &config)
+        .await;
+    let before = kept(&client).await;
     stop(child);
 
     let (child, base) = start(&args, &[]);
-    let after = kept(&base).await;
+    let client = Client::new(&base);
+    let after = kept(&client).await;
     assert_eq!(after, before);
     assert_eq!(
         after[1]["dropped"], 1,
@@ -109,21 +62,16 @@ async fn a_restart_keeps_runs_histories_scenarios_configs_and_faults() {
     );
     // It goes on where it stopped: the transition table still applies, seq counts on.
     let back = json!({"jobId": "kept", "state": "idle"});
-    assert_eq!(
-        send(&client, reqwest::Method::POST, status_of(&base), &back)
-            .await
-            .0,
-        409
-    );
+    assert_eq!(client.post_status(&back).await.0, 409);
     let next = json!({"jobId": "kept", "state": "finished"});
-    let (code, answer) = send(&client, reqwest::Method::POST, status_of(&base), &next).await;
+    let (code, answer) = client.post_status(&next).await;
     assert_eq!(code, 200);
     assert_eq!(answer["seq"], 5);
     stop(child);
 }
 
 /// What a restart must keep: runs, a history, scenarios, faults, configs.
-async fn kept(base: &str) -> Vec<Value> {
+async fn kept(client: &Client) -> Vec<Value> {
     let paths = [
         "/_mock/runs",
         "/_mock/runs/kept/history",
@@ -131,11 +79,7 @@ async fn kept(base: &str) -> Vec<Value> {
         "/_mock/faults",
         "/api/spark/configurations",
     ];
-    futures_util::future::join_all(paths.map(|path| get(base, path))).await
-}
-
-fn status_of(base: &str) -> String {
-    format!("{base}/job-launcher/launcher/status")
+    futures_util::future::join_all(paths.map(|path| client.get_ok::<Value>(path))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,18 +87,16 @@ async fn every_acknowledged_update_survives_a_kill_9() {
     let dir = TempDir::new("kill9");
     let args = ["--port", "0", "--data-dir", dir.path()];
     let (mut child, base) = start(&args, &[]);
-    let client = reqwest::Client::new();
+    let client = Client::new(&base);
     let writers = (0..8).map(|writer| {
         let client = client.clone();
-        let url = status_of(&base);
         tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             for i in 0..40 {
                 let job_id = format!("w{writer}-{}", i % 4);
                 let state = if i < 4 { "starting" } else { "running" };
                 let update = json!({"jobId": job_id, "state": state, "n": i});
-                let (code, answer) =
-                    send(&client, reqwest::Method::POST, url.clone(), &update).await;
+                let (code, answer) = client.post_status(&update).await;
                 assert_eq!(code, 200, "{answer}");
                 acknowledged.push((job_id, answer["seq"].as_u64().unwrap()));
             }
@@ -166,20 +108,17 @@ async fn every_acknowledged_update_survives_a_kill_9() {
         acknowledged.extend(writer.unwrap());
     }
     // The moment the last answer is in: no graceful shutdown, no chance to flush.
-    signal(&child, Signal::SIGKILL);
+    child.signal(Signal::SIGKILL);
     child.wait().unwrap();
     assert_eq!(acknowledged.len(), 320);
 
     let (child, base) = start(&args, &[]);
+    let client = Client::new(&base);
     let mut kept: HashMap<String, Vec<u64>> = HashMap::new();
     for (job_id, _) in &acknowledged {
         if !kept.contains_key(job_id) {
-            let history = get(&base, &format!("/_mock/runs/{job_id}/history")).await;
-            let seqs = history["updates"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["seq"].as_u64().unwrap());
+            let history = client.history(job_id).await.expect("the run was kept");
+            let seqs = history.updates.iter().map(|u| u.seq);
             kept.insert(job_id.clone(), seqs.collect());
         }
     }
@@ -193,7 +132,7 @@ async fn every_acknowledged_update_survives_a_kill_9() {
 }
 
 fn refused_start(dir: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
+    let output = binary()
         .args(["--port", "0", "--data-dir", dir])
         .env("RUST_BACKTRACE", "0")
         .output()
@@ -292,10 +231,12 @@ fn a_data_dir_this_user_cannot_write_is_refused_naming_the_permission() {
     use std::os::unix::process::CommandExt;
 
     let dir = TempDir::new("not-mine");
+    // Open to all, as a directory of /tmp would be: only `data` is closed to the binary.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = dir.join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
+    let mut command = binary();
     command
         .args(["--port", "0", "--data-dir", data.to_str().unwrap()])
         .env("RUST_BACKTRACE", "1");

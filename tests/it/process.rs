@@ -1,114 +1,17 @@
 //! The built binary: flags and environment, the readiness line, graceful shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
-use serde_json::json;
+use serde_json::{Value, json};
 
-/// The built binary's process, killed when dropped while it still runs, so that a test
-/// that fails part-way leaves no server behind.
-pub struct Running(Child);
+use crate::support::http::Client;
+use crate::support::process::{TempDir, binary, start, start_logging, wait_for_log};
 
-impl std::ops::Deref for Running {
-    type Target = Child;
-
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Starts the binary and reads its readiness line; returns the process and the base URL.
-/// Its logs are dropped; [`start_logging`] keeps them.
-pub fn start(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
-    spawn(args, env, Stdio::null())
-}
-
-/// Starts the binary with request-level logs, and returns them as they come.
-pub fn start_logging(args: &[&str]) -> (Running, String, mpsc::Receiver<String>) {
-    let env = [("RUST_LOG", "tower_http=debug,job_launcher_mock=debug")];
-    let (mut child, base) = spawn(args, &env, Stdio::piped());
-    let logs = log_lines(child.stderr.take().expect("stderr is piped"));
-    (child, base, logs)
-}
-
-/// The binary as a command, with warnings logged: to run it behind a wrapper (`prlimit`).
-pub fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
-    command.env("RUST_LOG", "warn");
-    command
-}
-
-/// Starts `command` (the binary, or a wrapper that runs it), reads its readiness line,
-/// and returns it with its base URL and its log lines as they come.
-pub fn start_command(mut command: Command) -> (Running, String, mpsc::Receiver<String>) {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = Running(command.spawn().expect("the binary starts"));
-    let base = readiness(&mut child);
-    let logs = log_lines(child.stderr.take().expect("stderr is piped"));
-    (child, base, logs)
-}
-
-fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Running, String) {
-    let mut command = binary();
-    command.args(args).stdout(Stdio::piped()).stderr(stderr);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = Running(command.spawn().expect("the binary starts"));
-    let base = readiness(&mut child);
-    (child, base)
-}
-
-/// Reads the readiness line; gives the base URL.
-fn readiness(child: &mut Running) -> String {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("a readiness line");
-    line.split("listening on ")
-        .nth(1)
-        .map(|url| url.trim().to_owned())
-        .unwrap_or_else(|| panic!("no readiness line: {line:?}"))
-}
-
-/// Sends a signal at once (no `kill` process to start, which would give the service time
-/// to get ready for it).
-pub fn signal(child: &Child, signal: Signal) {
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
-    nix::sys::signal::kill(pid, signal).expect("the signal is sent");
-}
-
-async fn post(base: &str, body: serde_json::Value) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{base}/job-launcher/launcher/status"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("the service answers")
-        .status()
-        .as_u16()
+async fn post(base: &str, body: Value) -> u16 {
+    Client::new(base).post_status(&body).await.0
 }
 
 #[tokio::test]
@@ -135,7 +38,7 @@ async fn flags_beat_environment_and_sigterm_exits_zero() {
         200
     );
 
-    signal(&child, Signal::SIGTERM);
+    child.signal(Signal::SIGTERM);
     let status = child.wait().expect("the process ends");
     assert_eq!(status.code(), Some(0));
 }
@@ -151,7 +54,7 @@ async fn ctrl_c_exits_zero() {
         post(&base, json!({"jobId": "r1", "state": "running"})).await,
         409
     );
-    signal(&child, Signal::SIGINT);
+    child.signal(Signal::SIGINT);
     assert_eq!(child.wait().expect("the process ends").code(), Some(0));
 }
 
@@ -159,7 +62,7 @@ async fn ctrl_c_exits_zero() {
 fn a_signal_right_after_the_readiness_line_still_exits_zero() {
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         let (mut child, _) = start(&["--port", "0"], &[]);
-        signal(&child, sig);
+        child.signal(sig);
         let status = child.wait().expect("the process ends");
         assert_eq!(status.code(), Some(0), "{sig}: {status}");
     }
@@ -167,36 +70,12 @@ fn a_signal_right_after_the_readiness_line_still_exits_zero() {
 
 #[test]
 fn a_bad_flag_is_refused_before_listening() {
-    let output = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
+    let output = binary()
         .args(["--validation", "loose"])
         .output()
         .expect("the binary runs");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("strict"));
-}
-
-/// The process's log lines, as they come.
-pub fn log_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    received
-}
-
-/// Waits for a log line containing `needle`; fails after a generous bound.
-pub fn wait_for_log(lines: &mpsc::Receiver<String>, needle: &str) {
-    loop {
-        match lines.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains(needle) => return,
-            Ok(_) => {}
-            Err(e) => panic!("no log line with {needle:?}: {e}"),
-        }
-    }
 }
 
 #[test]
@@ -219,7 +98,7 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     stream.write_all(&body.as_bytes()[..10]).expect("writes");
     wait_for_log(&logs, "started processing request");
 
-    signal(&child, Signal::SIGTERM);
+    child.signal(Signal::SIGTERM);
     wait_for_log(&logs, "SIGTERM received");
     stream
         .write_all(&body.as_bytes()[10..])
@@ -233,54 +112,9 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     assert_eq!(child.wait().expect("the process ends").code(), Some(0));
 }
 
-/// A directory of the test's own, removed when dropped.
-pub struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("jlm-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &str {
-        self.0.to_str().expect("a UTF-8 path")
-    }
-
-    pub fn join(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A file in a directory of the test's own, removed (with the directory) when dropped.
-struct TempFile {
-    path: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-impl TempFile {
-    fn with(name: &str, text: &str) -> TempFile {
-        let dir = TempDir::new(name);
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("the file is written");
-        TempFile { path, _dir: dir }
-    }
-
-    fn path(&self) -> &str {
-        self.path.to_str().expect("a UTF-8 path")
-    }
-}
-
 #[tokio::test]
 async fn scenarios_come_from_the_file_and_a_reset_brings_them_back() {
-    let file = TempFile::with(
+    let (_dir, file) = TempDir::with_file(
         "scenarios.json",
         &json!([
             {"match": "nightly-*", "steps": [{"state": "running", "after": "1m"},
@@ -289,26 +123,13 @@ async fn scenarios_come_from_the_file_and_a_reset_brings_them_back() {
         ])
         .to_string(),
     );
+    let file = file.to_str().unwrap();
     let (mut child, base) = start(
-        &[
-            "--port",
-            "0",
-            "--clock",
-            "manual",
-            "--scenarios",
-            file.path(),
-        ],
+        &["--port", "0", "--clock", "manual", "--scenarios", file],
         &[],
     );
-    let client = reqwest::Client::new();
-    let scenarios: serde_json::Value = client
-        .get(format!("{base}/_mock/scenarios"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client = Client::new(&base);
+    let scenarios: Value = client.get_ok("/_mock/scenarios").await;
     let matches: Vec<&str> = scenarios
         .as_array()
         .unwrap()
@@ -316,45 +137,35 @@ async fn scenarios_come_from_the_file_and_a_reset_brings_them_back() {
         .map(|s| s["match"].as_str().unwrap())
         .collect();
     assert_eq!(matches, ["nightly-*", "exact"]);
-    client
-        .delete(format!("{base}/_mock/scenarios/exact"))
-        .send()
-        .await
-        .unwrap();
-    client
-        .post(format!("{base}/_mock/reset"))
-        .send()
-        .await
-        .unwrap();
-    let after_reset: serde_json::Value = client
-        .get(format!("{base}/_mock/scenarios"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deleted = client.call(reqwest::Method::DELETE, "/_mock/scenarios/exact");
+    assert_eq!(deleted.await.0, 204);
+    let reset = client.call(reqwest::Method::POST, "/_mock/reset");
+    assert_eq!(reset.await.0, 204);
+    let after_reset: Value = client.get_ok("/_mock/scenarios").await;
     assert_eq!(after_reset, scenarios);
-    signal(&child, Signal::SIGTERM);
+    child.signal(Signal::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
 #[test]
 fn a_scenarios_file_that_cannot_run_stops_the_start_with_its_reason() {
-    let file = TempFile::with(
+    let (_dir, file) = TempDir::with_file(
         "bad-scenarios.json",
         &json!([{"match": "ok", "steps": [{"state": "finished"}]},
                 {"match": "bad", "steps": [{"state": "running"}]}])
         .to_string(),
     );
     for (args, needle) in [
-        (vec!["--scenarios", file.path()], "scenario 1 cannot run"),
+        (
+            vec!["--scenarios", file.to_str().unwrap()],
+            "scenario 1 cannot run",
+        ),
         (
             vec!["--scenarios", "/nonexistent/scenarios.json"],
             "cannot read the scenarios file",
         ),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"))
+        let output = binary()
             .args(["--port", "0"])
             .args(&args)
             .output()
@@ -408,7 +219,7 @@ async fn secrets_appear_in_no_log_line() {
         .send()
         .await
         .unwrap();
-    signal(&child, Signal::SIGTERM);
+    child.signal(Signal::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
     // The process has exited: the lines end at its stderr's end.
     let all: Vec<String> = logs.iter().collect();

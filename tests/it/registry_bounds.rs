@@ -3,14 +3,13 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Config, TestApp, config, lenient, nonzero, posted, update};
+use job_launcher_mock::MockServer;
+
+use crate::support::{TestApp, lenient, nonzero, posted, update};
 
 #[tokio::test]
 async fn a_new_run_evicts_the_ended_run_whose_last_update_is_oldest() {
-    let app = TestApp::with(Config {
-        max_runs: nonzero(3),
-        ..config()
-    });
+    let app = TestApp::with(MockServer::builder().max_runs(nonzero(3)));
     app.post_ok(update("old", "finished")).await;
     app.post_ok(update("live", "running")).await;
     app.post_ok(update("newer", "running")).await;
@@ -37,10 +36,7 @@ async fn a_new_run_evicts_the_ended_run_whose_last_update_is_oldest() {
 
 #[tokio::test]
 async fn a_registry_full_of_live_runs_refuses_a_new_run_with_507() {
-    let app = TestApp::with(Config {
-        max_runs: nonzero(2),
-        ..config()
-    });
+    let app = TestApp::with(MockServer::builder().max_runs(nonzero(2)));
     app.post_ok(update("a", "running")).await;
     app.post_ok(update("b", "starting")).await;
     let before = app.get("/_mock/runs").await.json;
@@ -59,10 +55,7 @@ async fn a_registry_full_of_live_runs_refuses_a_new_run_with_507() {
 
 #[tokio::test]
 async fn history_past_max_history_drops_the_oldest_and_counts_them() {
-    let app = TestApp::with(Config {
-        max_history: nonzero(2),
-        ..config()
-    });
+    let app = TestApp::with(MockServer::builder().max_history(nonzero(2)));
     let updates: Vec<_> = (0..5)
         .map(|n| json!({"jobId": "r1", "state": "running", "step": n}))
         .collect();
@@ -82,10 +75,7 @@ async fn history_past_max_history_drops_the_oldest_and_counts_them() {
 
 #[tokio::test]
 async fn a_run_that_left_its_ended_state_is_not_evicted() {
-    let app = TestApp::with(Config {
-        max_runs: nonzero(2),
-        ..lenient()
-    });
+    let app = TestApp::with(lenient().max_runs(nonzero(2)));
     app.post_ok(update("a", "finished")).await;
     app.post_ok(update("b", "running")).await;
     // Lenient: a finished run may be reported running again, and is then live.
@@ -126,10 +116,7 @@ async fn a_run_keeps_its_100_latest_distinct_warnings() {
 
 #[tokio::test]
 async fn a_merged_status_may_not_outgrow_the_body_limit() {
-    let app = TestApp::with(Config {
-        max_body_bytes: nonzero(200),
-        ..config()
-    });
+    let app = TestApp::with(MockServer::builder().max_body_bytes(nonzero(200)));
     let field =
         |n: usize| json!({"jobId": "r1", "state": "running", format!("f{n}"): "x".repeat(60)});
     app.post_ok(field(1)).await;
@@ -152,10 +139,7 @@ async fn a_merged_status_may_not_outgrow_the_body_limit() {
 
 #[tokio::test]
 async fn repeating_a_key_cannot_sneak_a_status_past_the_bound() {
-    let app = TestApp::with(Config {
-        max_body_bytes: nonzero(400),
-        ..config()
-    });
+    let app = TestApp::with(MockServer::builder().max_body_bytes(nonzero(400)));
     let body = |big: &str| {
         format!(
             r#"{{"jobId":"r","state":"running",{}"pad":"{}","{big}":"{}"}}"#,

@@ -1,12 +1,14 @@
 //! Secrets are never printed by the built binary: not by `--help` when they are set in
 //! the environment, not by the error for an invalid value, wherever it was given.
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::support::process::binary;
 
 /// Runs the binary to its end with `args` and `env`, which never lets it serve: `--help`,
 /// or a value it refuses.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
+    let mut command = binary();
     command.args(args).env("RUST_LOG", "info");
     for name in ["JLM_BASIC_AUTH", "JLM_API_KEY", "JLM_ADMIN_TOKEN"] {
         command.env_remove(name);

@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, STATUS, TestApp, manual, update};
+use crate::support::{Answer, STATUS, TestApp, manual, update};
 
 const LAUNCH: &str = "/job-launcher/launcher";
 
@@ -583,14 +583,12 @@ const NIGHTLY: &str = include_str!("../../examples/scenarios/nightly.json");
 
 #[tokio::test]
 async fn the_readme_nightly_aggregation_fails_on_its_second_run() {
-    let scenarios = job_launcher_mock::sim::scenario::parse_list(NIGHTLY).unwrap();
-    let config = job_launcher_mock::Config {
-        clock: job_launcher_mock::config::ClockMode::Manual,
-        ..crate::helpers::config()
-    };
-    let app = TestApp::with_state(job_launcher_mock::AppState::with_scenarios(
-        &config, scenarios,
-    ));
+    let scenarios: Vec<Value> = serde_json::from_str(NIGHTLY).unwrap();
+    let app = TestApp::with(
+        scenarios
+            .into_iter()
+            .fold(manual(), |mock, s| mock.scenario(s)),
+    );
     let mut ended = Vec::new();
     for _ in 0..3 {
         let started = app
@@ -691,32 +689,4 @@ async fn a_forgotten_run_stays_forgotten_when_its_steps_fall_due() {
         .count();
     // The launch's own two (its first status, its request), no step after the delete.
     assert_eq!(about_it, 2, "{journal}");
-}
-
-#[tokio::test]
-async fn a_step_for_a_run_that_is_gone_is_refused_rather_than_creating_it() {
-    use job_launcher_mock::registry::Creates;
-    use job_launcher_mock::updates::Source;
-
-    // A step whose run was forgotten between reading it and applying the step.
-    let app = TestApp::with(manual());
-    let step = update("gone", "running").to_string();
-    let submitted = app
-        .state
-        .world()
-        .updates
-        .submit(step.as_bytes(), Vec::new(), Source::Simulation, Creates::No)
-        .await;
-    assert!(
-        matches!(
-            submitted.outcome,
-            Err(job_launcher_mock::error::ApiError::NotFound(_))
-        ),
-        "{:?}",
-        submitted.outcome
-    );
-    assert_eq!(
-        app.get("/_mock/runs/gone").await.status,
-        StatusCode::NOT_FOUND
-    );
 }

@@ -2,10 +2,10 @@
 //! lenient validation.
 
 use axum::http::StatusCode;
-use job_launcher_mock::model::JobState;
+use job_launcher_mock::JobState;
 use serde_json::{Value, json};
 
-use crate::helpers::{SEED, STATUS, TestApp, fields, lenient, posted, update};
+use crate::support::{SEED, STATUS, TestApp, fields, lenient, posted, update};
 
 #[tokio::test]
 async fn seed_body_is_accepted_and_reads_back_unchanged_through_both_get_routes() {

@@ -9,10 +9,12 @@
 //! holds to the pages' text.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use job_launcher_mock::MockServer;
 use serde_json::Value;
+
+use crate::support::http::Client;
+use crate::support::process::binary;
 
 mod faults;
 mod readme;
@@ -46,11 +48,9 @@ fn table(page: &'static str, heading: &str) -> Vec<Vec<&'static str>> {
 /// What the mock started by `MockServer::start` answers to `GET path`.
 async fn get(path: &str) -> String {
     let server = MockServer::start().await;
-    let answer = reqwest::get(format!("{}{path}", server.uri()))
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200, "GET {path}");
-    answer.text().await.unwrap()
+    let (status, text) = Client::of(&server).get_text(path).await;
+    assert_eq!(status, 200, "GET {path}");
+    text
 }
 
 /// The text between each pair of backticks.
@@ -66,7 +66,7 @@ struct Help {
 }
 
 fn help() -> (BTreeMap<String, Help>, Vec<String>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_job-launcher-mock"));
+    let mut command = binary();
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("JLM_") {
             command.env_remove(name); // --help would show their values as the defaults

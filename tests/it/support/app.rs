@@ -1,53 +1,15 @@
-//! Shared test helpers: an in-process app with typed requests, and a served one.
-
-use std::num::NonZeroUsize;
+//! The mock in-process: requests go to the router of
+//! [`MockServerBuilder::into_router`] with tower's `oneshot`, no socket.
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-pub use job_launcher_mock::Config;
-use job_launcher_mock::config::Validation;
-use job_launcher_mock::{AppState, app};
-use serde_json::{Value, json};
+use job_launcher_mock::{MockServer, MockServerBuilder};
+use serde_json::Value;
+use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
-/// Fusion's own example body for the update endpoint.
-pub const SEED: &str = include_str!("../fixtures/seed-status-update.json");
-
-pub const STATUS: &str = "/job-launcher/launcher/status";
-
-/// Prints the service's logs when `TEST_LOG` is set.
-pub fn init_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        job_launcher_mock::telemetry::init(job_launcher_mock::config::LogFormat::Pretty);
-    }
-}
-
-pub fn config() -> Config {
-    Config {
-        port: 0,
-        ..Config::default()
-    }
-}
-
-/// A config with a manual clock: simulated runs move only when the test advances it.
-pub fn manual() -> Config {
-    Config {
-        clock: job_launcher_mock::config::ClockMode::Manual,
-        ..config()
-    }
-}
-
-pub fn lenient() -> Config {
-    Config {
-        validation: Validation::Lenient,
-        ..config()
-    }
-}
-
-pub fn nonzero(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
-}
+use super::{STATUS, init_logs};
 
 /// An answer: its status, its `Content-Type`, its body as text and, when it is JSON,
 /// as a value.
@@ -60,27 +22,22 @@ pub struct Answer {
     pub json: Value,
 }
 
-/// The app in-process: requests go straight to the router, no socket.
+/// The app in-process, with typed requests.
 pub struct TestApp {
     router: Router,
-    /// The app's state, for what a test must observe without HTTP (e.g. waiters).
-    pub state: AppState,
 }
 
 impl TestApp {
+    /// A mock with every default.
     pub fn new() -> Self {
-        Self::with(config())
+        Self::with(MockServer::builder())
     }
 
-    pub fn with(config: Config) -> Self {
-        Self::with_state(AppState::new(&config).expect("the test's config is valid"))
-    }
-
-    pub fn with_state(state: AppState) -> Self {
+    /// A mock with `builder`'s settings.
+    pub fn with(builder: MockServerBuilder) -> Self {
         init_logs();
         TestApp {
-            router: app(state.clone()),
-            state,
+            router: builder.into_router(),
         }
     }
 
@@ -180,24 +137,33 @@ impl TestApp {
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
         answer.json
     }
+
+    /// Forgets everything, as `POST /_mock/reset` does.
+    pub async fn reset(&self) {
+        let answer = self.request(Method::POST, "/_mock/reset").await;
+        assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
+    }
 }
 
-/// A well-formed update for `job_id` in `state`.
-pub fn update(job_id: &str, state: &str) -> Value {
-    json!({"jobId": job_id, "state": state})
+thread_local! {
+    static SHARED: &'static (Runtime, TestApp) = {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let app = runtime.block_on(async { TestApp::new() });
+        // Lives as long as the thread: a test thread ends with its test.
+        Box::leak(Box::new((runtime, app)))
+    };
 }
 
-/// The `update` members of a run's history, in order.
-pub fn posted(history: &Value) -> Vec<Value> {
-    history["updates"]
-        .as_array()
-        .map(|updates| updates.iter().map(|u| u["update"].clone()).collect())
-        .unwrap_or_default()
-}
-
-/// The `field` of each violation or warning in a list.
-pub fn fields(list: &Value) -> Vec<&str> {
-    list.as_array()
-        .map(|items| items.iter().filter_map(|v| v["field"].as_str()).collect())
-        .unwrap_or_default()
+/// This thread's runtime and app, reset, for properties that run hundreds of cases.
+///
+/// Building an app's router takes some 20 ms in a debug build, far more than a case's
+/// requests, so a property reuses its thread's app and resets it (`POST /_mock/reset`:
+/// runs, journal, configs, faults) before each case.
+pub fn reset_app() -> &'static (Runtime, TestApp) {
+    let shared = SHARED.with(|shared| *shared);
+    shared.0.block_on(shared.1.reset());
+    shared
 }

@@ -1,0 +1,306 @@
+//! Waits and event streams, through a [`MockServer`] and its router, synchronized on the
+//! registry's own count of open waiters (which only the crate can see), or fed straight
+//! through the registry so that updates come faster than any subscriber reads them.
+
+// Tests may panic on what they did not expect: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use super::MockServer;
+use crate::app::AppState;
+use crate::config::Config;
+use crate::model::StatusUpdate;
+use crate::routes::STATUS;
+
+/// Resolves once `count` waiters are open; fails the test after 5 s rather than hang.
+async fn until_waiters(waiters: &mut watch::Receiver<usize>, count: usize) {
+    let reached = tokio::time::timeout(Duration::from_secs(5), waiters.wait_for(|n| *n == count));
+    assert!(
+        matches!(reached.await, Ok(Ok(_))),
+        "the open waiters never became {count}"
+    );
+}
+
+/// The service in-process, and the state it serves, to watch its waiters.
+struct App {
+    state: AppState,
+    router: axum::Router,
+}
+
+impl App {
+    fn new() -> App {
+        let state = AppState::with_scenarios(&Config::default(), Vec::new());
+        App {
+            router: crate::api::app(state.clone()),
+            state,
+        }
+    }
+
+    fn waiters(&self) -> watch::Receiver<usize> {
+        self.state.world().registry.waiters()
+    }
+
+    /// The status and JSON answer of `GET path`.
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        self.call(request).await
+    }
+
+    /// Posts `update`, which must be accepted.
+    async fn post_ok(&self, update: Value) {
+        let request = Request::post(STATUS)
+            .header("content-type", "application/json")
+            .body(Body::from(update.to_string()))
+            .unwrap();
+        let (status, answer) = self.call(request).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let answer = self.router.clone().oneshot(request).await.unwrap();
+        let status = answer.status();
+        let body = to_bytes(answer.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+}
+
+fn update(job_id: &str, state: &str) -> Value {
+    json!({"jobId": job_id, "state": state})
+}
+
+/// Applies `body` straight to the registry, past HTTP, the journal and the event
+/// stream's task: nothing else runs in between.
+fn apply(state: &AppState, body: &Value) {
+    let (parsed, problems) = StatusUpdate::parse(body.to_string().as_bytes()).unwrap();
+    let job_id = parsed.job_id.clone().unwrap();
+    state
+        .world()
+        .registry
+        .apply(job_id, parsed, problems)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wait_is_woken_by_the_update_it_waits_for() {
+    let app = App::new();
+    app.post_ok(update("w1", "running")).await;
+    let mut waiters = app.waiters();
+    let wait = app.get("/_mock/runs/w1/wait?state=finished&timeout=10s");
+    let post = async {
+        // Only once the waiter is registered, so it is the update that wakes it.
+        until_waiters(&mut waiters, 1).await;
+        app.post_ok(update("w1", "finishing")).await;
+        app.post_ok(update("w1", "finished")).await;
+    };
+    let ((status, answer), ()) = tokio::join!(wait, post);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["jobId"], "w1");
+    assert_eq!(answer["state"], "finished");
+    assert_eq!(answer["status"]["state"], "finished");
+    assert_eq!(answer["updateCount"], 3);
+    assert_eq!(*app.waiters().borrow(), 0);
+}
+
+#[tokio::test]
+async fn a_wait_for_a_run_that_does_not_exist_yet_answers_when_it_appears() {
+    let app = App::new();
+    let mut waiters = app.waiters();
+    // No state: wait for the run to end.
+    let wait = app.get("/_mock/runs/later/wait?timeout=10s");
+    let post = async {
+        until_waiters(&mut waiters, 1).await;
+        app.post_ok(update("later", "running")).await;
+        app.post_ok(update("other", "finished")).await;
+        app.post_ok(update("later", "error")).await;
+    };
+    let ((status, answer), ()) = tokio::join!(wait, post);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["jobId"], "later");
+    assert_eq!(answer["state"], "error");
+}
+
+#[tokio::test]
+async fn a_wait_counts_a_state_the_run_only_passed_through() {
+    let app = App::new();
+    app.post_ok(update("quick", "starting")).await;
+    let mut waiters = app.waiters();
+    let wait = app.get("/_mock/runs/quick/wait?state=running&timeout=10s");
+    let post = async {
+        until_waiters(&mut waiters, 1).await;
+        // Two updates applied back to back, before the waiter can look in between.
+        for state in ["running", "finished"] {
+            apply(&app.state, &update("quick", state));
+        }
+    };
+    let ((status, answer), ()) = tokio::join!(wait, post);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["state"], "finished", "the run as it is now");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_frees_its_waiter() {
+    use tokio::io::AsyncWriteExt;
+
+    let server = MockServer::start().await;
+    let mut waiters = server.state.world().registry.waiters();
+    let mut sockets = Vec::new();
+    for i in 0..50 {
+        let mut socket = tokio::net::TcpStream::connect(server.address())
+            .await
+            .unwrap();
+        let request =
+            format!("GET /_mock/runs/gone-{i}/wait?timeout=1h HTTP/1.1\r\nHost: mock\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
+    until_waiters(&mut waiters, 50).await;
+    drop(sockets);
+    until_waiters(&mut waiters, 0).await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_waits_and_event_streams() {
+    let server = MockServer::start().await;
+    let client = reqwest::Client::new();
+    let events = client
+        .get(format!("{}/_mock/events", server.uri()))
+        .send()
+        .await
+        .unwrap();
+    let mut waiters = server.state.world().registry.waiters();
+    let wait = tokio::spawn(
+        client
+            .get(format!("{}/_mock/runs/never/wait?timeout=1h", server.uri()))
+            .send(),
+    );
+    until_waiters(&mut waiters, 1).await;
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown does not wait for an hour-long wait or an endless stream");
+    let wait = wait.await.unwrap().unwrap();
+    assert_eq!(wait.status(), 408);
+    assert!(events.bytes().await.is_ok(), "the stream ended cleanly");
+}
+
+/// One Server-Sent Event: its `event`, `id` and joined `data`.
+#[derive(Debug, Default)]
+struct Sse {
+    event: Option<String>,
+    id: Option<String>,
+    data: String,
+}
+
+/// Reads events from a served mock's `/_mock/events`, skipping comments.
+struct EventReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventReader {
+    async fn open(server: &MockServer, last_event_id: Option<u64>) -> EventReader {
+        let mut request = reqwest::Client::new().get(format!("{}/_mock/events", server.uri()));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert_eq!(content_type, "text/event-stream");
+        EventReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event; `None` when the stream ends. Fails the test after 5 s.
+    async fn next(&mut self) -> Option<Sse> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = Sse::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("data:") {
+                        data.push(value.strip_prefix(' ').unwrap_or(value));
+                    } else if let Some(value) = line.strip_prefix("id:") {
+                        event.id = Some(value.trim().to_owned());
+                    } else if let Some(value) = line.strip_prefix("event:") {
+                        event.event = Some(value.trim().to_owned());
+                    }
+                }
+                if data.is_empty() && event.id.is_none() {
+                    continue; // a comment: keep-alive
+                }
+                event.data = data.join("\n");
+                return Some(event);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.response.chunk())
+                .await
+                .expect("an event within 5 s")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next event's data, which must be an update with id = seq.
+    async fn next_update(&mut self) -> Value {
+        let event = self.next().await.expect("an event");
+        assert_eq!(event.event, None);
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(event.id.as_deref(), Some(data["seq"].to_string().as_str()));
+        data
+    }
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_never_slows_writers_and_is_told_it_lagged() {
+    let server = MockServer::start().await;
+    let mut slow = EventReader::open(&server, None).await;
+    // Far more updates than the stream buffers, while the subscriber reads nothing.
+    // Straight to the registry, so the test is quick; each still goes through `apply`.
+    for i in 0..3000 {
+        apply(&server.state, &update(&format!("lag{i}"), "running"));
+    }
+    let mut lagged = None;
+    let mut delivered = 0;
+    while let Some(event) = slow.next().await {
+        if event.event.as_deref() == Some("lagged") {
+            lagged = Some(event);
+        } else {
+            delivered += 1;
+        }
+    }
+    let lagged = lagged.expect("a lagged event before the stream ended");
+    let data: Value = serde_json::from_str(&lagged.data).unwrap();
+    assert!(data["missed"].as_u64().unwrap() > 0, "{data}");
+    assert!(delivered < 3000);
+    // It can resume from the last event it saw: what it missed is still in history.
+    let last = data["lastEventId"].as_u64().unwrap();
+    let mut resumed = EventReader::open(&server, Some(last)).await;
+    assert_eq!(resumed.next_update().await["seq"], last + 1);
+}
+
+#[tokio::test]
+async fn a_resuming_subscriber_gets_a_long_backlog_page_by_page() {
+    let server = MockServer::start().await;
+    for i in 0..700 {
+        let state = if i < 7 { "starting" } else { "running" };
+        apply(
+            &server.state,
+            &json!({"jobId": format!("page{}", i % 7), "state": state, "n": i}),
+        );
+    }
+    let mut resumed = EventReader::open(&server, Some(3)).await;
+    let mut expected = 4;
+    while expected <= 700 {
+        assert_eq!(resumed.next_update().await["seq"], expected);
+        expected += 1;
+    }
+}
