@@ -37,8 +37,10 @@
 mod access;
 mod api;
 mod app;
+// Not API: the update path's pieces, for benches/update_path.rs alone.
 #[doc(hidden)]
 pub mod bench;
+// Not API: the binary's body, which src/main.rs calls.
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;

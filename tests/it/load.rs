@@ -62,6 +62,7 @@ fn lifecycle(client: u64, run: u64) -> Vec<Value> {
 /// with the `seq` it was answered with, every waiter answered 200, and every accepted
 /// `seq` on the event stream once, in increasing order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "slow: load, 64 clients; CI runs it with --include-ignored"]
 async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
     let server = serve(MockServer::builder()).await;
     let http = Client::of(&server);
@@ -228,6 +229,7 @@ const PER_RUN: u64 = 100;
 /// 0, no request got a 5xx, and after a restart on the same directory every update that
 /// was acknowledged with a 200 is in its run's history, with its seq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "slow: load, 16 clients and two starts; CI runs it with --include-ignored"]
 async fn sigterm_under_load_keeps_every_acknowledged_update() {
     let dir = TempDir::new("sigterm-under-load");
     let args = ["--port", "0", "--data-dir", dir.path()];
@@ -426,6 +428,7 @@ const JOURNAL: usize = 100;
 /// +-2 MiB of allocator noise.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "slow (2 s): load, 10,000 posts; CI runs it with --include-ignored"]
 async fn memory_stays_bounded_under_a_flood_of_ended_runs() {
     let (service, base) = start(
         &[
