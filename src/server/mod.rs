@@ -27,9 +27,10 @@ use crate::config::{ClockMode, Config, Credentials, Secret, Validation};
 use crate::error::ApiError;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
-use crate::registry::{Registry, Until, WaitTimedOut};
+use crate::registry::{Until, WaitTimedOut};
 use crate::serve::serve;
 use crate::sim::Scenario;
+use crate::world::World;
 
 /// A job-launcher-mock serving on `127.0.0.1` and a free port, in this process, until
 /// it is dropped.
@@ -145,7 +146,7 @@ impl MockServer {
     }
 
     async fn wait(&self, job_id: &str, until: Until, timeout: Duration) -> Result<Run, Error> {
-        match self.registry().wait(job_id, until, timeout).await {
+        match self.world().registry.wait(job_id, until, timeout).await {
             Ok(run) => typed(&run).ok_or_else(|| unreadable(job_id)),
             Err(timed_out) => Err(timed_out.into()),
         }
@@ -154,7 +155,8 @@ impl MockServer {
     /// Run `job_id`'s history: every update it accepted, oldest first, each as posted,
     /// with its `seq`, arrival time and warnings; `None` when there is no such run.
     pub async fn history(&self, job_id: &str) -> Option<History> {
-        self.registry()
+        self.world()
+            .registry
             .history(job_id)
             .and_then(|history| typed(&history))
     }
@@ -162,21 +164,25 @@ impl MockServer {
     /// Every run, in the order they first appeared, as `GET /_mock/runs` lists them.
     pub async fn runs(&self) -> Vec<Run> {
         let list = self
-            .registry()
+            .world()
+            .registry
             .list(&crate::registry::RunFilter::default(), 0, None);
         list.runs.iter().filter_map(typed).collect()
     }
 
     /// One run as `GET /_mock/runs/{jobId}` shows it; `None` when there is no such run.
     pub async fn run(&self, job_id: &str) -> Option<Run> {
-        self.registry().run(job_id).and_then(|run| typed(&run))
+        self.world()
+            .registry
+            .run(job_id)
+            .and_then(|run| typed(&run))
     }
 
     /// The journal, oldest first, as `GET /_mock/requests` lists it: every request to the
     /// Fusion routes, accepted or refused, with status, error code and warnings, and how
     /// many `--journal-size` dropped.
     pub async fn requests(&self) -> Journal {
-        let view = self.state.world().journal.view(&JournalFilter::default());
+        let view = self.world().journal.view(&JournalFilter::default());
         typed(&view).unwrap_or(Journal {
             dropped: view.dropped,
             entries: Vec::new(),
@@ -187,7 +193,7 @@ impl MockServer {
     /// `POST /_mock/reset` does; the scenarios are those the server started with again.
     pub async fn reset(&self) {
         // In memory, where nothing can fail to be stored.
-        let _ = self.state.reset().await;
+        let _ = self.world().reset().await;
     }
 
     /// Launches a simulated run of `config` (`{"id", "type", ...}`), as
@@ -199,7 +205,6 @@ impl MockServer {
     pub async fn launch(&self, config: &Value) -> Result<Run, Error> {
         let body = config.to_string();
         let (job_id, _) = self
-            .state
             .world()
             .sim
             .launch_posted(body.as_bytes(), None)
@@ -215,8 +220,7 @@ impl MockServer {
     /// A scenario that could not run, each problem named.
     pub async fn put_scenario(&self, scenario: &Value) -> Result<(), Error> {
         let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
-        self.state
-            .world()
+        self.world()
             .sim
             .scenarios()
             .put(pattern, scenario, self.now())
@@ -231,12 +235,12 @@ impl MockServer {
     ///
     /// The clock is the system's: start the server with [`MockServerBuilder::manual_clock`].
     pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, Error> {
-        Ok(self.state.world().sim.advance(by).await?)
+        Ok(self.world().sim.advance(by).await?)
     }
 
     /// The mock's time: the manual clock's, or the system's.
     pub fn now(&self) -> DateTime<Utc> {
-        self.state.world().clock.now()
+        self.world().clock.now()
     }
 
     /// Adds a fault rule (`{"match", "action", "times", "probability", "seed", "ttl"}`),
@@ -246,20 +250,20 @@ impl MockServer {
     ///
     /// A rule that is not valid, each problem named.
     pub async fn add_fault(&self, rule: &Value) -> Result<u64, Error> {
-        let added = self.state.world().faults.add(rule, self.now()).await?;
+        let added = self.world().faults.add(rule, self.now()).await?;
         Ok(added.id)
     }
 
     /// Every fault rule, with `fired` and `active`, as `GET /_mock/faults` lists them.
     pub async fn faults(&self) -> Vec<Value> {
-        let rules = self.state.world().faults.list(self.now());
+        let rules = self.world().faults.list(self.now());
         rules.iter().map(to_value).collect()
     }
 
     /// Removes every fault rule.
     pub async fn clear_faults(&self) {
         // In memory, where nothing can fail to be stored.
-        let _ = self.state.world().faults.clear().await;
+        let _ = self.world().faults.clear().await;
     }
 
     /// A future that resolves once the server has stopped serving (after it is dropped,
@@ -281,8 +285,10 @@ impl MockServer {
         stopped.await;
     }
 
-    fn registry(&self) -> &Arc<Registry> {
-        &self.state.world().registry
+    /// The world every method above reads and changes, and only that: a handle on
+    /// another world (a session's) can offer the same methods over its own.
+    fn world(&self) -> &Arc<World> {
+        self.state.world()
     }
 }
 
