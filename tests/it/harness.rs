@@ -64,6 +64,32 @@ async fn a_wait_times_out_with_the_run_as_it_is() {
     );
 }
 
+/// `--max-wait` (`MockServerBuilder::max_wait`) cuts a longer `timeout`, and the default
+/// one, to itself.
+#[tokio::test(start_paused = true)]
+async fn a_wait_longer_than_max_wait_is_cut_to_it() {
+    let app = TestApp::with(MockServer::builder().max_wait(Duration::from_secs(2)));
+    for query in ["?timeout=1h", ""] {
+        let started = tokio::time::Instant::now();
+        let answer = app.get(&format!("/_mock/runs/never/wait{query}")).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::REQUEST_TIMEOUT,
+            "{}",
+            answer.text
+        );
+        assert_eq!(
+            answer.json["message"], "run never did not end within 2s; it does not exist",
+            "{query}"
+        );
+        let took = started.elapsed();
+        assert!(
+            (Duration::from_secs(2)..Duration::from_secs(3)).contains(&took),
+            "{query}: {took:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_wait_with_a_bad_state_or_timeout_is_a_400_naming_it() {
     let app = TestApp::new();
