@@ -185,3 +185,18 @@ async fn without_flags_anyone_may_call() {
         StatusCode::OK
     );
 }
+
+/// The builder refuses what the flags refuse, at once, rather than a mock that lets
+/// everyone in or no one.
+#[test]
+fn credentials_the_flags_would_refuse_are_refused_by_the_builder() {
+    let refused = |make: fn() -> MockServerBuilder| std::panic::catch_unwind(make).is_err();
+    assert!(refused(|| MockServer::builder().api_key("")));
+    assert!(refused(|| MockServer::builder().admin_token("")));
+    assert!(refused(|| MockServer::builder().basic_auth("", "pass")));
+    assert!(refused(|| MockServer::builder().basic_auth("user", "")));
+    assert!(refused(|| MockServer::builder().basic_auth("us:er", "pass")));
+    assert!(!refused(
+        || MockServer::builder().basic_auth("user", "pa:ss")
+    ));
+}
