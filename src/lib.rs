@@ -47,6 +47,7 @@ mod sync;
 #[cfg(feature = "cli")]
 pub mod telemetry;
 pub mod updates;
+pub mod verify;
 pub mod world;
 
 pub use api::{app, openapi};

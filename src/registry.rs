@@ -188,6 +188,14 @@ pub struct RunView {
     pub warnings: Vec<Warning>,
 }
 
+/// What [`Registry::states_of`] gives.
+#[derive(Debug, Clone)]
+pub struct SeenStates {
+    pub states: Vec<Option<JobState>>,
+    pub dropped: u64,
+    pub update_count: u64,
+}
+
 /// A page of the run list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunList {
@@ -1135,6 +1143,19 @@ impl Registry {
             evicted: self.evicted(),
             runs,
         }
+    }
+
+    /// What a verification reads of run `job_id`: the state after each update in its
+    /// history, oldest first, how many entries `--max-history` dropped, and how many
+    /// updates it accepted.
+    pub fn states_of(&self, job_id: &str) -> Option<SeenStates> {
+        let slot = read(&self.runs).get(job_id).cloned()?;
+        let run = lock(&slot.run);
+        run.is_visible().then(|| SeenStates {
+            states: run.history.iter().map(|entry| entry.state).collect(),
+            dropped: run.dropped,
+            update_count: run.update_count,
+        })
     }
 
     pub fn run(&self, job_id: &str) -> Option<RunView> {

@@ -29,6 +29,20 @@ pub struct JsonBody {
 }
 
 impl JsonBody {
+    /// The body as a JSON value, declared as JSON: 400 before 415, as for updates.
+    pub fn value(&self) -> Result<serde_json::Value, ApiError> {
+        let bytes = self
+            .bytes
+            .strip_prefix("\u{feff}".as_bytes())
+            .unwrap_or(&self.bytes);
+        let value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))?;
+        if let Some(problem) = self.media_type_problem() {
+            return Err(ApiError::refusal(vec![problem]));
+        }
+        Ok(value)
+    }
+
     /// The 415 problem, when the body is not declared as JSON.
     pub fn media_type_problem(&self) -> Option<Problem> {
         let declared = self.content_type.as_ref();

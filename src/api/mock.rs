@@ -10,6 +10,7 @@
 //! - `GET    /_mock/requests`: the journal; `DELETE` empties it
 //! - `GET    /_mock/events`: accepted updates as Server-Sent Events
 //! - `POST   /_mock/reset`: back to the start: no runs, journal, configs or faults
+//! - `POST   /_mock/verify`: expectations on runs and the journal, checked in one call
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -28,7 +29,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Query, Scope};
+use super::extract::{JsonBody, Query, Scope};
 use super::layers::record_job_id;
 use crate::app::{AppState, MaxWait, Stopping};
 use crate::error::{ApiError, ErrorBody};
@@ -37,6 +38,7 @@ use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
 use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
 use crate::routes;
+use crate::verify::Expectations;
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -46,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_history))
         .routes(routes!(list_requests, delete_requests))
         .routes(routes!(reset))
+        .routes(routes!(verify))
 }
 
 /// The routes that answer when something happens: no request timeout applies to them.
@@ -379,6 +382,61 @@ async fn reset(world: Scope) -> Result<StatusCode, ApiError> {
         .await
         .map_err(|cause| ApiError::StorageUnavailable(cause.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Expectations on what clients did, checked in one call: each run's states (in order,
+/// a state repeated by consecutive updates said once) and update count, and the number
+/// of refused requests and of updates with a warning in the journal, since the last
+/// reset. Every key is optional. A check that needs entries `--max-history` or
+/// `--journal-size` dropped fails, saying so.
+#[utoipa::path(post, path = "/_mock/verify", tag = "mock",
+    request_body(content = VerifySpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every expectation holds", body = Verified),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 409, description = "Some expectations do not hold: a violation for each, expected and actual in words", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "An expectation cannot be read; each problem named", body = ErrorBody),
+    ))]
+async fn verify(world: Scope, body: JsonBody) -> Result<Json<Verified>, ApiError> {
+    let expectations = Expectations::parse(&body.value()?)?;
+    expectations.check(&world.registry, &world.journal)?;
+    Ok(Json(Verified { ok: true }))
+}
+
+/// What `POST /_mock/verify` takes: every key optional.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documentation only: read by `verify::Expectations::parse`
+pub struct VerifySpec {
+    /// Per jobId: `{"states": ["starting", "running", "finished"], "updates": 3}`.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, RunSpec>>)]
+    runs: Option<serde_json::Value>,
+    /// How many requests to the Fusion routes were refused (or dropped by a fault).
+    #[schema(minimum = 0)]
+    refused: Option<u64>,
+    /// How many accepted status updates carried a warning.
+    #[schema(minimum = 0)]
+    warnings: Option<u64>,
+}
+
+/// What is expected of one run.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documentation only
+pub struct RunSpec {
+    /// The states its accepted updates went through, oldest first, repeats said once.
+    states: Option<Vec<JobState>>,
+    /// How many updates it accepted, exact repeats aside.
+    #[schema(minimum = 0)]
+    updates: Option<u64>,
+}
+
+/// Every expectation holds.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Verified {
+    ok: bool,
 }
 
 /// Accepted updates as they happen, as Server-Sent Events: each event's `id` is its
