@@ -84,6 +84,12 @@ pub enum ApiError {
         message: String,
         violations: Vec<Violation>,
     },
+    /// 507: `--max-sessions` sessions are live; one must go before another is made.
+    #[error(
+        "{max_sessions} sessions are live (--max-sessions); delete one, or let one expire, \
+         before making another"
+    )]
+    SessionsFull { max_sessions: usize },
     /// 503: `--data-dir` cannot be written (a full disk, an I/O error, lost permission),
     /// so the change was made neither on disk nor in memory; the message says why.
     #[error("the change was not made: {0}")]
@@ -176,7 +182,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::ValidationFailed,
             ),
-            ApiError::StorageFull { .. } => {
+            ApiError::StorageFull { .. } | ApiError::SessionsFull { .. } => {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
             }
             ApiError::StorageUnavailable(_) => (
@@ -205,6 +211,7 @@ impl ApiError {
             | ApiError::VerificationFailed { violations, .. } => violations.clone(),
             ApiError::MalformedJson(_) | ApiError::PayloadTooLarge(_) => one("body"),
             ApiError::StorageFull { .. } => one("jobId"),
+            ApiError::SessionsFull { .. } => one("name"),
             ApiError::NotFound(_)
             | ApiError::MethodNotAllowed(_)
             | ApiError::Timeout(_)

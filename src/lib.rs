@@ -41,6 +41,7 @@ pub mod registry;
 pub mod routes;
 pub mod serve;
 pub mod server;
+pub mod sessions;
 pub mod sim;
 pub mod store;
 mod sync;

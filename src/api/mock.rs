@@ -36,9 +36,10 @@ use crate::error::{ApiError, ErrorBody};
 use crate::journal::{JournalFilter, JournalView};
 use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
-use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
+use crate::registry::{HistoryView, RunFilter, RunList, RunView, Until, UpdateEvent};
 use crate::routes;
 use crate::verify::Expectations;
+use crate::world::World;
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -295,6 +296,11 @@ async fn wait_for_run(
             let message = format!("stopped waiting for run {job_id} to {until}: the server is shutting down");
             (message, run)
         }
+        () = world.closed() => {
+            return Err(ApiError::NotFound(format!(
+                "stopped waiting for run {job_id} to {until}: its session was deleted or expired"
+            )));
+        }
     };
     Err(ApiError::WaitTimedOut {
         message,
@@ -477,13 +483,12 @@ async fn stream_events(
     };
     // Subscribe, then read what is already recorded: every seq up to `until` is in
     // history now, and every later one will come through the subscription.
-    let registry = Arc::clone(&world.registry);
     let feed = Feed {
-        receiver: registry.subscribe(),
-        until: registry.last_seq(),
+        receiver: world.registry.subscribe(),
+        until: world.registry.last_seq(),
         backlog_after: resume,
         page: VecDeque::new(),
-        registry,
+        world: Arc::clone(&world),
         stopping,
         done: false,
     };
@@ -500,7 +505,8 @@ const BACKLOG_PAGE: usize = 256;
 /// One subscriber's events: the missed updates still in history, page by page, then
 /// the live ones.
 struct Feed {
-    registry: Arc<Registry>,
+    /// Its world: the stream ends when the world is closed (its session deleted).
+    world: Arc<World>,
     receiver: broadcast::Receiver<Arc<UpdateEvent>>,
     stopping: Stopping,
     /// The last seq recorded when the client connected: the backlog ends there, the
@@ -523,6 +529,7 @@ impl Feed {
             }
             if let Some(after) = self.backlog_after {
                 let page = self
+                    .world
                     .registry
                     .updates_between(after, self.until, BACKLOG_PAGE);
                 self.backlog_after = page.last().map(|event| event.seq);
@@ -532,6 +539,7 @@ impl Feed {
             let received = tokio::select! {
                 received = self.receiver.recv() => received,
                 () = self.stopping.stopped() => return None,
+                () = self.world.closed() => return None,
             };
             match received {
                 Ok(event) if event.seq <= self.until => continue,

@@ -2,9 +2,9 @@
 //! tables, the format marker, reading it back at start, and the writer thread that
 //! commits the queue's writes (see the parent module).
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -14,8 +14,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use serde::Serialize;
 
 use super::{
-    RestoredSession,
-    Health, Message, Restored, Store, StoreError, StoredEntry, StoredRun, Unavailable, Write,
+    Health, Message, Restored, RestoredSession, Store, StoreError, StoredEntry, StoredRun,
+    Unavailable, Write,
 };
 
 /// History entries, by `seq`.
@@ -217,7 +217,10 @@ fn read(db: &Database) -> Result<Restored, String> {
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(restored),
         Err(e) => return Err(format!("cannot read the sessions: {e}")),
     };
-    for row in listed.iter().map_err(|e| format!("a session record is corrupt: {e}"))? {
+    for row in listed
+        .iter()
+        .map_err(|e| format!("a session record is corrupt: {e}"))?
+    {
         let (id, meta) = row.map_err(|e| format!("a session record is corrupt: {e}"))?;
         let id = id.value().to_owned();
         let data = read_world(&txn, &TableNames::session(&id))?
