@@ -5,8 +5,10 @@
 //! - `GET    /_mock/clock`, `POST /_mock/clock/advance`: the clock
 //! - `GET|POST|DELETE /_mock/faults`, `DELETE /_mock/faults/{id}`: fault rules
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -218,7 +220,11 @@ pub struct Advance {
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "`by` is missing or not a duration, or would take the clock past 9999-12-31T23:59:59.999Z; nothing changes", body = ErrorBody),
     ))]
-async fn advance_clock(world: Scope, body: JsonBody) -> Result<Json<ClockView>, ApiError> {
+async fn advance_clock(
+    world: Scope,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Json<ClockView>, ApiError> {
     let value = body.value()?;
     let by = value
         .get("by")
@@ -234,6 +240,10 @@ async fn advance_clock(world: Scope, body: JsonBody) -> Result<Json<ClockView>, 
             }],
         })?;
     world.sim.advance(by).await?;
+    // Sessions expire by the service's clock: its own world's.
+    if Arc::ptr_eq(&world, state.world()) {
+        state.sessions.clock_moved();
+    }
     Ok(Json(clock_view(&world.clock)))
 }
 
