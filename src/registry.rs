@@ -1087,7 +1087,7 @@ impl Registry {
     }
 
     /// How many runs are held (those whose first update is being written aside).
-    pub fn len(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.slots()
             .iter()
             .filter(|slot| lock(&slot.run).is_visible())

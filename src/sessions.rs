@@ -409,7 +409,7 @@ impl Session {
             created_at: rfc3339(self.created_at),
             expires_at: self.expires_at().map(rfc3339),
             last_used_at: rfc3339(self.last_used()),
-            runs: self.world.registry.len(),
+            runs: self.world.registry.held(),
         }
     }
 }
