@@ -417,7 +417,7 @@ async fn verify(world: Scope, body: JsonBody) -> Result<Json<Verified>, ApiError
 #[allow(dead_code)] // documentation only: read by `verify::Expectations::parse`
 pub struct VerifySpec {
     /// Per jobId: `{"states": ["starting", "running", "finished"], "updates": 3}`.
-    #[schema(value_type = Option<std::collections::BTreeMap<String, RunSpec>>)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, RunExpectation>>)]
     runs: Option<serde_json::Value>,
     /// How many requests to the Fusion routes were refused (or dropped by a fault).
     #[schema(minimum = 0)]
@@ -431,7 +431,7 @@ pub struct VerifySpec {
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documentation only
-pub struct RunSpec {
+pub struct RunExpectation {
     /// The states its accepted updates went through, oldest first, repeats said once.
     states: Option<Vec<JobState>>,
     /// How many updates it accepted, exact repeats aside.

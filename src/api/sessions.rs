@@ -173,6 +173,10 @@ fn host(headers: &HeaderMap) -> String {
 
 /// Reads `{"name", "ttl", "clock"}`; every problem named.
 fn read_wanted(body: &Value) -> Result<Wanted, ApiError> {
+    // `null`, as the document allows for an optional body, is no body.
+    if body.is_null() {
+        return Ok(Wanted::default());
+    }
     let Some(members) = body.as_object() else {
         return Err(invalid(vec![violation(
             "body",

@@ -211,6 +211,18 @@ async fn sessions_are_named_bounded_and_refused_clearly() {
         made.json
     );
 
+    let null = make(&app, Value::Null).await;
+    assert_eq!(
+        null.status,
+        StatusCode::CREATED,
+        "a null body is no body: {}",
+        null.text
+    );
+    app.delete(&format!(
+        "/_mock/sessions/{}",
+        null.json["id"].as_str().unwrap()
+    ))
+    .await;
     let forever = make(&app, json!({"name": "kept", "ttl": null})).await;
     assert_eq!(forever.status, StatusCode::CREATED, "{}", forever.text);
     assert_eq!(forever.json["expiresAt"], Value::Null);

@@ -67,6 +67,10 @@ async fn expectations_that_hold_are_answered_ok() {
     assert_eq!(held.status, StatusCode::OK, "{}", held.text);
     assert_eq!(held.json, json!({"ok": true}));
     assert_eq!(verify(&app, "", json!({})).await.json, json!({"ok": true}));
+    // A member given as null expects nothing, as one left out (the document allows it).
+    let nulls =
+        json!({"runs": {"r1": {"states": null, "updates": 4}}, "refused": null, "warnings": null});
+    assert_eq!(verify(&app, "", nulls).await.json, json!({"ok": true}));
 }
 
 #[tokio::test]
