@@ -17,6 +17,10 @@
                                      connection in state KIND (head: half a request
                                      head sent; body: a head and half its body); prints
                                      "SECONDS EXIT_CODE" (gives up after 60 s)
+  tools.py sessions BIN N           a fresh BIN's RSS before N empty sessions, with them, and
+                                     after they are all deleted, twice (keep-alive requests);
+                                     prints "BYTES_PER_SESSION RSS_BEFORE RSS_WITH
+                                     RSS_DELETED RSS_WITH_AGAIN RSS_DELETED_AGAIN"
   tools.py table RESULTS            the final table from the key=value lines in RESULTS
 """
 
@@ -200,7 +204,9 @@ def read_answer(s):
             sys.exit("the connection closed before its answer")
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    # A 204 has no body, and says no length.
+    given = re.search(rb"(?i)content-length: *(\d+)", head)
+    length = int(given.group(1)) if given else 0
     while len(body) < length:
         body += s.recv(4096)
 
@@ -245,6 +251,47 @@ def conns(binary, n, kind):
         print(f"{(after - before) / n:.0f}", before, after)
         for s in sockets:
             s.close()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def request(s, method, path, body=b""):
+    """One request on a keep-alive connection; its answer read."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+    if body:
+        head += "Content-Type: application/json\r\n"
+    s.sendall(head.encode() + b"\r\n" + body)
+    read_answer(s)
+
+
+def sessions(binary, n):
+    """RSS of a fresh BIN before N empty sessions, with them, and once they are deleted;
+    twice, so that the second round shows whether what the first freed is used again."""
+    process, port = spawn(binary, "--max-sessions", str(n))
+    try:
+        get(port, "/actuator/health")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            # One made and deleted first, so that what any session needs once is in the
+            # baseline.
+            request(s, "POST", "/_mock/sessions", b'{"name":"warm-up"}')
+            request(s, "DELETE", "/_mock/sessions/warm-up")
+            time.sleep(0.5)
+            readings = [rss_of(process.pid)]
+            for _ in range(2):
+                for i in range(n):
+                    request(s, "POST", "/_mock/sessions", f'{{"name":"s{i}"}}'.encode())
+                if gauge(port, "jlm_sessions") != n:
+                    sys.exit(f"not {n} sessions live")
+                time.sleep(0.5)
+                readings.append(rss_of(process.pid))
+                for i in range(n):
+                    request(s, "DELETE", f"/_mock/sessions/s{i}")
+                if gauge(port, "jlm_sessions") != 0:
+                    sys.exit("sessions are left")
+                time.sleep(0.5)
+                readings.append(rss_of(process.pid))
+        print(f"{(readings[1] - readings[0]) / n:.0f}", *readings)
     finally:
         process.kill()
         process.wait()
@@ -364,6 +411,8 @@ def main():
         conns(args[0], int(args[1]), args[2])
     elif cmd == "sigterm":
         sigterm(args[0], args[1])
+    elif cmd == "sessions":
+        sessions(args[0], int(args[1]))
     elif cmd == "table":
         table(args[0])
     else:

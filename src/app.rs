@@ -17,15 +17,13 @@ use tokio::sync::watch;
 use crate::access::Access;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::configs::Configs;
-use crate::faults::Faults;
-use crate::journal::Journal;
+use crate::metrics::LiveSources;
 use crate::metrics::Metrics;
-use crate::registry::{Limits, Registry};
-use crate::sim::{Scenario, Scenarios, Sim, scenario};
+use crate::registry::Limits;
+use crate::sessions::{Sessions, Settings as SessionSettings};
+use crate::sim::{Scenario, scenario};
 use crate::store::{Restored, Store, Unavailable};
-use crate::updates::Updates;
-use crate::world::World;
+use crate::world::{Blueprint, World};
 
 /// What handlers share, behind one reference count: a request passes it through several
 /// layers, each holding a clone, and one count to update (on a cache line both workers
@@ -43,8 +41,9 @@ impl std::ops::Deref for AppState {
 
 /// The handles of [`AppState`]: cheap, each asked for only where it is used.
 pub struct Shared {
-    /// The world every request acts on (the api's `Scope` hands it to handlers).
-    pub world: Arc<World>,
+    /// The service's own world and the sessions' (the api's `Scope` hands a request's
+    /// to its handler).
+    pub sessions: Arc<Sessions>,
     /// `--data-dir`, whose health the probes and metrics report.
     pub store: Option<Arc<Store>>,
     pub metrics: Arc<Metrics>,
@@ -130,80 +129,54 @@ impl AppState {
         persisted: Option<(Arc<Store>, Restored)>,
     ) -> Result<Self, StartError> {
         let store = persisted.as_ref().map(|(store, _)| Arc::clone(store));
-        // The world's parts: as `--data-dir` kept them, or new.
-        let clock = Arc::new(Clock::new(config.clock));
-        let limits = Limits {
-            max_runs: config.max_runs,
-            max_history: config.max_history,
-            max_status_bytes: config.max_body_bytes,
-            validation: config.validation,
+        // Every world counts with the metrics, which read every world at each scrape.
+        let metrics = Arc::new(Metrics::new(store.clone()));
+        let blueprint = Blueprint {
+            limits: Limits {
+                max_runs: config.max_runs,
+                max_history: config.max_history,
+                max_status_bytes: config.max_body_bytes,
+                validation: config.validation,
+            },
+            journal_size: config.journal_size,
+            scenarios,
+            metrics: Arc::clone(&metrics),
         };
-        let journal = Arc::new(Journal::new(config.journal_size));
         let stored = |e: String| StartError(format!("data directory: {e}"));
-        let (registry, faults, configs, scenarios) = match persisted {
+        // The service's own world, and the sessions': as `--data-dir` kept them, or new.
+        let clock = Arc::new(Clock::new(config.clock));
+        let (root, kept_sessions) = match persisted {
             Some((store, mut restored)) => {
-                let registry = Registry::with_store(
-                    limits,
+                let sessions = std::mem::take(&mut restored.sessions);
+                let root = World::build(
+                    &blueprint,
                     Arc::clone(&clock),
-                    Arc::clone(&store),
-                    &mut restored,
+                    Some((Arc::clone(&store), restored)),
                 )
                 .map_err(stored)?;
-                let faults = Faults::with_store(Arc::clone(&store), restored.faults.as_deref())
-                    .map_err(stored)?;
-                let configs = Configs::persisted(Arc::clone(&store), restored.configs.as_deref())
-                    .map_err(stored)?;
-                let scenarios =
-                    Scenarios::persisted(scenarios, store, restored.scenarios.as_deref())
-                        .map_err(stored)?;
-                (registry, faults, configs, scenarios)
+                (root, Some((store, sessions)))
             }
             None => (
-                Registry::new(limits, Arc::clone(&clock)),
-                Faults::default(),
-                Configs::default(),
-                Scenarios::new(scenarios),
+                World::build(&blueprint, Arc::clone(&clock), None).map_err(stored)?,
+                None,
             ),
         };
-        let registry = Arc::new(registry);
-        let configs = Arc::new(configs);
-        // The metrics read the registry, the journal and the store at each scrape; the
-        // update path counts with them.
-        let metrics = Arc::new(Metrics::new(
-            Arc::clone(&registry),
-            Arc::clone(&journal),
-            store.clone(),
-        ));
-        let updates = Arc::new(Updates::new(
-            Arc::clone(&registry),
-            Arc::clone(&journal),
-            Arc::clone(&metrics),
-            Arc::clone(&clock),
-            Arc::clone(&configs),
-        ));
-        let sim = Arc::new(Sim::new(
-            Arc::clone(&updates),
-            Arc::clone(&registry),
-            Arc::clone(&clock),
-            Arc::clone(&configs),
-            scenarios,
-        ));
-        // Simulated steps due by the system clock need a task to apply them; outside a
-        // runtime, `serve` starts it.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            sim.start_driver();
-        }
-        let world = World {
-            clock,
-            registry,
-            journal,
-            configs,
-            updates,
-            sim,
-            faults: Arc::new(faults),
+        let settings = SessionSettings {
+            max: config.max_sessions,
+            ttl: config.session_ttl.duration(),
+            clock: config.clock,
         };
+        let sessions = Arc::new(
+            Sessions::new(Arc::new(root), blueprint, settings, clock, kept_sessions)
+                .map_err(stored)?,
+        );
+        metrics.read_from(Arc::clone(&sessions) as Arc<dyn LiveSources>);
+        // Expired sessions need a task to forget them; outside a runtime, `serve` starts it.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            sessions.start_sweeper();
+        }
         Ok(AppState(Arc::new(Shared {
-            world: Arc::new(world),
+            sessions,
             store,
             metrics,
             access: Arc::new(Access::new(config)),
@@ -216,15 +189,15 @@ impl AppState {
         })))
     }
 
-    /// The world requests act on.
+    /// The service's own world: the root paths'.
     pub fn world(&self) -> &Arc<World> {
-        &self.world
+        self.sessions.root()
     }
 
     /// Forgets every run, the journal, configs, simulated runs and fault rules, as
     /// `POST /_mock/reset` does (see [`World::reset`]).
     pub async fn reset(&self) -> Result<(), Unavailable> {
-        self.world.reset().await
+        self.world().reset().await
     }
 }
 

@@ -27,7 +27,7 @@ pub const END_OF_TIME: DateTime<Utc> = match DateTime::from_timestamp_millis(253
     None => panic!("the end of time is a valid time"),
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ClockMode {

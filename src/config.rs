@@ -113,6 +113,53 @@ pub struct Config {
         default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.into()
     ))]
     pub shutdown_timeout: humantime::Duration,
+
+    /// Most sessions live at once (`POST /_mock/sessions`); 0 allows none.
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_MAX_SESSIONS", default_value_t = DEFAULT_MAX_SESSIONS))]
+    pub max_sessions: usize,
+
+    /// How long a session may go unused before it is forgotten, when it names no ttl of
+    /// its own; `never` keeps them until deleted.
+    #[cfg_attr(feature = "cli", arg(long, env = "JLM_SESSION_TTL", default_value_t = SessionTtl::DEFAULT, value_parser = SessionTtl::parse))]
+    pub session_ttl: SessionTtl,
+}
+
+/// `--session-ttl`: a duration, or `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTtl(Option<Duration>);
+
+impl SessionTtl {
+    pub const DEFAULT: SessionTtl = SessionTtl(Some(Duration::from_secs(3600)));
+    pub const NEVER: SessionTtl = SessionTtl(None);
+
+    /// `never`, or a duration as the other flags take it (`30m`, `2h`).
+    pub fn parse(text: &str) -> Result<SessionTtl, String> {
+        if text.trim() == "never" {
+            return Ok(SessionTtl::NEVER);
+        }
+        humantime::parse_duration(text)
+            .map(|ttl| SessionTtl(Some(ttl)))
+            .map_err(|e| format!("{e}; a duration such as 30m or 2h, or never"))
+    }
+
+    pub fn duration(self) -> Option<Duration> {
+        self.0
+    }
+}
+
+impl From<Duration> for SessionTtl {
+    fn from(ttl: Duration) -> Self {
+        SessionTtl(Some(ttl))
+    }
+}
+
+impl std::fmt::Display for SessionTtl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ttl) => write!(f, "{}", humantime::format_duration(ttl)),
+            None => f.write_str("never"),
+        }
+    }
 }
 
 pub const DEFAULT_PORT: u16 = 8083;
@@ -125,6 +172,7 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = nonzero(10_000);
+pub const DEFAULT_MAX_SESSIONS: usize = 100;
 /// Inside Docker's 10 s between SIGTERM and SIGKILL.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -325,6 +373,8 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT.into(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT.into(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            session_ttl: SessionTtl::DEFAULT,
         }
     }
 }

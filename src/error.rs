@@ -78,6 +78,18 @@ pub enum ApiError {
          evicted for a new run"
     )]
     StorageFull { max_runs: usize },
+    /// 409: `/_mock/verify` found expectations that do not hold; a violation for each.
+    #[error("{message}")]
+    VerificationFailed {
+        message: String,
+        violations: Vec<Violation>,
+    },
+    /// 507: `--max-sessions` sessions are live; one must go before another is made.
+    #[error(
+        "{max_sessions} sessions are live (--max-sessions); delete one, or let one expire, \
+         before making another"
+    )]
+    SessionsFull { max_sessions: usize },
     /// 503: `--data-dir` cannot be written (a full disk, an I/O error, lost permission),
     /// so the change was made neither on disk nor in memory; the message says why.
     #[error("the change was not made: {0}")]
@@ -156,6 +168,9 @@ impl ApiError {
                 (StatusCode::CONFLICT, ErrorCode::InvalidTransition)
             }
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::VerificationFailed { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::VerificationFailed)
+            }
             ApiError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
             }
@@ -167,7 +182,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::ValidationFailed,
             ),
-            ApiError::StorageFull { .. } => {
+            ApiError::StorageFull { .. } | ApiError::SessionsFull { .. } => {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
             }
             ApiError::StorageUnavailable(_) => (
@@ -192,9 +207,11 @@ impl ApiError {
             | ApiError::InvalidTransition { violations, .. }
             | ApiError::Conflict { violations, .. }
             | ApiError::UnsupportedMediaType { violations, .. }
-            | ApiError::ValidationFailed { violations, .. } => violations.clone(),
+            | ApiError::ValidationFailed { violations, .. }
+            | ApiError::VerificationFailed { violations, .. } => violations.clone(),
             ApiError::MalformedJson(_) | ApiError::PayloadTooLarge(_) => one("body"),
             ApiError::StorageFull { .. } => one("jobId"),
+            ApiError::SessionsFull { .. } => one("name"),
             ApiError::NotFound(_)
             | ApiError::MethodNotAllowed(_)
             | ApiError::Timeout(_)
@@ -336,11 +353,12 @@ pub enum ErrorCode {
     StorageUnavailable,
     InjectedFault,
     Timeout,
+    VerificationFailed,
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -354,6 +372,7 @@ impl ErrorCode {
         ErrorCode::StorageUnavailable,
         ErrorCode::InjectedFault,
         ErrorCode::Timeout,
+        ErrorCode::VerificationFailed,
         ErrorCode::InternalError,
     ];
 
@@ -373,6 +392,7 @@ impl ErrorCode {
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::InjectedFault => "injected_fault",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::VerificationFailed => "verification_failed",
             ErrorCode::InternalError => "internal_error",
         }
     }

@@ -59,12 +59,14 @@ mod registry;
 mod routes;
 mod serve;
 mod server;
+mod sessions;
 mod sim;
 mod store;
 mod sync;
 #[cfg(feature = "cli")]
 mod telemetry;
 mod updates;
+mod verify;
 mod world;
 
 pub use model::JobState;

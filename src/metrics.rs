@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::error::ErrorCode;
 use crate::journal::Journal;
+use crate::model::JobState;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::sync::{read, write};
@@ -31,6 +32,8 @@ const LATENCY_BUCKETS: [f64; 17] = [
 ];
 
 pub struct Metrics {
+    /// What the live readings are read from, once the worlds exist.
+    sources: Arc<OnceLock<Arc<dyn LiveSources>>>,
     registry: prometheus_client::registry::Registry,
     updates_accepted: Counter,
     updates_refused: Family<CodeLabel, Counter>,
@@ -53,7 +56,9 @@ struct RouteLabels {
 }
 
 impl Metrics {
-    pub fn new(runs: Arc<Registry>, journal: Arc<Journal>, store: Option<Arc<Store>>) -> Self {
+    /// Metrics whose live readings come from `sources` once it is set
+    /// ([`Metrics::read_from`]): the worlds exist only after the metrics they count with.
+    pub fn new(store: Option<Arc<Store>>) -> Self {
         let mut registry = prometheus_client::registry::Registry::with_prefix("jlm");
         let updates_accepted = Counter::default();
         registry.register(
@@ -74,18 +79,24 @@ impl Metrics {
             "Time from a request's arrival to its answer's headers, by route and method",
             latency.clone(),
         );
+        let sources = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(Live {
-            runs,
-            journal,
+            sources: Arc::clone(&sources),
             store,
         }));
         Metrics {
+            sources,
             registry,
             updates_accepted,
             updates_refused,
             latency,
             routes: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Where the live readings come from: every world, and the sessions.
+    pub fn read_from(&self, sources: Arc<dyn LiveSources>) {
+        let _ = self.sources.set(sources);
     }
 
     pub fn update_accepted(&self) {
@@ -132,11 +143,63 @@ impl Metrics {
     }
 }
 
-/// The metrics read from the registry, journal and store at each scrape.
+/// What the live readings are read from: every world (the service's and each
+/// session's), summed, so no series is per session.
+pub trait LiveSources: Send + Sync {
+    fn each_world(&self, reading: &mut dyn FnMut(WorldReadings<'_>));
+    fn sessions(&self) -> usize;
+}
+
+/// One world's parts the metrics read.
+pub struct WorldReadings<'a> {
+    pub registry: &'a Registry,
+    pub journal: &'a Journal,
+}
+
+/// The metrics read from the worlds and the store at each scrape.
 struct Live {
-    runs: Arc<Registry>,
-    journal: Arc<Journal>,
+    sources: Arc<OnceLock<Arc<dyn LiveSources>>>,
     store: Option<Arc<Store>>,
+}
+
+/// What the worlds hold, summed.
+#[derive(Default)]
+struct Totals {
+    by_state: Vec<(Option<JobState>, usize)>,
+    evicted: u64,
+    journal_dropped: u64,
+    waiters: usize,
+    subscribers: usize,
+    sessions: usize,
+}
+
+impl Live {
+    fn totals(&self) -> Totals {
+        let mut totals = Totals {
+            by_state: JobState::ALL
+                .iter()
+                .map(|state| (Some(*state), 0))
+                .chain([(None, 0)])
+                .collect(),
+            ..Totals::default()
+        };
+        let Some(sources) = self.sources.get() else {
+            return totals;
+        };
+        sources.each_world(&mut |world| {
+            for (state, count) in world.registry.count_by_state() {
+                if let Some(total) = totals.by_state.iter_mut().find(|(s, _)| *s == state) {
+                    total.1 += count;
+                }
+            }
+            totals.evicted += world.registry.evicted_total();
+            totals.journal_dropped += world.journal.dropped_total();
+            totals.waiters += *world.registry.waiters().borrow();
+            totals.subscribers += world.registry.subscribers();
+        });
+        totals.sessions = sources.sessions();
+        totals
+    }
 }
 
 impl fmt::Debug for Live {
@@ -152,7 +215,8 @@ struct StateLabel {
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let counts = self.runs.count_by_state();
+        let totals = self.totals();
+        let counts = totals.by_state;
         let gauge = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(
             "runs",
@@ -171,12 +235,12 @@ impl Collector for Live {
             (
                 "runs_evicted",
                 "Ended runs evicted by --max-runs to make room",
-                self.runs.evicted_total(),
+                totals.evicted,
             ),
             (
                 "journal_dropped",
                 "Journal entries dropped by --journal-size",
-                self.journal.dropped_total(),
+                totals.journal_dropped,
             ),
             (
                 "store_errors",
@@ -198,12 +262,17 @@ impl Collector for Live {
             (
                 "waiters",
                 "Requests waiting on /_mock/runs/{jobId}/wait",
-                *self.runs.waiters().borrow(),
+                totals.waiters,
             ),
             (
                 "event_subscribers",
                 "Clients subscribed to /_mock/events",
-                self.runs.subscribers(),
+                totals.subscribers,
+            ),
+            (
+                "sessions",
+                "Sessions live (POST /_mock/sessions), the service's own world aside",
+                totals.sessions,
             ),
             (
                 "store_down",

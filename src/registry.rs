@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,7 +57,9 @@ pub struct Registry {
     /// every `seq` up to the one held here is in its run's history.
     sequencer: Mutex<u64>,
     /// Accepted updates, for the event stream.
-    events: broadcast::Sender<Arc<UpdateEvent>>,
+    /// Made by the first subscriber: a channel holds its whole buffer from the start,
+    /// and a session's world that no one streams should cost next to nothing.
+    events: OnceLock<broadcast::Sender<Arc<UpdateEvent>>>,
     watchers: Watchers,
     /// The runs that have ended, by the `seq` of their last update: the eviction order.
     /// Entries may be stale (the run changed or went); eviction checks each against its
@@ -186,6 +188,14 @@ pub struct RunView {
     pub last_update_at: String,
     pub update_count: u64,
     pub warnings: Vec<Warning>,
+}
+
+/// What [`Registry::states_of`] gives.
+#[derive(Debug, Clone)]
+pub struct SeenStates {
+    pub states: Vec<Option<JobState>>,
+    pub dropped: u64,
+    pub update_count: u64,
 }
 
 /// A page of the run list.
@@ -326,7 +336,7 @@ impl Registry {
         Registry {
             runs: RwLock::new(RunMap::default()),
             sequencer: Mutex::new(0),
-            events: broadcast::channel(EVENT_BUFFER).0,
+            events: OnceLock::new(),
             watchers: Watchers::default(),
             ended: Mutex::new(BTreeMap::new()),
             evicted: AtomicU64::new(0),
@@ -619,7 +629,7 @@ impl Registry {
     /// the sequencer, so runs wait on one another no longer than that.
     fn record(&self, run: &mut Run, judged: Judged, witness: Witness<'_>) -> Accepted {
         let now = self.clock.now();
-        let subscribed = self.events.receiver_count() > 0;
+        let subscribed = self.subscribers() > 0;
         run.merge(judged.members, judged.merged, &judged.warnings, now);
         let mut last = lock(&self.sequencer);
         let seq = *last + 1;
@@ -635,7 +645,9 @@ impl Registry {
         witness(&accepted);
         if let Some(event) = event {
             // An error means every subscriber left meanwhile: no one to tell.
-            let _ = self.events.send(Arc::new(event));
+            if let Some(events) = self.events.get() {
+                let _ = events.send(Arc::new(event));
+            }
         }
         self.published.store(seq, Ordering::Relaxed);
         accepted
@@ -925,12 +937,16 @@ impl Registry {
 
     /// A receiver of every update accepted from now on, in `seq` order.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<UpdateEvent>> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(EVENT_BUFFER).0)
+            .subscribe()
     }
 
     /// How many event-stream subscribers there are.
     pub fn subscribers(&self) -> usize {
-        self.events.receiver_count()
+        self.events
+            .get()
+            .map_or(0, broadcast::Sender::receiver_count)
     }
 
     /// The first `limit` updates still in history whose `seq` is in `after < seq <=
@@ -1070,6 +1086,14 @@ impl Registry {
         latest.into_iter().collect()
     }
 
+    /// How many runs are held (those whose first update is being written aside).
+    pub fn held(&self) -> usize {
+        self.slots()
+            .iter()
+            .filter(|slot| lock(&slot.run).is_visible())
+            .count()
+    }
+
     /// Whether a run `job_id` is held.
     pub fn contains(&self, job_id: &str) -> bool {
         let slot = read(&self.runs).get(job_id).cloned();
@@ -1135,6 +1159,19 @@ impl Registry {
             evicted: self.evicted(),
             runs,
         }
+    }
+
+    /// What a verification reads of run `job_id`: the state after each update in its
+    /// history, oldest first, how many entries `--max-history` dropped, and how many
+    /// updates it accepted.
+    pub fn states_of(&self, job_id: &str) -> Option<SeenStates> {
+        let slot = read(&self.runs).get(job_id).cloned()?;
+        let run = lock(&slot.run);
+        run.is_visible().then(|| SeenStates {
+            states: run.history.iter().map(|entry| entry.state).collect(),
+            dropped: run.dropped,
+            update_count: run.update_count,
+        })
     }
 
     pub fn run(&self, job_id: &str) -> Option<RunView> {
@@ -1304,9 +1341,10 @@ impl Pending {
                 registry.watchers.notify(&accepted.job_id);
                 witness(&accepted);
                 if let Some(event) = event
-                    && registry.events.receiver_count() > 0
+                    && let Some(events) = registry.events.get()
+                    && events.receiver_count() > 0
                 {
-                    let _ = registry.events.send(Arc::new(event));
+                    let _ = events.send(Arc::new(event));
                 }
                 Ok(accepted)
             }

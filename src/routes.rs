@@ -25,6 +25,10 @@ const SPARK_BY_CONFIG: [&str; 2] = ["/spark/jobs/", "/spark/configurations/"];
 
 /// The mock's own routes, for tests.
 pub const MOCK: &str = "/_mock";
+/// Every route again, for a session's world: `/sessions/{id}/...`.
+pub const SESSION_PREFIX: &str = "/sessions/";
+/// The sessions themselves (the service's own world only).
+pub const SESSIONS: &str = "/_mock/sessions";
 /// The dashboard, which also takes the admin token as `?access_token=`.
 pub const UI: &str = "/_mock/ui";
 /// The event stream, which also takes the admin token as `?access_token=`.

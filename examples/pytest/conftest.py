@@ -1,13 +1,22 @@
-"""A pytest fixture that runs job-launcher-mock for the tests that need it.
+"""Pytest fixtures that run job-launcher-mock for the tests that need it.
 
-Copy this file next to your tests. It starts the binary with `--port 0`, reads the
-port from the line it prints when it is ready (no sleeping, no guessing), resets it
-before each test, and stops it at the end of the session. If the mock does not start
-(a bad flag or variable, a locked --data-dir), the failure quotes its stderr.
+Copy this file next to your tests. `jlm_server` starts the binary with `--port 0`, reads
+the port from the line it prints when it is ready (no sleeping, no guessing), and stops
+it at the end of the session. If the mock does not start (a bad flag or variable, a
+locked --data-dir), the failure quotes its stderr.
+
+Two ways for a test to get a clean mock:
+- `jlm`: the mock itself, reset before each test. Simple, but a reset wipes every
+  test's runs: tests must not run in parallel against it.
+- `jlm_session`: a session of its own on the shared mock, deleted after the test: the
+  base URL of its own runs, journal, faults and clock. Tests may run in parallel (with
+  pytest-xdist, or several pipelines) against one instance. Set $JLM_URL to share a mock
+  that already runs (a staging container) instead of starting one.
 
 The binary is found on $JLM_BIN, else on $PATH as `job-launcher-mock`.
 """
 
+import itertools
 import json
 import os
 import shutil
@@ -20,7 +29,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def jlm_server():
-    """The base URL of a job-launcher-mock started for the whole session."""
+    """The base URL of a job-launcher-mock: $JLM_URL's, or one started for the session."""
+    shared = os.environ.get("JLM_URL")
+    if shared:
+        yield shared.rstrip("/")
+        return
     process, url = start(find_binary())
     try:
         yield url
@@ -34,6 +47,32 @@ def jlm(jlm_server):
     """The mock's base URL, reset: no runs and an empty journal."""
     call(jlm_server, "POST", "/_mock/reset")
     return jlm_server
+
+
+@pytest.fixture
+def jlm_session(jlm_server, request):
+    """The base URL of a session of this test's own on the shared mock, deleted after.
+
+    Every route is there (`{base}/job-launcher/launcher/status`, `{base}/_mock/runs`...),
+    on runs, journal, faults and clock no other test sees. It is named after the test, so
+    the dashboard's session picker shows whose it is.
+    """
+    name = session_name(request.node.name)
+    status, made = call(jlm_server, "POST", "/_mock/sessions", {"name": name, "ttl": "1h"})
+    assert status == 201, f"cannot make a session: {status} {made}"
+    try:
+        yield jlm_server + "/sessions/" + made["id"]
+    finally:
+        call(jlm_server, "DELETE", "/_mock/sessions/" + made["id"])
+
+
+def session_name(test_name):
+    """A session name (the jobId rule, at most 64) from a test's name, made unique."""
+    kept = "".join(c if c.isalnum() or c in "._-" else "-" for c in test_name)[:48]
+    return f"{kept.strip('.') or 'test'}-{os.getpid()}-{next(_sessions_made)}"
+
+
+_sessions_made = itertools.count(1)
 
 
 def find_binary():

@@ -5,8 +5,10 @@
 //! - `GET    /_mock/clock`, `POST /_mock/clock/advance`: the clock
 //! - `GET|POST|DELETE /_mock/faults`, `DELETE /_mock/faults/{id}`: fault rules
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -85,7 +87,7 @@ async fn put_scenario(
     Path(MatchPath { pattern }): Path<MatchPath>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let value = read_json(&body)?;
+    let value = body.value()?;
     let now = world.clock.now();
     let (created, scenario) = world.sim.scenarios().put(&pattern, &value, now).await?;
     let status = if created {
@@ -218,8 +220,12 @@ pub struct Advance {
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "`by` is missing or not a duration, or would take the clock past 9999-12-31T23:59:59.999Z; nothing changes", body = ErrorBody),
     ))]
-async fn advance_clock(world: Scope, body: JsonBody) -> Result<Json<ClockView>, ApiError> {
-    let value = read_json(&body)?;
+async fn advance_clock(
+    world: Scope,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Json<ClockView>, ApiError> {
+    let value = body.value()?;
     let by = value
         .get("by")
         .and_then(Value::as_str)
@@ -234,6 +240,10 @@ async fn advance_clock(world: Scope, body: JsonBody) -> Result<Json<ClockView>, 
             }],
         })?;
     world.sim.advance(by).await?;
+    // Sessions expire by the service's clock: its own world's.
+    if Arc::ptr_eq(&world, state.world()) {
+        state.sessions.clock_moved();
+    }
     Ok(Json(clock_view(&world.clock)))
 }
 
@@ -341,7 +351,7 @@ fn only_true() -> utoipa::openapi::schema::Object {
         (status = 422, description = "The rule is not valid (a `ttl` that would expire it after 9999-12-31T23:59:59.999Z included); each problem named", body = ErrorBody),
     ))]
 async fn add_fault(world: Scope, body: JsonBody) -> Result<Response, ApiError> {
-    let value = read_json(&body)?;
+    let value = body.value()?;
     let rule = world.faults.add(&value, world.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
@@ -379,18 +389,4 @@ async fn delete_fault(
     } else {
         Err(ApiError::NotFound(format!("no fault rule with id {id}")))
     }
-}
-
-/// A body that must be JSON, declared as JSON: 400 before 415, as for updates.
-fn read_json(body: &JsonBody) -> Result<Value, ApiError> {
-    let bytes = body
-        .bytes
-        .strip_prefix("\u{feff}".as_bytes())
-        .unwrap_or(&body.bytes);
-    let value = serde_json::from_slice::<Value>(bytes)
-        .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))?;
-    if let Some(problem) = body.media_type_problem() {
-        return Err(ApiError::refusal(vec![problem]));
-    }
-    Ok(value)
 }

@@ -20,6 +20,8 @@ use crate::routes;
     tags(
         (name = "fusion", description = "The routes Fusion's job-launcher documents"),
         (name = "mock", description = "The mock's own routes, for tests"),
+        (name = "sessions", description = "Worlds of their own on one service: every route \
+            again under /sessions/{id}"),
         (name = "service", description = "Health, metrics and this document"),
     ),
     components(schemas(ErrorBody))

@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderValue};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::app::{AppState, BodyLimit};
 use crate::error::ApiError;
 use crate::model::{Problem, ProblemKind, Violation};
+use crate::routes;
+use crate::sessions::Session;
 use crate::world::World;
 
 /// A request body read whole within `--max-body-bytes`, and what its `Content-Type` said.
@@ -29,6 +31,20 @@ pub struct JsonBody {
 }
 
 impl JsonBody {
+    /// The body as a JSON value, declared as JSON: 400 before 415, as for updates.
+    pub fn value(&self) -> Result<serde_json::Value, ApiError> {
+        let bytes = self
+            .bytes
+            .strip_prefix("\u{feff}".as_bytes())
+            .unwrap_or(&self.bytes);
+        let value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))?;
+        if let Some(problem) = self.media_type_problem() {
+            return Err(ApiError::refusal(vec![problem]));
+        }
+        Ok(value)
+    }
+
     /// The 415 problem, when the body is not declared as JSON.
     pub fn media_type_problem(&self) -> Option<Problem> {
         let declared = self.content_type.as_ref();
@@ -123,15 +139,57 @@ pub fn is_json_media_type(content_type: &str) -> bool {
 
 /// The world a request acts on: its runs, journal, configs, scenarios, simulated runs,
 /// faults and clock. Every handler that reads or changes any of those takes this, and
-/// the layers ask [`Scope::of`], so which world a request acts on is decided here, once.
-/// There is one world today, the service's.
+/// the layers ask [`Scope::of`], so which world a request acts on is decided here, once:
+/// a session's, for a request that came under `/sessions/{id}` ([`InSession`]), else the
+/// service's own.
 pub struct Scope(Arc<World>);
 
 impl Scope {
-    /// The world of a request to `path`.
-    pub fn of<'a>(state: &'a AppState, _path: &str) -> &'a Arc<World> {
-        state.world()
+    /// The world of a request with these extensions.
+    pub fn of<'a>(state: &'a AppState, extensions: &'a Extensions) -> &'a Arc<World> {
+        match extensions.get::<InSession>() {
+            Some(InSession(session)) => &session.world,
+            None => state.world(),
+        }
     }
+}
+
+/// On a request that came under `/sessions/{id}`, once its path is the rest: its
+/// session.
+#[derive(Clone)]
+pub struct InSession(pub Arc<Session>);
+
+/// `/sessions/{id}/rest`: the session's id, and the rest (`/` when there is none); `None`
+/// for a path not under a session.
+pub fn under_session(path: &str) -> Option<(&str, &str)> {
+    let after = path.strip_prefix(routes::SESSION_PREFIX)?;
+    let (id, rest) = match after.find('/') {
+        Some(at) => after.split_at(at),
+        None => (after, "/"),
+    };
+    (!id.is_empty()).then_some((id, rest))
+}
+
+/// Takes `request`'s `/sessions/{id}` off its path (the query stays), so it is routed
+/// as the same request to the root would be; gives the session's id, and the path as it
+/// came, for the error body. A path not under a session is left as it is.
+pub fn enter_session(request: &mut Request) -> Option<(Arc<str>, Box<str>)> {
+    let uri = request.uri();
+    let (id, rest) = under_session(uri.path())?;
+    let id: Arc<str> = Arc::from(id);
+    let original: Box<str> = uri.path().into();
+    let rewritten = match uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    if let Ok(path) = axum::http::uri::PathAndQuery::try_from(rewritten) {
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(path);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    Some((id, original))
 }
 
 impl std::ops::Deref for Scope {
@@ -146,7 +204,7 @@ impl FromRequestParts<AppState> for Scope {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        Ok(Scope(Arc::clone(Scope::of(state, parts.uri.path()))))
+        Ok(Scope(Arc::clone(Scope::of(state, &parts.extensions))))
     }
 }
 

@@ -22,7 +22,7 @@ use tower::{Layer, Service, ServiceExt};
 use tracing::{Instrument, Span};
 
 use super::auth;
-use super::extract::{Scope, read_body};
+use super::extract::{self, InSession, read_body};
 use crate::app::{AppState, REQUEST_ID, RequestTimeout};
 use crate::configs;
 use crate::error::{self, ApiError, ErrorCode, ErrorReport};
@@ -199,14 +199,33 @@ fn surround<S: Inner>(
 }
 
 /// [`surround`] within the request's span.
-async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> Response {
+async fn answer<S: Inner>(state: AppState, mut request: Request, next: Next<S>) -> Response {
     tracing::debug!("started processing request");
+    // Under `/sessions/{id}`, the rest of the path is routed in the session's world.
+    let entered = extract::enter_session(&mut request);
+    let session = match &entered {
+        None => None,
+        Some((id, original)) => match state.sessions.find(id) {
+            Some(session) => {
+                request
+                    .extensions_mut()
+                    .insert(InSession(Arc::clone(&session)));
+                Some(session)
+            }
+            None => {
+                let method = request.method().clone();
+                return Box::pin(unknown_session(&state, method, id, original)).await;
+            }
+        },
+    };
+    let world = session.as_ref().map_or_else(|| state.world(), |s| &s.world);
     let surface = Surface::of(request.uri().path());
     let own = surface.is_own();
-    let world = Scope::of(&state, request.uri().path());
     let journal = (!own).then(|| Pending::of(world, &request));
     let method = request.method().clone();
     let path = RequestPath::of(&request, own);
+    // An error's body names the path as it came; the journal, the route's.
+    let shown = entered.as_ref().map(|(_, original)| &**original);
     // A future is as large as its largest state: fault rules and error bodies, seldom
     // needed, are boxed.
     let response = match auth::refusal(&state.access, surface, &request) {
@@ -218,7 +237,7 @@ async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> R
         Box::pin(error::render(
             &world.clock,
             &method,
-            path.as_str(),
+            shown.unwrap_or(path.as_str()),
             response,
         ))
         .await
@@ -229,6 +248,14 @@ async fn answer<S: Inner>(state: AppState, request: Request, next: Next<S>) -> R
         journal.record(world, path.as_str(), &response);
     }
     response
+}
+
+/// The answer to a request under `/sessions/{id}` for a session there is not.
+async fn unknown_session(state: &AppState, method: Method, id: &str, path: &str) -> Response {
+    let refusal = ApiError::NotFound(format!(
+        "no session {id}: it was deleted or expired, or never made (POST /_mock/sessions)"
+    ));
+    error::render(&state.world().clock, &method, path, refusal.into_response()).await
 }
 
 /// A request's path, kept until its answer for the journal and an error's body.

@@ -10,6 +10,7 @@
 //! - `GET    /_mock/requests`: the journal; `DELETE` empties it
 //! - `GET    /_mock/events`: accepted updates as Server-Sent Events
 //! - `POST   /_mock/reset`: back to the start: no runs, journal, configs or faults
+//! - `POST   /_mock/verify`: expectations on runs and the journal, checked in one call
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -28,15 +29,17 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Query, Scope};
+use super::extract::{JsonBody, Query, Scope};
 use super::layers::record_job_id;
 use crate::app::{AppState, MaxWait, Stopping};
 use crate::error::{ApiError, ErrorBody};
 use crate::journal::{JournalFilter, JournalView};
 use crate::model::update::is_valid_job_id;
 use crate::model::{JobState, Violation};
-use crate::registry::{HistoryView, Registry, RunFilter, RunList, RunView, Until, UpdateEvent};
+use crate::registry::{HistoryView, RunFilter, RunList, RunView, Until, UpdateEvent};
 use crate::routes;
+use crate::verify::Expectations;
+use crate::world::World;
 
 /// The routes that answer at once.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -46,6 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_history))
         .routes(routes!(list_requests, delete_requests))
         .routes(routes!(reset))
+        .routes(routes!(verify))
 }
 
 /// The routes that answer when something happens: no request timeout applies to them.
@@ -292,6 +296,11 @@ async fn wait_for_run(
             let message = format!("stopped waiting for run {job_id} to {until}: the server is shutting down");
             (message, run)
         }
+        () = world.closed() => {
+            return Err(ApiError::NotFound(format!(
+                "stopped waiting for run {job_id} to {until}: its session was deleted or expired"
+            )));
+        }
     };
     Err(ApiError::WaitTimedOut {
         message,
@@ -381,6 +390,61 @@ async fn reset(world: Scope) -> Result<StatusCode, ApiError> {
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Expectations on what clients did, checked in one call: each run's states (in order,
+/// a state repeated by consecutive updates said once) and update count, and the number
+/// of refused requests and of updates with a warning in the journal, since the last
+/// reset. Every key is optional. A check that needs entries `--max-history` or
+/// `--journal-size` dropped fails, saying so.
+#[utoipa::path(post, path = "/_mock/verify", tag = "mock",
+    request_body(content = VerifySpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every expectation holds", body = Verified),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 409, description = "Some expectations do not hold: a violation for each, expected and actual in words", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "An expectation cannot be read; each problem named", body = ErrorBody),
+    ))]
+async fn verify(world: Scope, body: JsonBody) -> Result<Json<Verified>, ApiError> {
+    let expectations = Expectations::parse(&body.value()?)?;
+    expectations.check(&world.registry, &world.journal)?;
+    Ok(Json(Verified { ok: true }))
+}
+
+/// What `POST /_mock/verify` takes: every key optional.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documentation only: read by `verify::Expectations::parse`
+pub struct VerifySpec {
+    /// Per jobId: `{"states": ["starting", "running", "finished"], "updates": 3}`.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, RunExpectation>>)]
+    runs: Option<serde_json::Value>,
+    /// How many requests to the Fusion routes were refused (or dropped by a fault).
+    #[schema(minimum = 0)]
+    refused: Option<u64>,
+    /// How many accepted status updates carried a warning.
+    #[schema(minimum = 0)]
+    warnings: Option<u64>,
+}
+
+/// What is expected of one run.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documentation only
+pub struct RunExpectation {
+    /// The states its accepted updates went through, oldest first, repeats said once.
+    states: Option<Vec<JobState>>,
+    /// How many updates it accepted, exact repeats aside.
+    #[schema(minimum = 0)]
+    updates: Option<u64>,
+}
+
+/// Every expectation holds.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Verified {
+    ok: bool,
+}
+
 /// Accepted updates as they happen, as Server-Sent Events: each event's `id` is its
 /// `seq`, its data `{"jobId", "seq", "receivedAt", "update"}`. With `Last-Event-ID: N`,
 /// the updates after `N` still held in history come first, in order. A client that
@@ -419,13 +483,12 @@ async fn stream_events(
     };
     // Subscribe, then read what is already recorded: every seq up to `until` is in
     // history now, and every later one will come through the subscription.
-    let registry = Arc::clone(&world.registry);
     let feed = Feed {
-        receiver: registry.subscribe(),
-        until: registry.last_seq(),
+        receiver: world.registry.subscribe(),
+        until: world.registry.last_seq(),
         backlog_after: resume,
         page: VecDeque::new(),
-        registry,
+        world: Arc::clone(&world),
         stopping,
         done: false,
     };
@@ -442,7 +505,8 @@ const BACKLOG_PAGE: usize = 256;
 /// One subscriber's events: the missed updates still in history, page by page, then
 /// the live ones.
 struct Feed {
-    registry: Arc<Registry>,
+    /// Its world: the stream ends when the world is closed (its session deleted).
+    world: Arc<World>,
     receiver: broadcast::Receiver<Arc<UpdateEvent>>,
     stopping: Stopping,
     /// The last seq recorded when the client connected: the backlog ends there, the
@@ -465,6 +529,7 @@ impl Feed {
             }
             if let Some(after) = self.backlog_after {
                 let page = self
+                    .world
                     .registry
                     .updates_between(after, self.until, BACKLOG_PAGE);
                 self.backlog_after = page.last().map(|event| event.seq);
@@ -474,6 +539,7 @@ impl Feed {
             let received = tokio::select! {
                 received = self.receiver.recv() => received,
                 () = self.stopping.stopped() => return None,
+                () = self.world.closed() => return None,
             };
             match received {
                 Ok(event) if event.seq <= self.until => continue,

@@ -18,6 +18,7 @@ pub mod health;
 mod layers;
 pub mod metrics;
 pub mod mock;
+pub mod sessions;
 pub mod spark;
 pub mod ui;
 
@@ -57,6 +58,7 @@ fn router(timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(spark::routes())
         .merge(mock::routes())
         .merge(control::routes())
+        .merge(sessions::routes())
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(ui::routes())

@@ -2,13 +2,18 @@
 //!
 //! - `GET /_mock/ui`: the page
 //! - `GET /`: redirects to it
+//!
+//! Under `/sessions/{id}` the page shows that session, and a picker goes from one to
+//! another.
 
+use axum::Extension;
 use axum::extract::RawQuery;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::extract::InSession;
 use crate::app::AppState;
 use crate::routes;
 
@@ -38,9 +43,13 @@ async fn dashboard() -> impl IntoResponse {
 /// Redirects to the dashboard, keeping the query (an access token).
 #[utoipa::path(get, path = "/", tag = "mock",
     responses((status = 303, description = "To /_mock/ui")))]
-async fn home(RawQuery(query): RawQuery) -> Redirect {
+async fn home(session: Option<Extension<InSession>>, RawQuery(query): RawQuery) -> Redirect {
+    // Under a session, to that session's page.
+    let base = session.map_or(String::new(), |Extension(InSession(session))| {
+        format!("{}{}", routes::SESSION_PREFIX, session.id)
+    });
     match query {
-        Some(query) => Redirect::to(&format!("{}?{query}", routes::UI)),
-        None => Redirect::to(routes::UI),
+        Some(query) => Redirect::to(&format!("{base}{}?{query}", routes::UI)),
+        None => Redirect::to(&format!("{base}{}", routes::UI)),
     }
 }

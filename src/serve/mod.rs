@@ -46,6 +46,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     state.world().sim.start_driver();
+    state.sessions.start_sweeper();
     let stopping = state.stopping.clone();
     let peers = state.peers;
     let stack = api::service(state);

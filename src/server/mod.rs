@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, watch};
 use chrono::{DateTime, Utc};
 
 use crate::app::AppState;
-use crate::config::{ClockMode, Config, Credentials, Secret, Validation};
+use crate::config::{ClockMode, Config, Credentials, Secret, SessionTtl, Validation};
 use crate::error::ApiError;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
@@ -453,6 +453,20 @@ impl MockServerBuilder {
     /// in-flight requests run before it closes their connections; 5 s unless set.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout.into();
+        self
+    }
+
+    /// `--max-sessions`: the most sessions (`POST /_mock/sessions`) live at once; 0
+    /// allows none. 100 unless set.
+    pub fn max_sessions(mut self, max_sessions: usize) -> Self {
+        self.config.max_sessions = max_sessions;
+        self
+    }
+
+    /// `--session-ttl`: how long a session may go unused, by the mock's clock, before it
+    /// is forgotten, when it names no ttl of its own; `None` is `never`. 1 h unless set.
+    pub fn session_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.config.session_ttl = ttl.map_or(SessionTtl::NEVER, SessionTtl::from);
         self
     }
 

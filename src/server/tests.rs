@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -51,6 +51,16 @@ impl App {
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         let request = Request::get(path).body(Body::empty()).unwrap();
         self.call(request).await
+    }
+
+    /// The status and JSON answer of `method path`, with `body` as JSON if given.
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        let body = body.map_or_else(Body::empty, |body| Body::from(body.to_string()));
+        self.call(request.body(body).unwrap()).await
     }
 
     /// Posts `update`, which must be accepted.
@@ -303,4 +313,47 @@ async fn a_resuming_subscriber_gets_a_long_backlog_page_by_page() {
         assert_eq!(resumed.next_update().await["seq"], expected);
         expected += 1;
     }
+}
+
+#[tokio::test]
+async fn deleting_a_session_answers_its_waits_and_forgets_all_it_held() {
+    let app = App::new();
+    let session = json!({"name": "gone", "ttl": null});
+    let (made, answer) = app
+        .send(Method::POST, "/_mock/sessions", Some(session.clone()))
+        .await;
+    assert_eq!(made, StatusCode::CREATED, "{answer}");
+    let (posted, answer) = app
+        .send(
+            Method::POST,
+            "/sessions/gone/job-launcher/launcher/status",
+            Some(update("r1", "running")),
+        )
+        .await;
+    assert_eq!(posted, StatusCode::OK, "{answer}");
+    let mut waiters = app.state.sessions.list()[0].world.registry.waiters();
+    let waiting = app.get("/sessions/gone/_mock/runs/r1/wait?state=finished&timeout=1h");
+    let deleting = async {
+        until_waiters(&mut waiters, 1).await;
+        app.send(Method::DELETE, "/_mock/sessions/gone", None).await
+    };
+    let ((waited, answer), (deleted, _)) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(waiting, deleting)
+    })
+    .await
+    .expect("the wait ends when its session goes");
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    assert_eq!(waited, StatusCode::NOT_FOUND, "{answer}");
+    assert!(answer.to_string().contains("session"), "{answer}");
+    assert_eq!(
+        app.get("/sessions/gone/_mock/runs/r1").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get("/_mock/sessions").await.1, json!({"sessions": []}));
+    // The name is free again, for a world that starts empty.
+    let (made, answer) = app
+        .send(Method::POST, "/_mock/sessions", Some(session))
+        .await;
+    assert_eq!(made, StatusCode::CREATED, "{answer}");
+    assert_eq!(app.get("/sessions/gone/_mock/runs").await.1["total"], 0);
 }

@@ -2,6 +2,7 @@
 //! tables, the format marker, reading it back at start, and the writer thread that
 //! commits the queue's writes (see the parent module).
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -9,11 +10,12 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::Serialize;
 
 use super::{
-    Health, Message, Restored, Store, StoreError, StoredEntry, StoredRun, Unavailable, Write,
+    Health, Message, Restored, RestoredSession, Store, StoreError, StoredEntry, StoredRun,
+    Unavailable, Write,
 };
 
 /// History entries, by `seq`.
@@ -22,6 +24,9 @@ const UPDATES: TableDefinition<u64, &[u8]> = TableDefinition::new("updates");
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 /// Everything else, by name.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The sessions, by id: how each was made (its name, ttl and clock, as JSON). A session's
+/// own world is kept in tables of its own (`session/{id}/...`).
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 /// The format this version writes and reads; another is refused at start.
 const FORMAT: &str = "job-launcher-mock/1";
@@ -86,7 +91,14 @@ impl Store {
             .name("jlm-store".to_owned())
             .spawn(move || writer.run(&received))
             .map_err(|e| other(format!("cannot start the writer: {e}")))?;
-        Ok((Store { queue, health }, restored))
+        Ok((
+            Store {
+                queue,
+                health,
+                scope: None,
+            },
+            restored,
+        ))
     }
 }
 
@@ -197,14 +209,44 @@ fn write_format(db: &Database) -> Result<(), String> {
 
 fn read(db: &Database) -> Result<Restored, String> {
     let txn = db.begin_read().map_err(|e| format!("cannot read: {e}"))?;
-    let runs_table = txn
-        .open_table(RUNS)
-        .map_err(|e| format!("cannot read runs: {e}"))?;
+    let mut restored = read_world(&txn, &TableNames::root())?
+        .ok_or_else(|| "its tables are missing".to_owned())?;
+    let listed = match txn.open_table(SESSIONS) {
+        Ok(listed) => listed,
+        // Written before sessions were kept: none.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(restored),
+        Err(e) => return Err(format!("cannot read the sessions: {e}")),
+    };
+    for row in listed
+        .iter()
+        .map_err(|e| format!("a session record is corrupt: {e}"))?
+    {
+        let (id, meta) = row.map_err(|e| format!("a session record is corrupt: {e}"))?;
+        let id = id.value().to_owned();
+        let data = read_world(&txn, &TableNames::session(&id))?
+            // A session nothing was written to yet has no tables.
+            .unwrap_or_default();
+        restored.sessions.push(RestoredSession {
+            meta: String::from_utf8_lossy(meta.value()).into_owned(),
+            id,
+            data,
+        });
+    }
+    Ok(restored)
+}
+
+/// One world's runs, histories and documents; `None` when its tables do not exist.
+fn read_world(txn: &redb::ReadTransaction, names: &TableNames) -> Result<Option<Restored>, String> {
+    let runs_table = match txn.open_table(names.runs()) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(format!("cannot read runs: {e}")),
+    };
     let updates = txn
-        .open_table(UPDATES)
+        .open_table(names.updates())
         .map_err(|e| format!("cannot read updates: {e}"))?;
     let meta = txn
-        .open_table(META)
+        .open_table(names.meta())
         .map_err(|e| format!("cannot read: {e}"))?;
     let corrupt =
         |what: &str, e: &dyn std::fmt::Display| format!("a {what} record is corrupt: {e}");
@@ -248,14 +290,15 @@ fn read(db: &Database) -> Result<Restored, String> {
         Some(text) => last_seq.max(text.parse().map_err(|e| corrupt("lastSeq", &e))?),
         None => last_seq,
     };
-    Ok(Restored {
+    Ok(Some(Restored {
         runs,
         last_seq,
         evicted,
         scenarios: document("scenarios")?,
         configs: document("configs")?,
         faults: document("faults")?,
-    })
+        sessions: Vec::new(),
+    }))
 }
 
 /// How often a store that cannot write tries again while no change asks it to.
@@ -352,17 +395,18 @@ fn lowercase_first(text: &str) -> String {
 fn commit(db: &Database, writes: Vec<Write>, probe: bool) -> Result<(), String> {
     let txn = db.begin_write().map_err(cause)?;
     {
-        let mut tables = Tables {
-            updates: txn.open_table(UPDATES).map_err(cause)?,
-            runs: txn.open_table(RUNS).map_err(cause)?,
-            meta: txn.open_table(META).map_err(cause)?,
+        let mut open = Open {
+            txn: &txn,
+            root: Tables::open(&txn, &TableNames::root())?,
+            sessions: HashMap::new(),
+            listed: txn.open_table(SESSIONS).map_err(cause)?,
         };
         for write in writes {
-            tables.apply(write)?;
+            open.apply(write)?;
         }
         if probe {
             let now = crate::model::time::rfc3339(chrono::Utc::now());
-            tables
+            open.root
                 .meta
                 .insert("probedAt", now.as_bytes())
                 .map_err(cause)?;
@@ -371,14 +415,108 @@ fn commit(db: &Database, writes: Vec<Write>, probe: bool) -> Result<(), String> 
     txn.commit().map_err(cause)
 }
 
-/// The tables of one write transaction.
+/// The names of one world's tables: the service's own world, or a session's.
+struct TableNames {
+    updates: String,
+    runs: String,
+    meta: String,
+}
+
+impl TableNames {
+    fn root() -> TableNames {
+        TableNames {
+            updates: UPDATES.name().to_owned(),
+            runs: RUNS.name().to_owned(),
+            meta: META.name().to_owned(),
+        }
+    }
+
+    /// A session's: its id is a jobId-like name, safe in a table's name.
+    fn session(id: &str) -> TableNames {
+        TableNames {
+            updates: format!("session/{id}/updates"),
+            runs: format!("session/{id}/runs"),
+            meta: format!("session/{id}/meta"),
+        }
+    }
+
+    fn updates(&self) -> TableDefinition<'_, u64, &'static [u8]> {
+        TableDefinition::new(&self.updates)
+    }
+
+    fn runs(&self) -> TableDefinition<'_, &'static str, &'static [u8]> {
+        TableDefinition::new(&self.runs)
+    }
+
+    fn meta(&self) -> TableDefinition<'_, &'static str, &'static [u8]> {
+        TableDefinition::new(&self.meta)
+    }
+}
+
+/// The tables a write transaction has opened: the service's world's, each session's it
+/// wrote to, and the list of sessions.
+struct Open<'t> {
+    txn: &'t redb::WriteTransaction,
+    root: Tables<'t>,
+    sessions: HashMap<Arc<str>, Tables<'t>>,
+    listed: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+impl Open<'_> {
+    fn apply(&mut self, write: Write) -> Result<(), String> {
+        match write {
+            Write::Scoped { scope, write } => {
+                if !self.sessions.contains_key(&scope) {
+                    let tables = Tables::open(self.txn, &TableNames::session(&scope))?;
+                    self.sessions.insert(Arc::clone(&scope), tables);
+                }
+                match self.sessions.get_mut(&scope) {
+                    Some(tables) => tables.apply(*write),
+                    None => Err(format!("the tables of session {scope} did not open")),
+                }
+            }
+            Write::SessionCreated { id, json } => self
+                .listed
+                .insert(id.as_str(), json.as_bytes())
+                .map(|_| ())
+                .map_err(cause),
+            Write::SessionDeleted { id } => {
+                // Its tables must be closed to be deleted.
+                self.sessions.remove(id.as_str());
+                self.listed.remove(id.as_str()).map_err(cause)?;
+                let names = TableNames::session(&id);
+                self.txn.delete_table(names.updates()).map_err(cause)?;
+                self.txn.delete_table(names.runs()).map_err(cause)?;
+                self.txn.delete_table(names.meta()).map_err(cause)?;
+                Ok(())
+            }
+            Write::All(writes) => {
+                for write in writes {
+                    self.apply(write)?;
+                }
+                Ok(())
+            }
+            write => self.root.apply(write),
+        }
+    }
+}
+
+/// One world's tables in a write transaction.
 struct Tables<'t> {
     updates: redb::Table<'t, u64, &'static [u8]>,
     runs: redb::Table<'t, &'static str, &'static [u8]>,
     meta: redb::Table<'t, &'static str, &'static [u8]>,
 }
 
-impl Tables<'_> {
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction, names: &TableNames) -> Result<Tables<'t>, String> {
+        Ok(Tables {
+            updates: txn.open_table(names.updates()).map_err(cause)?,
+            runs: txn.open_table(names.runs()).map_err(cause)?,
+            meta: txn.open_table(names.meta()).map_err(cause)?,
+        })
+    }
+
     fn apply(&mut self, write: Write) -> Result<(), String> {
         match write {
             Write::Update {
@@ -428,6 +566,9 @@ impl Tables<'_> {
                 for write in writes {
                     self.apply(write)?;
                 }
+            }
+            Write::Scoped { .. } | Write::SessionCreated { .. } | Write::SessionDeleted { .. } => {
+                return Err("a session's write inside another world's".to_owned());
             }
         }
         Ok(())

@@ -87,6 +87,12 @@ pub enum Write {
     Document { name: &'static str, json: String },
     /// Several changes that stand or fall together, in this order.
     All(Vec<Write>),
+    /// A change to a session's world (see [`Store::scoped`]).
+    Scoped { scope: Arc<str>, write: Box<Write> },
+    /// A session made: how (its `json`), so a restart makes it again.
+    SessionCreated { id: String, json: String },
+    /// A session forgotten, with everything its world kept.
+    SessionDeleted { id: String },
 }
 
 /// Why a change could not be stored: the cause, as the 503 `storage_unavailable` and the
@@ -144,6 +150,17 @@ pub struct Restored {
     pub scenarios: Option<String>,
     pub configs: Option<String>,
     pub faults: Option<String>,
+    /// The sessions, each with what its world held (the service's own world only).
+    pub sessions: Vec<RestoredSession>,
+}
+
+/// A session as a data directory held it.
+#[derive(Debug, Default)]
+pub struct RestoredSession {
+    pub id: String,
+    /// How it was made: its `json` when written.
+    pub meta: String,
+    pub data: Restored,
 }
 
 /// A data directory that cannot be used at start, and why: each cause its own message,
@@ -210,6 +227,8 @@ impl Health {
 pub struct Store {
     queue: mpsc::Sender<Message>,
     health: Arc<Health>,
+    /// The session whose world this handle writes for; `None` for the service's own.
+    scope: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -226,11 +245,28 @@ impl Store {
         write: Write,
         done: impl FnOnce(Result<(), Unavailable>) + Send + 'static,
     ) {
+        let write = match &self.scope {
+            Some(scope) => Write::Scoped {
+                scope: Arc::clone(scope),
+                write: Box::new(write),
+            },
+            None => write,
+        };
         // A send fails only when the writer has stopped: the message, dropped, reports it.
         let _ = self.queue.send(Message {
             write,
             done: Some(Box::new(done)),
         });
+    }
+
+    /// A handle on the same store that keeps what it is given as session `id`'s: its
+    /// world's runs and documents apart from every other's.
+    pub fn scoped(&self, id: &str) -> Store {
+        Store {
+            queue: self.queue.clone(),
+            health: Arc::clone(&self.health),
+            scope: Some(Arc::from(id)),
+        }
     }
 
     /// Writes `write`; resolves once it is durable, or with why it could not be.

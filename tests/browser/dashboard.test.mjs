@@ -213,6 +213,34 @@ async function main() {
       assert(last.includes('driver-run-a'), `last entry: ${last}`);
     });
 
+    await step('a session\'s page shows its runs only, live, and the picker goes back', async () => {
+      const made = await fetch(`${base}/_mock/sessions`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'ui-session' }),
+      });
+      assert(made.status === 201, `POST /_mock/sessions -> ${made.status}`);
+      const sessionBase = `${base}/sessions/ui-session`;
+      await post(sessionBase, { jobId: 'run-in-session', state: 'running', jobConfig: { id: 'session-job', type: 'spark' } });
+      const p3 = await context.newPage();
+      p3.on('pageerror', (e) => pageErrors.push(e.message));
+      const r = await p3.goto(`${sessionBase}/`, { waitUntil: 'domcontentloaded', timeout: WAIT });
+      assert(r && r.status() === 200 && p3.url().endsWith('/sessions/ui-session/_mock/ui'), `landed on ${p3.url()}`);
+      await p3.waitForSelector('[data-job-id="run-in-session"]', { timeout: WAIT });
+      const rows = await p3.$$eval('#runs [data-job-id]', (els) => els.map((e) => e.getAttribute('data-job-id')));
+      assert(JSON.stringify(rows) === '["run-in-session"]', `the session's page shows ${JSON.stringify(rows)}`);
+      await p3.waitForFunction(() => document.getElementById('live-status')?.textContent.trim() === 'live', null, { timeout: WAIT });
+      await post(base, { jobId: 'run-root-meanwhile', state: 'running' });
+      await post(sessionBase, { jobId: 'run-in-session-live', state: 'running' });
+      await p3.waitForSelector('[data-job-id="run-in-session-live"]', { timeout: WAIT });
+      assert(await p3.locator('[data-job-id="run-root-meanwhile"]').count() === 0, 'a root run on the session page');
+      const options = await p3.$$eval('#session option', (els) => els.map((e) => e.value));
+      assert(options.includes('') && options.includes('ui-session'), `picker options ${JSON.stringify(options)}`);
+      assert(await p3.$eval('#session', (e) => e.value) === 'ui-session', 'the picker names this session');
+      await Promise.all([p3.waitForURL(`${base}/_mock/ui`, { timeout: WAIT }), p3.selectOption('#session', '')]);
+      await p3.waitForSelector('[data-job-id="run-root-meanwhile"]', { timeout: WAIT });
+      assert(await p3.locator('[data-job-id="run-in-session"]').count() === 0, 'a session run on the root page');
+      await p3.close();
+    });
+
     await step('screenshot', async () => {
       assert(page, 'no page');
       fs.mkdirSync(path.dirname(path.resolve(SHOT)), { recursive: true });
