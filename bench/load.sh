@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load test of job-launcher-mock over loopback, against a bare axum handler as baseline.
 # Prints one table at the end. Needs cargo, python3, and wrk (installed with apt if
-# missing). Takes about 2 * ROUNDS * DURATION + 3 * DURATION + ~40 s after the build
-# (defaults: about 4.5 minutes, with the memory per connection).
+# missing). Takes about 3 * ROUNDS * DURATION + 3 * DURATION + ~60 s after the build
+# (defaults: about 6 minutes, with the memory per connection and per session). Each
+# round loads a fresh service at the root, a fresh one under a session, and the bare
+# handler.
 #
 #   bash bench/load.sh                      # ROUNDS=7 DURATION=10
 #   ROUNDS=3 DURATION=8 bash bench/load.sh
@@ -10,7 +12,8 @@
 # Env: ROUNDS (7: on the machine docs/performance.md describes one round's ratio swings by about
 # 0.07, so the median needs several), DURATION seconds per wrk run (10), CONNECTIONS
 # (32), THREADS (wrk threads, 2: see below), STARTS (20, for the start-up time),
-# MEM_RUNS (50000), CONNS (5000, for the memory per open connection), SKIP_BUILD=1 to
+# MEM_RUNS (50000), CONNS (5000, for the memory per open connection), SESSIONS (10000,
+# for the memory per empty session), SKIP_BUILD=1 to
 # use the binaries already in target/release.
 #
 # wrk runs with -t2: with -t1 the load generator's one thread (which also builds each
@@ -28,6 +31,7 @@ THREADS=${THREADS:-2}
 STARTS=${STARTS:-20}
 MEM_RUNS=${MEM_RUNS:-50000}
 CONNS=${CONNS:-5000}
+SESSIONS=${SESSIONS:-10000}
 SEED=tests/fixtures/seed-status-update.json
 SERVICE=target/release/job-launcher-mock
 BARE=target/release/examples/bare
@@ -127,6 +131,11 @@ for round in $(seq 1 "$ROUNDS"); do
   start service "$SERVICE" --port 0
   load "svc.$round" -s bench/post_seed.lua "$BASE/job-launcher/launcher/status" -- "$SEED" "r$round"
   stop
+  # The same under a session: /sessions/bench/..., on the session's own world.
+  start service "$SERVICE" --port 0
+  curl -fsS -o /dev/null -X POST "$BASE/_mock/sessions" -H 'Content-Type: application/json' -d '{"name":"bench"}'
+  load "sess.$round" -s bench/post_seed.lua "$BASE/sessions/bench/job-launcher/launcher/status" -- "$SEED" "r$round"
+  stop
   start bare "$BARE" --port 0
   load "bare.$round" -s bench/post_seed.lua "$BASE/job-launcher/launcher/status" -- "$SEED" "r$round"
   stop
@@ -183,6 +192,13 @@ for kind in fresh idle wait; do
   echo "  $kind: $per bytes each" >&2
 done
 echo "conns=$CONNS" >>"$RESULTS"
+
+echo "--- 7: resident memory per empty session, $SESSIONS of them, made and deleted twice" >&2
+read -r per before with deleted with_again deleted_again < <(timeout 600 $TOOLS sessions "$SERVICE" "$SESSIONS") || true
+[ -n "${per:-}" ] || { echo "the sessions measurement failed" >&2; exit 1; }
+echo "session_rss=$per $before $with $deleted $with_again $deleted_again" >>"$RESULTS"
+echo "sessions=$SESSIONS" >>"$RESULTS"
+echo "  $per bytes each" >&2
 
 echo >&2
 $TOOLS table "$RESULTS"

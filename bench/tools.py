@@ -339,6 +339,7 @@ def table(path):
 
     svc, bare = per_round("svc_rps"), per_round("bare_rps")
     ratio = [s / b for s, b in zip(svc, bare)]
+    sess = per_round("sess_rps") if "sess_rps.1" in r else None
     svc_p99, bare_p99 = per_round("svc_p99"), per_round("bare_p99")
     svc_cpu, bare_cpu = per_round("svc_cpu"), per_round("bare_cpu")
     med = statistics.median
@@ -355,6 +356,14 @@ def table(path):
         ("  service CPU us/request", f"{med(svc_cpu):.0f}", spread(svc_cpu, "{:.0f}")),
         ("  bare CPU us/request", f"{med(bare_cpu):.0f}", spread(bare_cpu, "{:.0f}")),
     ]
+    if sess:
+        in_session = [s / root for s, root in zip(sess, svc)]
+        sess_p99 = per_round("sess_p99")
+        rows += [
+            ("POST status under a session req/s", f"{med(sess):,.0f}", spread(sess, "{:.0f}")),
+            ("  ratio session/root", f"{med(in_session):.3f}", spread(in_session, "{:.3f}")),
+            ("  session p99 latency ms", f"{med(sess_p99):.2f}", spread(sess_p99, "{:.2f}")),
+        ]
     if "quiet_rps" in r:
         rows.append(
             ("  service, RUST_LOG=warn, req/s (1 run)", f"{float(r['quiet_rps']):,.0f}",
@@ -383,6 +392,13 @@ def table(path):
             (f"RSS per idle kept-alive connection ({n:,})", f"{int(r['conn_idle']):,}", "one request answered, then open"),
             (f"RSS per connection that sent nothing ({n:,})", f"{int(r['conn_fresh']):,}", ""),
         ]
+    if "session_rss" in r:
+        per, *rss = (int(x) for x in r["session_rss"].split())
+        mib = " -> ".join(f"{x / 2**20:.1f}" for x in rss)
+        rows.append(
+            (f"RSS per empty session, bytes ({int(r['sessions']):,})", f"{per:,}",
+             f"MiB: {mib} (before, made, deleted, made again, deleted again)")
+        )
     bad = [k for k in r if k.startswith("bad.")]
     w0 = max(len(a) for a, _, _ in rows)
     w1 = max(len(b) for _, b, _ in rows)

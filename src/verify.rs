@@ -160,7 +160,13 @@ fn states(value: &Value, field: &str, problems: &mut Vec<Violation>) -> Option<V
 }
 
 fn count(value: &Value, field: &str, problems: &mut Vec<Violation>) -> Option<u64> {
-    let count = value.as_u64();
+    // A whole number, however it is written (`3`, or `3.0` as JSON allows).
+    let count = value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(n))
+            .map(|n| n as u64)
+    });
     if count.is_none() {
         problems.push(violation(field, "must be a whole number, 0 or more"));
     }

@@ -185,7 +185,11 @@ fn read_wanted(body: &Value) -> Result<Wanted, ApiError> {
     };
     let mut wanted = Wanted::default();
     let mut problems = Vec::new();
-    for (key, value) in members {
+    // A member given as `null` is one left out (`ttl`'s null, which means never, aside).
+    let given = members
+        .iter()
+        .filter(|(key, value)| *key == "ttl" || !value.is_null());
+    for (key, value) in given {
         match (key.as_str(), value) {
             ("name", Value::String(name)) => wanted.name = Some(name.clone()),
             ("name", _) => problems.push(violation("name", "must be a string")),

@@ -212,6 +212,18 @@ async fn sessions_are_named_bounded_and_refused_clearly() {
         made.json
     );
 
+    let nulls = make(&app, json!({"name": null, "clock": null})).await;
+    assert_eq!(
+        nulls.status,
+        StatusCode::CREATED,
+        "null members are left out: {}",
+        nulls.text
+    );
+    app.delete(&format!(
+        "/_mock/sessions/{}",
+        nulls.json["id"].as_str().unwrap()
+    ))
+    .await;
     let null = make(&app, Value::Null).await;
     assert_eq!(
         null.status,

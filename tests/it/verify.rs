@@ -73,6 +73,9 @@ async fn expectations_that_hold_are_answered_ok() {
     let nulls =
         json!({"runs": {"r1": {"states": null, "updates": 4}}, "refused": null, "warnings": null});
     assert_eq!(verify(&app, "", nulls).await.json, json!({"ok": true}));
+    // A whole number written as JSON allows.
+    let floats = json!({"runs": {"r1": {"updates": 4.0}}, "refused": 1.0});
+    assert_eq!(verify(&app, "", floats).await.json, json!({"ok": true}));
 }
 
 #[tokio::test]
