@@ -125,7 +125,7 @@ impl Configs {
         match config.member("id") {
             None => {}
             Some(given) if json::as_string(given).is_some_and(|given| given == id) => {}
-            Some(given) => violations.push(violation(
+            Some(given) => violations.push(Violation::new(
                 "id",
                 &format!("the body's id {given} differs from the path's \"{id}\""),
             )),
@@ -176,8 +176,8 @@ pub fn read_launched(
     let id = config.member("id").map(json::as_string);
     let mut violations = match &id {
         Some(Some(id)) => check_id(id),
-        Some(None) => vec![violation("id", "must be a string: the config's name")],
-        None => vec![violation("id", "missing: the config's name")],
+        Some(None) => vec![Violation::new("id", "must be a string: the config's name")],
+        None => vec![Violation::new("id", "missing: the config's name")],
     };
     violations.extend(config.check_type());
     match id {
@@ -205,7 +205,7 @@ fn check_id(id: &str) -> Vec<Violation> {
     if well_formed {
         Vec::new()
     } else {
-        vec![violation(
+        vec![Violation::new(
             "id",
             &format!(
                 "{} is not a config id: a letter, then letters, digits, _ and -, at most 63 in all",
@@ -261,11 +261,11 @@ impl ConfigBody {
     fn check_type(&self) -> Vec<Violation> {
         match self.member("type").map(json::as_string) {
             Some(Some(t)) if !t.is_empty() => Vec::new(),
-            Some(_) => vec![violation(
+            Some(_) => vec![Violation::new(
                 "type",
                 "must be a non-empty string, e.g. \"custom_python_job\"",
             )],
-            None => vec![violation(
+            None => vec![Violation::new(
                 "type",
                 "missing: the job type, e.g. \"custom_python_job\"",
             )],
@@ -280,13 +280,6 @@ impl ConfigBody {
         let rest = self.text.trim_start_matches('{').trim_start();
         let separator = if rest.starts_with('}') { "" } else { "," };
         format!("{{\"id\":{}{separator}{rest}", Value::from(id))
-    }
-}
-
-fn violation(field: &str, message: &str) -> Violation {
-    Violation {
-        field: field.to_owned().into(),
-        message: message.to_owned().into(),
     }
 }
 

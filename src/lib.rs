@@ -28,6 +28,11 @@
 //! ([`Run`], [`History`], [`Journal`]) are `Deserialize`, so a test that talks to a
 //! shared mock over HTTP can read the routes' answers into them too.
 //!
+//! [`MockServer::session`] gives a [`MockSession`]: a world of its own on the same
+//! server (runs, journal, faults, clock), under its own [`uri`](MockSession::uri), with
+//! the same methods, for tests that share one server; and `verify` on both checks what
+//! clients did (each run's states and update count, refused requests) in one call.
+//!
 //! The crate's `cli` feature (on by default) is the binary's: flags, logs, the
 //! allocator and `--data-dir`. A test crate needs none of it:
 //! `job-launcher-mock = { ..., default-features = false }`.
@@ -71,6 +76,6 @@ mod world;
 
 pub use model::JobState;
 pub use server::{
-    Error, History, HistoryEntry, Journal, JournalEntry, MockServer, MockServerBuilder, Run,
-    Warning,
+    Error, History, HistoryEntry, Journal, JournalEntry, MockServer, MockServerBuilder,
+    MockSession, Run, Warning,
 };

@@ -18,11 +18,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, ClockMode, later};
 use crate::error::ApiError;
 use crate::metrics::{LiveSources, WorldReadings};
+use crate::model::Violation;
 use crate::model::time::rfc3339;
 use crate::model::update::is_valid_job_id;
 use crate::store::{RestoredSession, Store, Write};
@@ -72,12 +74,10 @@ pub struct Session {
 }
 
 /// What `POST /_mock/sessions` takes; every member optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct Wanted {
     pub name: Option<String>,
-    /// A duration (`2h`), or `null` for never; absent, `--session-ttl`.
-    #[serde(default, deserialize_with = "present")]
+    /// A duration (`2h`), or `None` for never; absent, `--session-ttl`.
     pub ttl: Option<Option<String>>,
     pub clock: Option<ClockMode>,
 }
@@ -110,6 +110,58 @@ struct Kept {
     /// Milliseconds; absent: never.
     ttl_ms: Option<u64>,
     clock: ClockMode,
+}
+
+impl Wanted {
+    /// Reads `{"name", "ttl", "clock"}`; every problem named. `null`, which the document
+    /// allows for an optional body, is no body.
+    pub fn read(body: &Value) -> Result<Wanted, ApiError> {
+        if body.is_null() {
+            return Ok(Wanted::default());
+        }
+        let Some(members) = body.as_object() else {
+            return Err(refused(vec![Violation::new(
+                "body",
+                "must be an object: {\"name\", \"ttl\", \"clock\"}, every member optional",
+            )]));
+        };
+        let mut wanted = Wanted::default();
+        let mut problems = Vec::new();
+        // A member given as `null` is one left out (`ttl`'s null, which means never, aside).
+        let given = members
+            .iter()
+            .filter(|(key, value)| *key == "ttl" || !value.is_null());
+        for (key, value) in given {
+            match (key.as_str(), value) {
+                ("name", Value::String(name)) => wanted.name = Some(name.clone()),
+                ("name", _) => problems.push(Violation::new("name", "must be a string")),
+                ("ttl", Value::Null) => wanted.ttl = Some(None),
+                ("ttl", Value::String(ttl)) => wanted.ttl = Some(Some(ttl.clone())),
+                ("ttl", _) => problems.push(Violation::new(
+                    "ttl",
+                    "must be a duration such as 2h, or null for never",
+                )),
+                ("clock", Value::String(clock)) if clock == "manual" => {
+                    wanted.clock = Some(ClockMode::Manual);
+                }
+                ("clock", Value::String(clock)) if clock == "system" => {
+                    wanted.clock = Some(ClockMode::System);
+                }
+                ("clock", _) => {
+                    problems.push(Violation::new("clock", "must be manual or system"));
+                }
+                (other, _) => problems.push(Violation::new(
+                    other,
+                    "is not a member; use name, ttl or clock",
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(wanted)
+        } else {
+            Err(refused(problems))
+        }
+    }
 }
 
 impl Sessions {
@@ -218,7 +270,7 @@ impl Sessions {
             if live.contains_key(&id) {
                 return Err(ApiError::Conflict {
                     message: format!("a session named {id} exists"),
-                    violations: vec![violation("name", &format!("{id} is in use"))],
+                    violations: vec![Violation::new("name", &format!("{id} is in use"))],
                 });
             }
             if live.len() >= self.settings.max {
@@ -447,24 +499,16 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn invalid(field: &str, message: &str) -> ApiError {
+    refused(vec![Violation::new(field, message)])
+}
+
+/// 422: the session cannot be made, the first problem in the message.
+fn refused(violations: Vec<Violation>) -> ApiError {
+    let first = violations
+        .first()
+        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
     ApiError::ValidationFailed {
-        message: format!("the session cannot be made: {field}: {message}"),
-        violations: vec![violation(field, message)],
+        message: format!("the session cannot be made: {first}"),
+        violations,
     }
-}
-
-fn violation(field: &str, message: &str) -> crate::model::Violation {
-    crate::model::Violation {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-/// `Some(None)` for a member given as `null`, so that it differs from one left out.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }

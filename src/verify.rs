@@ -44,7 +44,7 @@ impl Expectations {
         let mut problems = Vec::new();
         let mut expectations = Expectations::default();
         let Some(members) = body.as_object() else {
-            return Err(malformed(vec![violation(
+            return Err(malformed(vec![Violation::new(
                 "body",
                 "must be an object: {\"runs\": {...}, \"refused\": N, \"warnings\": N}",
             )]));
@@ -55,7 +55,7 @@ impl Expectations {
                 "runs" => expectations.runs = read_runs(value, &mut problems),
                 "refused" => expectations.refused = count(value, "refused", &mut problems),
                 "warnings" => expectations.warnings = count(value, "warnings", &mut problems),
-                other => problems.push(violation(
+                other => problems.push(Violation::new(
                     other,
                     "is not an expectation; use runs, refused or warnings",
                 )),
@@ -101,7 +101,7 @@ impl Expectations {
 fn read_runs(value: &Value, problems: &mut Vec<Violation>) -> BTreeMap<String, RunExpectation> {
     let mut runs = BTreeMap::new();
     let Some(listed) = value.as_object() else {
-        problems.push(violation(
+        problems.push(Violation::new(
             "runs",
             "must be an object of jobIds, each {\"states\": [...], \"updates\": N}",
         ));
@@ -110,7 +110,7 @@ fn read_runs(value: &Value, problems: &mut Vec<Violation>) -> BTreeMap<String, R
     for (job_id, expected) in listed {
         let field = format!("runs.{job_id}");
         let Some(expected) = expected.as_object() else {
-            problems.push(violation(
+            problems.push(Violation::new(
                 &field,
                 "must be an object: {\"states\", \"updates\"}",
             ));
@@ -132,7 +132,7 @@ fn read_run(
         match key.as_str() {
             "states" => run.states = states(value, &field, problems),
             "updates" => run.updates = count(value, &field, problems),
-            _ => problems.push(violation(
+            _ => problems.push(Violation::new(
                 &field,
                 "is not an expectation; use states or updates",
             )),
@@ -143,14 +143,14 @@ fn read_run(
 
 fn states(value: &Value, field: &str, problems: &mut Vec<Violation>) -> Option<Vec<JobState>> {
     let Some(listed) = value.as_array() else {
-        problems.push(violation(field, "must be a list of states"));
+        problems.push(Violation::new(field, "must be a list of states"));
         return None;
     };
     let mut states = Vec::with_capacity(listed.len());
     for (i, state) in listed.iter().enumerate() {
         match state.as_str().and_then(JobState::from_name) {
             Some(state) => states.push(state),
-            None => problems.push(violation(
+            None => problems.push(Violation::new(
                 &format!("{field}[{i}]"),
                 &format!("{state} is not a state; use {}", JobState::NAMES),
             )),
@@ -168,7 +168,7 @@ fn count(value: &Value, field: &str, problems: &mut Vec<Violation>) -> Option<u6
             .map(|n| n as u64)
     });
     if count.is_none() {
-        problems.push(violation(field, "must be a whole number, 0 or more"));
+        problems.push(Violation::new(field, "must be a whole number, 0 or more"));
     }
     count
 }
@@ -182,13 +182,13 @@ fn check_run(
     let field = format!("runs.{job_id}");
     let Some(seen) = registry.states_of(job_id) else {
         if let Some(states) = &expected.states {
-            failures.push(violation(
+            failures.push(Violation::new(
                 &format!("{field}.states"),
                 &format!("expected {}, got no run {job_id}", path(states)),
             ));
         }
         if let Some(updates) = expected.updates {
-            failures.push(violation(
+            failures.push(Violation::new(
                 &format!("{field}.updates"),
                 &format!(
                     "expected {}, got no run {job_id}",
@@ -201,7 +201,7 @@ fn check_run(
     if let Some(states) = &expected.states {
         let field = format!("{field}.states");
         if seen.dropped > 0 {
-            failures.push(violation(
+            failures.push(Violation::new(
                 &field,
                 &format!(
                     "cannot be told: --max-history dropped the run's {} oldest updates",
@@ -216,7 +216,7 @@ fn check_run(
                 }
             }
             if &went != states {
-                failures.push(violation(
+                failures.push(Violation::new(
                     &field,
                     &format!("expected {}, got {}", path(states), path(&went)),
                 ));
@@ -226,7 +226,7 @@ fn check_run(
     if let Some(updates) = expected.updates
         && updates != seen.update_count
     {
-        failures.push(violation(
+        failures.push(Violation::new(
             &format!("{field}.updates"),
             &format!(
                 "expected {}, got {}",
@@ -251,7 +251,7 @@ fn check_journal(
         );
         for (field, expected) in [("refused", refused), ("warnings", warnings)] {
             if expected.is_some() {
-                failures.push(violation(field, &why));
+                failures.push(Violation::new(field, &why));
             }
         }
         return;
@@ -272,7 +272,7 @@ fn check_journal(
             if !codes.is_empty() {
                 let _ = write!(message, " ({})", codes.join(", "));
             }
-            failures.push(violation("refused", &message));
+            failures.push(Violation::new("refused", &message));
         }
     }
     if let Some(expected) = warnings {
@@ -297,7 +297,7 @@ fn check_journal(
             if !warned.is_empty() {
                 let _ = write!(message, " ({})", warned.join("; "));
             }
-            failures.push(violation("warnings", &message));
+            failures.push(Violation::new("warnings", &message));
         }
     }
 }
@@ -316,13 +316,6 @@ fn updates_in_words(n: u64) -> String {
         "1 update".to_owned()
     } else {
         format!("{n} updates")
-    }
-}
-
-fn violation(field: &str, message: &str) -> Violation {
-    Violation {
-        field: field.into(),
-        message: message.into(),
     }
 }
 

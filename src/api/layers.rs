@@ -213,8 +213,12 @@ async fn answer<S: Inner>(state: AppState, mut request: Request, next: Next<S>) 
                 Some(session)
             }
             None => {
+                // Without the credentials the route needs, a client is told that first,
+                // as at the root, so that it cannot tell which sessions exist.
+                let surface = Surface::of(request.uri().path());
+                let refused = auth::refusal(&state.access, surface, &request);
                 let method = request.method().clone();
-                return Box::pin(unknown_session(&state, method, id, original)).await;
+                return Box::pin(unknown_session(&state, refused, method, id, original)).await;
             }
         },
     };
@@ -251,11 +255,21 @@ async fn answer<S: Inner>(state: AppState, mut request: Request, next: Next<S>) 
 }
 
 /// The answer to a request under `/sessions/{id}` for a session there is not.
-async fn unknown_session(state: &AppState, method: Method, id: &str, path: &str) -> Response {
-    let refusal = ApiError::NotFound(format!(
-        "no session {id}: it was deleted or expired, or never made (POST /_mock/sessions)"
-    ));
-    error::render(&state.world().clock, &method, path, refusal.into_response()).await
+/// `refused`: the route's refusal of a client without its credentials, which comes first.
+async fn unknown_session(
+    state: &AppState,
+    refused: Option<Response>,
+    method: Method,
+    id: &str,
+    path: &str,
+) -> Response {
+    let refusal = refused.unwrap_or_else(|| {
+        ApiError::NotFound(format!(
+            "no session {id}: it was deleted or expired, or never made (POST /_mock/sessions)"
+        ))
+        .into_response()
+    });
+    error::render(&state.world().clock, &method, path, refusal).await
 }
 
 /// A request's path, kept until its answer for the journal and an error's body.

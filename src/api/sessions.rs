@@ -13,7 +13,6 @@ use axum::http::header::HOST;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -22,7 +21,6 @@ use super::extract::{InSession, JsonBody};
 use crate::app::AppState;
 use crate::clock::ClockMode;
 use crate::error::{ApiError, ErrorBody};
-use crate::model::Violation;
 use crate::routes;
 use crate::sessions::{SessionView, Wanted};
 
@@ -35,7 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// What `POST /_mock/sessions` takes: every member optional; an empty body is `{}`.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // documentation only: read by `read_wanted`
+#[allow(dead_code)] // documentation only: read by `sessions::Wanted::read`
 pub struct NewSession {
     /// Its id: 1 to 64 of `A-Z a-z 0-9 . _ -`, not `.` or `..`; absent, 12 fresh
     /// lowercase letters.
@@ -96,7 +94,7 @@ async fn create_session(
     let wanted = if body.bytes.iter().all(u8::is_ascii_whitespace) {
         Wanted::default()
     } else {
-        read_wanted(&body.value()?)?
+        Wanted::read(&body.value()?)?
     };
     let session = state.sessions.create(wanted).await?;
     let view = session.view(&host(&headers));
@@ -169,68 +167,4 @@ fn host(headers: &HeaderMap) -> String {
         .filter(|host| !host.is_empty())
         .unwrap_or("localhost")
         .to_owned()
-}
-
-/// Reads `{"name", "ttl", "clock"}`; every problem named.
-fn read_wanted(body: &Value) -> Result<Wanted, ApiError> {
-    // `null`, as the document allows for an optional body, is no body.
-    if body.is_null() {
-        return Ok(Wanted::default());
-    }
-    let Some(members) = body.as_object() else {
-        return Err(invalid(vec![violation(
-            "body",
-            "must be an object: {\"name\", \"ttl\", \"clock\"}, every member optional",
-        )]));
-    };
-    let mut wanted = Wanted::default();
-    let mut problems = Vec::new();
-    // A member given as `null` is one left out (`ttl`'s null, which means never, aside).
-    let given = members
-        .iter()
-        .filter(|(key, value)| *key == "ttl" || !value.is_null());
-    for (key, value) in given {
-        match (key.as_str(), value) {
-            ("name", Value::String(name)) => wanted.name = Some(name.clone()),
-            ("name", _) => problems.push(violation("name", "must be a string")),
-            ("ttl", Value::Null) => wanted.ttl = Some(None),
-            ("ttl", Value::String(ttl)) => wanted.ttl = Some(Some(ttl.clone())),
-            ("ttl", _) => problems.push(violation(
-                "ttl",
-                "must be a duration such as 2h, or null for never",
-            )),
-            ("clock", Value::String(clock)) if clock == "manual" => {
-                wanted.clock = Some(ClockMode::Manual);
-            }
-            ("clock", Value::String(clock)) if clock == "system" => {
-                wanted.clock = Some(ClockMode::System);
-            }
-            ("clock", _) => problems.push(violation("clock", "must be manual or system")),
-            (other, _) => {
-                problems.push(violation(other, "is not a member; use name, ttl or clock"))
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(wanted)
-    } else {
-        Err(invalid(problems))
-    }
-}
-
-fn violation(field: &str, message: &str) -> Violation {
-    Violation {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-fn invalid(violations: Vec<Violation>) -> ApiError {
-    let first = violations
-        .first()
-        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
-    ApiError::ValidationFailed {
-        message: format!("the session cannot be made: {first}"),
-        violations,
-    }
 }

@@ -42,6 +42,15 @@ pub struct Violation {
     pub message: Arc<str>,
 }
 
+impl Violation {
+    pub fn new(field: &str, message: &str) -> Self {
+        Violation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 pub type Warning = Violation;
 
 /// A problem found in an update: its kind, the violation to report, and, when it differs

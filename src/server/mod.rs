@@ -1,12 +1,16 @@
 //! [`MockServer`]: the mock in a Rust test's own process, on a free port, and the typed
 //! views and error its methods give.
 
+#[macro_use]
+mod methods;
 mod error;
+mod session;
 #[cfg(test)]
 mod tests;
 mod views;
 
 pub use error::Error;
+pub use session::MockSession;
 pub use views::{History, HistoryEntry, Journal, JournalEntry, Run, Warning};
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,9 +31,11 @@ use crate::config::{ClockMode, Config, Credentials, Secret, SessionTtl, Validati
 use crate::error::ApiError;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
-use crate::registry::{Until, WaitTimedOut};
+use crate::registry::{RunFilter, Until, WaitTimedOut};
 use crate::serve::serve;
+use crate::sessions::{Sessions, Wanted};
 use crate::sim::Scenario;
+use crate::verify::Expectations;
 use crate::world::World;
 
 /// A job-launcher-mock serving on `127.0.0.1` and a free port, in this process, until
@@ -120,150 +126,36 @@ impl MockServer {
         self.address
     }
 
-    /// Waits until run `job_id` is in `state` (also when it does not exist yet, and also
-    /// when it only passes through it), and gives the run then.
+    world_methods!();
+
+    /// Makes a session on this server, as `POST /_mock/sessions` with no body does: a
+    /// world of its own (runs, journal, configs, scenarios, faults, clock) under
+    /// `{uri}/sessions/{id}`, with the builder's session ttl and clock. Dropping the
+    /// handle deletes the session.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] at the timeout, saying what the run is like then.
-    pub async fn wait_for_state(
-        &self,
-        job_id: &str,
-        state: JobState,
-        timeout: Duration,
-    ) -> Result<Run, Error> {
-        self.wait(job_id, Until::State(state), timeout).await
+    /// `sessions_full` (507) when `max_sessions` are live.
+    pub async fn session(&self) -> Result<MockSession, Error> {
+        self.session_with(&Value::Null).await
     }
 
-    /// Waits until run `job_id` has ended (finished, cancelled, error or skipped), and
-    /// gives it as [`MockServer::wait_for_state`] does.
+    /// Makes a session as `POST /_mock/sessions` does with `options` as its body:
+    /// `{"name", "ttl", "clock"}`, every member optional (`{"clock": "manual"}` for a
+    /// clock of its own that moves only when advanced).
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] at the timeout, saying what the run is like then.
-    pub async fn wait_for_end(&self, job_id: &str, timeout: Duration) -> Result<Run, Error> {
-        self.wait(job_id, Until::Ended, timeout).await
-    }
-
-    async fn wait(&self, job_id: &str, until: Until, timeout: Duration) -> Result<Run, Error> {
-        match self.world().registry.wait(job_id, until, timeout).await {
-            Ok(run) => typed(&run).ok_or_else(|| unreadable(job_id)),
-            Err(timed_out) => Err(timed_out.into()),
-        }
-    }
-
-    /// Run `job_id`'s history: every update it accepted, oldest first, each as posted,
-    /// with its `seq`, arrival time and warnings; `None` when there is no such run.
-    pub async fn history(&self, job_id: &str) -> Option<History> {
-        self.world()
-            .registry
-            .history(job_id)
-            .and_then(|history| typed(&history))
-    }
-
-    /// Every run, in the order they first appeared, as `GET /_mock/runs` lists them.
-    pub async fn runs(&self) -> Vec<Run> {
-        let list = self
-            .world()
-            .registry
-            .list(&crate::registry::RunFilter::default(), 0, None);
-        list.runs.iter().filter_map(typed).collect()
-    }
-
-    /// One run as `GET /_mock/runs/{jobId}` shows it; `None` when there is no such run.
-    pub async fn run(&self, job_id: &str) -> Option<Run> {
-        self.world()
-            .registry
-            .run(job_id)
-            .and_then(|run| typed(&run))
-    }
-
-    /// The journal, oldest first, as `GET /_mock/requests` lists it: every request to the
-    /// Fusion routes, accepted or refused, with status, error code and warnings, and how
-    /// many `--journal-size` dropped.
-    pub async fn requests(&self) -> Journal {
-        let view = self.world().journal.view(&JournalFilter::default());
-        typed(&view).unwrap_or(Journal {
-            dropped: view.dropped,
-            entries: Vec::new(),
-        })
-    }
-
-    /// Forgets every run, the journal, configs, simulated runs and fault rules, as
-    /// `POST /_mock/reset` does; the scenarios are those the server started with again.
-    pub async fn reset(&self) {
-        // In memory, where nothing can fail to be stored.
-        let _ = self.world().reset().await;
-    }
-
-    /// Launches a simulated run of `config` (`{"id", "type", ...}`), as
-    /// `POST /job-launcher/launcher` does, and gives its JobStatus (`starting`).
-    ///
-    /// # Errors
-    ///
-    /// The refusal the route would answer: a config without a valid `id` or `type`.
-    pub async fn launch(&self, config: &Value) -> Result<Run, Error> {
-        let body = config.to_string();
-        let (job_id, _) = self
-            .world()
-            .sim
-            .launch_posted(body.as_bytes(), None)
-            .await?;
-        self.run(&job_id).await.ok_or_else(|| unreadable(&job_id))
-    }
-
-    /// Adds or replaces a scenario (`{"match", "steps", "progression"}`), as
-    /// `PUT /_mock/scenarios/{match}` does.
-    ///
-    /// # Errors
-    ///
-    /// A scenario that could not run, each problem named.
-    pub async fn put_scenario(&self, scenario: &Value) -> Result<(), Error> {
-        let pattern = scenario.get("match").and_then(Value::as_str).unwrap_or("");
-        self.world()
-            .sim
-            .scenarios()
-            .put(pattern, scenario, self.now())
-            .await?;
-        Ok(())
-    }
-
-    /// Moves a manual clock forward by `by`, applying every simulated step due within
-    /// the span, in order, each at its own due time; gives the clock's new time.
-    ///
-    /// # Errors
-    ///
-    /// The clock is the system's: start the server with [`MockServerBuilder::manual_clock`].
-    pub async fn advance(&self, by: Duration) -> Result<DateTime<Utc>, Error> {
-        Ok(self.world().sim.advance(by).await?)
-    }
-
-    /// The mock's time: the manual clock's, or the system's.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.world().clock.now()
-    }
-
-    /// Adds a fault rule (`{"match", "action", "times", "probability", "seed", "ttl"}`),
-    /// as `POST /_mock/faults` does, and gives its id.
-    ///
-    /// # Errors
-    ///
-    /// A rule that is not valid, each problem named.
-    pub async fn add_fault(&self, rule: &Value) -> Result<u64, Error> {
-        let added = self.world().faults.add(rule, self.now()).await?;
-        Ok(added.id)
-    }
-
-    /// Every fault rule, with `fired` and `active`, as `GET /_mock/faults` lists them.
-    pub async fn faults(&self) -> Vec<Value> {
-        let rules = self.world().faults.list(self.now());
-        rules.iter().map(to_value).collect()
-    }
-
-    /// Removes every fault rule.
-    pub async fn clear_faults(&self) {
-        // In memory, where nothing can fail to be stored.
-        let _ = self.world().faults.clear().await;
+    /// What the route would answer: a member that cannot be read (422), a name in use
+    /// (409), `max_sessions` live (507).
+    pub async fn session_with(&self, options: &Value) -> Result<MockSession, Error> {
+        let wanted = Wanted::read(options)?;
+        let session = self.sessions().create(wanted).await?;
+        Ok(MockSession::new(
+            &self.uri(),
+            session,
+            Arc::clone(&self.state.sessions),
+        ))
     }
 
     /// A future that resolves once the server has stopped serving (after it is dropped,
@@ -285,10 +177,14 @@ impl MockServer {
         stopped.await;
     }
 
-    /// The world every method above reads and changes, and only that: a handle on
-    /// another world (a session's) can offer the same methods over its own.
+    /// The world the methods of `world_methods!` read and change, and only that: the
+    /// root's. A [`MockSession`] offers the same methods over its own.
     fn world(&self) -> &Arc<World> {
         self.state.world()
+    }
+
+    fn sessions(&self) -> &Sessions {
+        &self.state.sessions
     }
 }
 

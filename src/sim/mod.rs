@@ -291,7 +291,7 @@ impl Sim {
             Some(state) if state.is_ended() => {
                 return Some(Err(ApiError::Conflict {
                     message: format!("run {job_id} is {state}; an ended run cannot be cancelled"),
-                    violations: vec![violation("state", &format!("{state} has ended"))],
+                    violations: vec![Violation::new("state", &format!("{state} has ended"))],
                 }));
             }
             Some(JobState::Cancelling) => {}
@@ -331,7 +331,7 @@ impl Sim {
             return Err(ApiError::Conflict {
                 message: "the clock is the system's; start with --clock manual to advance it"
                     .to_owned(),
-                violations: vec![violation("clock", "system")],
+                violations: vec![Violation::new("clock", "system")],
             });
         }
         let _one_at_a_time = self.advancing.lock().await;
@@ -496,13 +496,6 @@ impl<'a> StepStatus<'a> {
 fn to_json(body: &impl Serialize) -> Result<String, ApiError> {
     serde_json::to_string(body)
         .map_err(|e| ApiError::Internal(format!("a simulated update cannot be written: {e}")))
-}
-
-fn violation(field: &str, message: &str) -> Violation {
-    Violation {
-        field: field.to_owned().into(),
-        message: message.to_owned().into(),
-    }
 }
 
 #[cfg(test)]

@@ -183,3 +183,166 @@ async fn simulated_jobs_scenarios_the_clock_and_faults_from_rust()
     );
     Ok(())
 }
+
+/// What the code under test posts, to `base` (a server's or a session's URI).
+async fn post_states(base: &str, job_id: &str, states: &[&str]) -> Result<(), reqwest::Error> {
+    let client = reqwest::Client::new();
+    for state in states {
+        client
+            .post(format!("{base}{STATUS}"))
+            .json(&json!({"jobId": job_id, "state": state}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sessions_from_rust_each_have_a_world_of_their_own()
+-> Result<(), Box<dyn std::error::Error>> {
+    let server = MockServer::builder().manual_clock().start().await;
+    let a = server.session().await?;
+    let b = server
+        .session_with(&json!({"name": "b-from-rust", "clock": "system"}))
+        .await?;
+    assert_eq!(b.id(), "b-from-rust");
+    assert_eq!(b.uri(), format!("{}/sessions/b-from-rust", server.uri()));
+    assert!(a.uri().starts_with(&format!("{}/sessions/", server.uri())));
+
+    // Runs: each where it was posted, and nowhere else.
+    post_states(&server.uri(), "root-run", &["running"]).await?;
+    post_states(&a.uri(), "a-run", &["starting", "running", "finished"]).await?;
+    let run = a.wait_for_end("a-run", Duration::from_secs(5)).await?;
+    assert_eq!(run.update_count, 3);
+    let ids = |runs: Vec<Run>| runs.into_iter().map(|run| run.job_id).collect::<Vec<_>>();
+    assert_eq!(ids(server.runs().await), ["root-run"]);
+    assert_eq!(ids(a.runs().await), ["a-run"]);
+    assert!(b.runs().await.is_empty());
+    assert!(b.history("a-run").await.is_none());
+    assert_eq!(a.requests().await.entries.len(), 3);
+    assert_eq!(server.requests().await.entries.len(), 1);
+
+    // Faults: b's refuses b's posts only.
+    b.add_fault(&json!({"match": {"method": "POST"}, "action": {"status": 503}}))
+        .await?;
+    assert_eq!(b.faults().await.len(), 1);
+    assert!(a.faults().await.is_empty() && server.faults().await.is_empty());
+    assert!(post_states(&b.uri(), "b-run", &["running"]).await.is_err());
+    post_states(&a.uri(), "a-second", &["running"]).await?;
+
+    // Clocks: a's is manual as the server's (the builder's --clock), and its own; b's is
+    // the system's, as it asked.
+    let (root_then, a_then) = (server.now(), a.now());
+    a.advance(Duration::from_secs(600)).await?;
+    assert_eq!(a.now() - a_then, chrono::TimeDelta::minutes(10));
+    assert_eq!(server.now(), root_then, "the root's clock did not move");
+    let refused = b.advance(Duration::from_secs(1)).await.unwrap_err();
+    assert_eq!(refused.code(), "conflict");
+
+    // Simulated runs and resets: in a, invisible to the root.
+    let launched = a
+        .launch(&json!({"id": "nightly", "type": "aggregation"}))
+        .await?;
+    assert!(server.run(&launched.job_id).await.is_none());
+    a.reset().await;
+    assert!(a.runs().await.is_empty() && a.requests().await.entries.is_empty());
+    assert_eq!(ids(server.runs().await), ["root-run"]);
+    assert_eq!(b.requests().await.entries.len(), 1, "b's refused post");
+    Ok(())
+}
+
+#[tokio::test]
+async fn verify_from_rust_on_the_server_and_on_a_session() -> Result<(), Box<dyn std::error::Error>>
+{
+    let server = MockServer::start().await;
+    let session = server.session().await?;
+    post_states(
+        &session.uri(),
+        "nightly",
+        &["starting", "running", "finished"],
+    )
+    .await?;
+    post_states(&server.uri(), "nightly", &["running"]).await?;
+    let lifecycle = json!({
+        "runs": {"nightly": {"states": ["starting", "running", "finished"], "updates": 3}},
+        "refused": 0,
+        "warnings": 0,
+    });
+    session.verify(&lifecycle).await?;
+
+    let failed = server.verify(&lifecycle).await.unwrap_err();
+    let Error::Refused {
+        status, violations, ..
+    } = &failed
+    else {
+        panic!("not a refusal: {failed:?}");
+    };
+    assert_eq!((*status, failed.code()), (409, "verification_failed"));
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["runs.nightly.states", "runs.nightly.updates"]);
+    assert!(
+        violations[0].message.contains("running"),
+        "says what happened: {}",
+        violations[0].message
+    );
+
+    let malformed = session.verify(&json!({"refused": -1})).await.unwrap_err();
+    assert_eq!(malformed.code(), "validation_failed");
+    server
+        .verify(&json!({"runs": {"nightly": {"updates": 1}}}))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_deleted_dropped_or_expired_ends_its_waits()
+-> Result<(), Box<dyn std::error::Error>> {
+    let server = MockServer::builder()
+        .manual_clock()
+        .session_ttl(Some(Duration::from_secs(60)))
+        .start()
+        .await;
+    let client = reqwest::Client::new();
+    // Each wait below would run 30 s, or 10 s, and fail the test, if its session lived on.
+    let long = Duration::from_secs(30);
+
+    // Deleted over HTTP: the handle's wait ends at once with a 404. (`join!` polls the
+    // wait first, so it is open before the delete is sent.)
+    let deleted = server.session().await?;
+    let url = format!("{}/_mock/sessions/{}", server.uri(), deleted.id());
+    let (waited, answer) = tokio::join!(
+        deleted.wait_for_state("never", JobState::Running, long),
+        client.delete(&url).send()
+    );
+    assert_eq!(answer?.status(), 204);
+    let ended = waited.unwrap_err();
+    assert_eq!(ended.code(), "not_found", "{ended}");
+
+    // Dropped: the session goes, and a wait over HTTP under it answers 404.
+    let dropped = server.session().await?;
+    let wait_url = format!(
+        "{}/_mock/runs/never/wait?state=running&timeout=10s",
+        dropped.uri()
+    );
+    let waiting = client.get(&wait_url).send();
+    drop(dropped);
+    assert_eq!(waiting.await?.status(), 404);
+
+    // Expired: the server's manual clock, moved past the session's ttl, forgets it.
+    let idle = server.session().await?;
+    let sessions_url = format!("{}/_mock/sessions", server.uri());
+    let listed: Value = client.get(&sessions_url).send().await?.json().await?;
+    assert_eq!(listed["sessions"][0]["id"], idle.id());
+    // By now the service has settled what making the session woke (the listing was
+    // answered on this runtime): only the clock's move can wake the expiry again.
+    let (waited, moved) = tokio::join!(
+        idle.wait_for_state("never", JobState::Running, long),
+        server.advance(Duration::from_secs(120))
+    );
+    moved?;
+    assert_eq!(waited.unwrap_err().code(), "not_found");
+    let listed: Value = client.get(&sessions_url).send().await?.json().await?;
+    assert_eq!(listed["sessions"], json!([]));
+    Ok(())
+}
