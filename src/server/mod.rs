@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod methods;
+mod convert;
 mod error;
 mod session;
 #[cfg(test)]
@@ -18,20 +19,19 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use chrono::{DateTime, Utc};
 
+use convert::{to_value, typed, unreadable};
+
 use crate::app::AppState;
 use crate::config::{ClockMode, Config, Credentials, Secret, SessionTtl, Validation};
-use crate::error::ApiError;
 use crate::journal::JournalFilter;
 use crate::model::JobState;
-use crate::registry::{RunFilter, Until, WaitTimedOut};
+use crate::registry::{RunFilter, Until};
 use crate::serve::serve;
 use crate::sessions::{Sessions, Wanted};
 use crate::sim::Scenario;
@@ -440,55 +440,5 @@ fn secret(method: &str, text: &str) -> Secret {
     match Secret::parse(text) {
         Ok(secret) => secret,
         Err(reason) => panic!("{method}: {reason}"),
-    }
-}
-
-fn to_value<T: Serialize + ?Sized>(value: &T) -> Value {
-    // Everything given here serializes: it was serialized from parsed JSON.
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// A view of the mock's, as its route answers it, read into the typed view.
-fn typed<T: DeserializeOwned>(view: &impl Serialize) -> Option<T> {
-    serde_json::to_value(view)
-        .and_then(serde_json::from_value)
-        .ok()
-}
-
-/// Not reached: every view the mock makes reads back into its typed form.
-fn unreadable(job_id: &str) -> Error {
-    Error::Refused {
-        status: 500,
-        code: "internal_error".to_owned(),
-        message: format!("run {job_id} could not be read into its typed view"),
-        violations: Vec::new(),
-    }
-}
-
-impl From<ApiError> for Error {
-    fn from(error: ApiError) -> Self {
-        Error::Refused {
-            status: error.status().as_u16(),
-            code: error.code().as_str().to_owned(),
-            message: error.to_string(),
-            violations: error
-                .violations()
-                .into_iter()
-                .map(|v| Warning {
-                    field: v.field.to_string(),
-                    message: v.message.to_string(),
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<WaitTimedOut> for Error {
-    fn from(timed_out: WaitTimedOut) -> Self {
-        Error::Timeout {
-            job_id: timed_out.job_id.to_string(),
-            message: timed_out.to_string(),
-            run: timed_out.run.as_ref().and_then(typed).map(Box::new),
-        }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Error, History, Journal, Run, to_value, typed, unreadable};
+use super::convert::{to_value, typed, unreadable};
+use super::error::Error;
+use super::views::{History, Journal, Run};
 use crate::journal::JournalFilter;
 use crate::model::JobState;
 use crate::registry::{RunFilter, Until};
