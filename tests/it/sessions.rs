@@ -408,11 +408,21 @@ async fn the_admin_token_and_client_credentials_guard_sessions_as_the_root() {
 
     // Which sessions exist is not told to a client without credentials.
     let probe = app
-        .send(request(Method::GET, "/sessions/nope/_mock/runs", None, None))
+        .send(request(
+            Method::GET,
+            "/sessions/nope/_mock/runs",
+            None,
+            None,
+        ))
         .await;
     assert_eq!(probe.status, StatusCode::UNAUTHORIZED, "{}", probe.text);
     let unknown = app
-        .send(request(Method::GET, "/sessions/nope/_mock/runs", bearer, None))
+        .send(request(
+            Method::GET,
+            "/sessions/nope/_mock/runs",
+            bearer,
+            None,
+        ))
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
 }
