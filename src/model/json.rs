@@ -14,9 +14,6 @@ use serde_json::value::RawValue;
 /// How deep a body may nest arrays and objects (the contract, Validation).
 pub const MAX_DEPTH: usize = 128;
 
-// The scanner leaves deeper bodies to serde_json, which then checks the depth.
-const _: () = assert!(super::scan::MAX_NESTING < MAX_DEPTH);
-
 /// A JSON value as the client wrote it: a span of a shared, already validated document.
 ///
 /// Cloning is a reference-count increment, so the members of a posted update and its
@@ -200,7 +197,8 @@ pub fn parse_members_and_repeats(doc: &Arc<str>) -> Result<(Members, Repeats), s
     Ok((members, repeats))
 }
 
-pub use super::scan::Pairs;
+/// Members of an object, keys unescaped and values as written, borrowed from its text.
+pub type Pairs<'a> = Vec<(Cow<'a, str>, &'a str)>;
 
 /// The names an object has more than once, each with how many times, in the order each
 /// first appears: parsers (Jackson among them) take the last value, which a client may
@@ -235,22 +233,13 @@ pub struct StatusText<'a> {
     pub repeats: Repeats,
     pub job_config: Option<Pairs<'a>>,
     pub result: Option<Pairs<'a>>,
-    /// Whether the whole body is known to nest no deeper than [`MAX_DEPTH`]: the
-    /// scanner, which read it, reads no deeper.
-    pub shallow: bool,
 }
 
 /// Reads a status in one pass, or `None` when it is anything but the common case (not
 /// an object, `jobConfig` or `result` not an object or its name escaped, a syntax error):
 /// [`parse_members`] and [`nested_members`] then read it, and give the errors.
-///
-/// The strict scanner in `model::scan` reads most bodies; what it is unsure of,
-/// serde_json reads in `parse_status`.
 pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
-    let ((pairs, job_config, result), shallow) = match super::scan::status(doc) {
-        Some(scanned) => ((scanned.members, scanned.job_config, scanned.result), true),
-        None => (parse_status(doc)?, false),
-    };
+    let (pairs, job_config, result) = parse_status(doc)?;
     let members: Members = pairs
         .iter()
         .map(|(name, value)| (member_name(name), RawJson::within(doc, value)))
@@ -266,7 +255,6 @@ pub fn read_status(doc: &Arc<str>) -> Option<StatusText<'_>> {
         repeats,
         job_config,
         result,
-        shallow,
     })
 }
 
@@ -625,7 +613,7 @@ pub fn as_string(raw: &str) -> Option<Cow<'_, str>> {
     if let Some(plain) = raw.get(1..raw.len() - 1)
         && raw.len() >= 2
         && raw.ends_with('"')
-        && super::scan::stop(plain.as_bytes()).is_none()
+        && !plain.bytes().any(|b| matches!(b, b'"' | b'\\' | 0..0x20))
     {
         return Some(Cow::Borrowed(plain));
     }

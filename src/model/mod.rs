@@ -6,7 +6,6 @@
 pub mod json;
 pub mod problem;
 pub mod rules;
-mod scan;
 pub mod state;
 pub mod time;
 pub mod update;

@@ -102,22 +102,15 @@ impl StatusUpdate {
         let doc: Arc<str> = Arc::from(text);
         // The parser first, so that its own errors are the ones reported; it scans nested
         // values without recursing, so deep nesting cannot hurt it.
-        let (members, repeats, job_config_members, result_members, shallow) =
-            match json::read_status(&doc) {
-                Some(read) => (
-                    read.members,
-                    read.repeats,
-                    read.job_config,
-                    read.result,
-                    read.shallow,
-                ),
-                None => {
-                    let (members, repeats) = json::parse_members_and_repeats(&doc)
-                        .map_err(|e| Malformed(e.to_string()))?;
-                    (members, repeats, None, None, false)
-                }
-            };
-        if !shallow && let Some(offset) = json::find_too_deep(body) {
+        let (members, repeats, job_config_members, result_members) = match json::read_status(&doc) {
+            Some(read) => (read.members, read.repeats, read.job_config, read.result),
+            None => {
+                let (members, repeats) =
+                    json::parse_members_and_repeats(&doc).map_err(|e| Malformed(e.to_string()))?;
+                (members, repeats, None, None)
+            }
+        };
+        if let Some(offset) = json::find_too_deep(body) {
             let at = Position::of(body, offset);
             return Err(Malformed(format!(
                 "body nests deeper than {} levels at line {} column {}",

@@ -296,8 +296,8 @@ async fn a_repeated_key_is_read_last_wins_with_a_warning_naming_it() {
 #[tokio::test]
 async fn a_repeated_key_is_noticed_on_the_parsers_slow_path_too() {
     let app = TestApp::new();
-    // An escaped name sends a body past the scanner; an escaped `jobConfig` past the
-    // one-pass parser too, to the two passes.
+    // An escaped `jobConfig` sends a body past the one-pass parser, to the two passes;
+    // an escaped name elsewhere does not.
     for (job_id, config) in [("slow", "jobConfig"), ("slower", "job\\u0043onfig")] {
         let body = format!(
             r#"{{"jobId":"{job_id}","st\u0061te":"bogus","state":"running",
