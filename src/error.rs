@@ -113,6 +113,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 422 `validation_failed` with these violations, the message `what` and the first
+    /// of them: `the fault rule is not valid: times: must be at least 1`.
+    pub fn invalid(what: &str, violations: Vec<Violation>) -> ApiError {
+        let first = violations
+            .first()
+            .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
+        ApiError::ValidationFailed {
+            message: format!("{what}: {first}"),
+            violations,
+        }
+    }
+
     /// The refusal of an update with these problems: the first kind decides the status and
     /// `code`, the first problem of that kind the message, and every problem is listed.
     pub fn refusal(mut problems: Vec<Problem>) -> ApiError {

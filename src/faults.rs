@@ -301,13 +301,7 @@ impl Rules {
 
 /// The 422 of a rule with these problems.
 fn invalid_rule(violations: Vec<Violation>) -> ApiError {
-    let first = violations
-        .first()
-        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
-    ApiError::ValidationFailed {
-        message: format!("the fault rule is not valid: {first}"),
-        violations,
-    }
+    ApiError::invalid("the fault rule is not valid", violations)
 }
 
 impl Rule {

@@ -504,11 +504,5 @@ fn invalid(field: &str, message: &str) -> ApiError {
 
 /// 422: the session cannot be made, the first problem in the message.
 fn refused(violations: Vec<Violation>) -> ApiError {
-    let first = violations
-        .first()
-        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
-    ApiError::ValidationFailed {
-        message: format!("the session cannot be made: {first}"),
-        violations,
-    }
+    ApiError::invalid("the session cannot be made", violations)
 }

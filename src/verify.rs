@@ -320,11 +320,5 @@ fn updates_in_words(n: u64) -> String {
 }
 
 fn malformed(violations: Vec<Violation>) -> ApiError {
-    let first = violations
-        .first()
-        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
-    ApiError::ValidationFailed {
-        message: format!("the expectations cannot be read: {first}"),
-        violations,
-    }
+    ApiError::invalid("the expectations cannot be read", violations)
 }

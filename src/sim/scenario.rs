@@ -145,13 +145,7 @@ impl Scenarios {
 }
 
 fn invalid(violations: Vec<Violation>) -> ApiError {
-    let first = violations
-        .first()
-        .map_or(String::new(), |v| format!("{}: {}", v.field, v.message));
-    ApiError::ValidationFailed {
-        message: format!("the scenario cannot run: {first}"),
-        violations,
-    }
+    ApiError::invalid("the scenario cannot run", violations)
 }
 
 #[allow(clippy::ptr_arg)] // `Saved` renders its value, a `Vec`, through a `fn(&T)`
