@@ -284,8 +284,9 @@ impl ConfigBody {
 }
 
 fn invalid(violations: Vec<Violation>) -> ApiError {
+    let first = violations.first().map_or("", |v| &*v.message);
     ApiError::ValidationFailed {
-        message: format!("the job config is not valid: {}", violations[0].message),
+        message: format!("the job config is not valid: {first}"),
         violations,
     }
 }
