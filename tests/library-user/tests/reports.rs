@@ -29,3 +29,27 @@ async fn the_code_under_test_reports_its_run() -> Result<(), Box<dyn std::error:
     assert_eq!(server.requests().await.entries.len(), 3);
     Ok(())
 }
+
+#[tokio::test]
+async fn two_tests_share_one_server_through_sessions() -> Result<(), Box<dyn std::error::Error>> {
+    let server = MockServer::start().await;
+    let (mine, theirs) = (server.session().await?, server.session().await?);
+    let url = format!("{}/job-launcher/launcher/status", mine.uri());
+    let client = reqwest::Client::new();
+    for state in ["starting", "running", "finished"] {
+        let update = serde_json::json!({"jobId": "nightly", "state": state});
+        client.post(&url).json(&update).send().await?.error_for_status()?;
+    }
+    mine.verify(&serde_json::json!({
+        "runs": {"nightly": {"states": ["starting", "running", "finished"], "updates": 3}},
+        "refused": 0,
+    }))
+    .await?;
+    assert!(theirs.runs().await.is_empty() && server.runs().await.is_empty());
+    let failed = theirs
+        .verify(&serde_json::json!({"runs": {"nightly": {"updates": 3}}}))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), "verification_failed");
+    Ok(())
+}
