@@ -14,10 +14,15 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::MockServer;
+
+// The integration tests' event reader, one file for both.
+#[path = "../../tests/it/support/events.rs"]
+mod events;
 use crate::app::AppState;
 use crate::config::Config;
 use crate::model::StatusUpdate;
 use crate::routes::STATUS;
+use events::EventReader;
 
 /// Resolves once `count` waiters are open; fails the test after 5 s rather than hang.
 async fn until_waiters(waiters: &mut watch::Receiver<usize>, count: usize) {
@@ -199,80 +204,10 @@ async fn shutdown_ends_open_waits_and_event_streams() {
     assert!(events.bytes().await.is_ok(), "the stream ended cleanly");
 }
 
-/// One Server-Sent Event: its `event`, `id` and joined `data`.
-#[derive(Debug, Default)]
-struct Sse {
-    event: Option<String>,
-    id: Option<String>,
-    data: String,
-}
-
-/// Reads events from a served mock's `/_mock/events`, skipping comments.
-struct EventReader {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl EventReader {
-    async fn open(server: &MockServer, last_event_id: Option<u64>) -> EventReader {
-        let mut request = reqwest::Client::new().get(format!("{}/_mock/events", server.uri()));
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id.to_string());
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        let content_type = response.headers()["content-type"].to_str().unwrap();
-        assert_eq!(content_type, "text/event-stream");
-        EventReader {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event; `None` when the stream ends. Fails the test after 5 s.
-    async fn next(&mut self) -> Option<Sse> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Sse::default();
-                let mut data = Vec::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("data:") {
-                        data.push(value.strip_prefix(' ').unwrap_or(value));
-                    } else if let Some(value) = line.strip_prefix("id:") {
-                        event.id = Some(value.trim().to_owned());
-                    } else if let Some(value) = line.strip_prefix("event:") {
-                        event.event = Some(value.trim().to_owned());
-                    }
-                }
-                if data.is_empty() && event.id.is_none() {
-                    continue; // a comment: keep-alive
-                }
-                event.data = data.join("\n");
-                return Some(event);
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(5), self.response.chunk())
-                .await
-                .expect("an event within 5 s")
-                .unwrap()?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-
-    /// The next event's data, which must be an update with id = seq.
-    async fn next_update(&mut self) -> Value {
-        let event = self.next().await.expect("an event");
-        assert_eq!(event.event, None);
-        let data: Value = serde_json::from_str(&event.data).unwrap();
-        assert_eq!(event.id.as_deref(), Some(data["seq"].to_string().as_str()));
-        data
-    }
-}
-
 #[tokio::test]
 async fn a_slow_subscriber_never_slows_writers_and_is_told_it_lagged() {
     let server = MockServer::start().await;
-    let mut slow = EventReader::open(&server, None).await;
+    let mut slow = EventReader::open(&server.uri(), None).await;
     // Far more updates than the stream buffers, while the subscriber reads nothing.
     // Straight to the registry, so the test is quick; each still goes through `apply`.
     for i in 0..3000 {
@@ -293,7 +228,7 @@ async fn a_slow_subscriber_never_slows_writers_and_is_told_it_lagged() {
     assert!(delivered < 3000);
     // It can resume from the last event it saw: what it missed is still in history.
     let last = data["lastEventId"].as_u64().unwrap();
-    let mut resumed = EventReader::open(&server, Some(last)).await;
+    let mut resumed = EventReader::open(&server.uri(), Some(last)).await;
     assert_eq!(resumed.next_update().await["seq"], last + 1);
 }
 
@@ -307,7 +242,7 @@ async fn a_resuming_subscriber_gets_a_long_backlog_page_by_page() {
             &json!({"jobId": format!("page{}", i % 7), "state": state, "n": i}),
         );
     }
-    let mut resumed = EventReader::open(&server, Some(3)).await;
+    let mut resumed = EventReader::open(&server.uri(), Some(3)).await;
     let mut expected = 4;
     while expected <= 700 {
         assert_eq!(resumed.next_update().await["seq"], expected);

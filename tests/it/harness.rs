@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use job_launcher_mock::{JobState, MockServer};
 use serde_json::{Value, json};
 
-use crate::support::http::{Client, EventReader};
+use crate::support::events::EventReader;
+use crate::support::http::Client;
 use crate::support::{SEED, STATUS, TestApp, lenient, nonzero, serve, update};
 
 #[tokio::test]
@@ -251,7 +252,7 @@ async fn post(client: &Client, body: &Value) -> u64 {
 async fn events_deliver_accepted_updates_and_resume_from_last_event_id() {
     let server = serve(MockServer::builder()).await;
     let client = Client::of(&server);
-    let mut live = EventReader::open(&client, None).await;
+    let mut live = EventReader::open(&client.base, None).await;
     let seed: Value = serde_json::from_str(SEED).unwrap();
     let s1 = post(&client, &update("e1", "running")).await;
     let s2 = post(&client, &update("e2", "starting")).await;
@@ -276,7 +277,7 @@ async fn events_deliver_accepted_updates_and_resume_from_last_event_id() {
     assert_eq!(updates, [&seed]);
 
     // Resuming after s1 gives s2 and s3 from history, then what happens next.
-    let mut resumed = EventReader::open(&client, Some(s1)).await;
+    let mut resumed = EventReader::open(&client.base, Some(s1)).await;
     let s4 = post(&client, &update("e1", "finished")).await;
     let mut seqs = Vec::new();
     for _ in 0..3 {

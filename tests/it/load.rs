@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use crate::support::http::{Client, EventReader, Sse};
+use crate::support::events::{EventReader, Sse};
+use crate::support::http::Client;
 use crate::support::process::{TempDir, start};
 use crate::support::{SEED, STATUS, serve};
 
@@ -73,7 +74,7 @@ async fn many_clients_under_delay_faults_lose_and_duplicate_nothing() {
     assert_eq!(added, 201);
 
     // The stream's headers come once its handler has subscribed: nothing after is missed.
-    let mut stream = EventReader::open(&http, None).await;
+    let mut stream = EventReader::open(&http.base, None).await;
     let (_, metrics) = http.get_text("/metrics").await;
     assert!(
         metrics

@@ -8,7 +8,8 @@ use job_launcher_mock::MockServer;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::support::http::{Client, EventReader};
+use crate::support::events::EventReader;
+use crate::support::http::Client;
 use crate::support::process::{TempDir, start};
 use crate::support::{Answer, STATUS, TestApp, manual, serve};
 
@@ -473,7 +474,7 @@ async fn an_event_stream_carries_its_own_sessions_updates_and_ends_with_it() {
         assert_eq!(made, 201, "{answer}");
     }
     let a = Client::new(&format!("{}/sessions/a", server.uri()));
-    let mut stream = EventReader::open(&a, None).await;
+    let mut stream = EventReader::open(&a.base, None).await;
     for (base, job_id) in [
         ("", "root-run"),
         ("/sessions/b", "b-run"),

@@ -3,6 +3,7 @@
 //! and small readers every kind of test uses.
 
 pub mod app;
+pub mod events;
 pub mod http;
 pub mod process;
 
