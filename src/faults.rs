@@ -337,19 +337,11 @@ impl Rule {
             Some(text) => Some(parse_utc(text)?),
             None => None,
         };
+        let id = saved.get("id")?.as_u64()?;
+        let fired = saved.get("fired")?.as_u64()?;
         Some(Rule {
-            id: saved.get("id")?.as_u64()?,
-            rng: parsed
-                .seed
-                .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
-            expires_at,
-            matcher: parsed.matcher,
-            action: parsed.action,
-            times: parsed.times,
-            probability: parsed.probability,
-            seed: parsed.seed,
-            ttl: parsed.ttl,
-            fired: saved.get("fired")?.as_u64()?,
+            fired,
+            ..Rule::new(id, parsed, expires_at)
         })
     }
 
