@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -624,23 +624,35 @@ impl Registry {
         self.evicted_total.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records an accepted update in its run under the next `seq`, has it witnessed, and
-    /// publishes it. The status is merged first; only the history entry is written under
-    /// the sequencer, so runs wait on one another no longer than that.
-    fn record(&self, run: &mut Run, judged: Judged, witness: Witness<'_>) -> Accepted {
-        let now = self.clock.now();
-        let subscribed = self.subscribers() > 0;
+    /// Merges `judged` into `run` and makes its history entry under the next `seq`. The
+    /// sequencer comes back held: the caller lets it go once the entry is published (or
+    /// its write queued), so that `seq` order is publish order.
+    fn sequence(
+        &self,
+        run: &mut Run,
+        judged: Judged,
+        now: DateTime<Utc>,
+    ) -> (MutexGuard<'_, u64>, Entry) {
         run.merge(judged.members, judged.merged, &judged.warnings, now);
         let mut last = lock(&self.sequencer);
-        let seq = *last + 1;
-        *last = seq;
+        *last += 1;
         let entry = Entry {
-            seq,
+            seq: *last,
             received_at: now,
             update: judged.raw,
             warnings: judged.warnings,
             state: run.facts.state,
         };
+        (last, entry)
+    }
+
+    /// Records an accepted update in its run under the next `seq`, has it witnessed, and
+    /// publishes it. The status is merged first; only the history entry is written under
+    /// the sequencer, so runs wait on one another no longer than that.
+    fn record(&self, run: &mut Run, judged: Judged, witness: Witness<'_>) -> Accepted {
+        let subscribed = self.subscribers() > 0;
+        let (sequencer, entry) = self.sequence(run, judged, self.clock.now());
+        let seq = entry.seq;
         let (accepted, event, _) = run.log(entry, subscribed, &self.limits);
         witness(&accepted);
         if let Some(event) = event {
@@ -650,6 +662,7 @@ impl Registry {
             }
         }
         self.published.store(seq, Ordering::Relaxed);
+        drop(sequencer);
         accepted
     }
 
@@ -782,17 +795,8 @@ impl Registry {
         pending: PendingParts,
     ) -> Arc<Slot> {
         let now = self.clock.now();
-        next.merge(judged.members, judged.merged, &judged.warnings, now);
-        let mut last = lock(&self.sequencer);
-        let seq = *last + 1;
-        *last = seq;
-        let entry = Entry {
-            seq,
-            received_at: now,
-            update: judged.raw,
-            warnings: judged.warnings,
-            state: next.facts.state,
-        };
+        let (sequencer, entry) = self.sequence(next, judged, now);
+        let seq = entry.seq;
         let stored = stored_entry(&next.job_id, &entry);
         let (accepted, event, trimmed) = next.log(entry, true, &self.limits);
         let created = slot.is_none();
@@ -836,7 +840,7 @@ impl Registry {
             _changes: changes,
         };
         store.write_then(Write::All(writes), move |outcome| change.finish(outcome));
-        drop(last);
+        drop(sequencer);
         slot
     }
 
