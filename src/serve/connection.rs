@@ -1,28 +1,29 @@
-//! One connection: hyper serving it over HTTP/1 or HTTP/2, watched for its timeouts
-//! and for the drain.
+//! One connection: hyper serving it over HTTP/1 or HTTP/2 (a wait over HTTP/1 is
+//! served by [`super::lean`]), watched for its timeouts and for the drain.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use futures_util::FutureExt;
-use futures_util::task::AtomicWaker;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
+use super::activity::{Activity, InFlight, Tracked};
+use super::lean;
 use crate::api::{self, DropConnection};
 use crate::app::Peers;
 
@@ -40,18 +41,33 @@ pub(super) fn serve(
     drain: &CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let activity = Arc::new(Activity::new(epoch));
-    let service = answers(stack, Arc::clone(&activity));
+    let service = answers(stack.clone(), Arc::clone(&activity));
     Guarded::new(
         Conn::Sniffing {
             stream: Some(stream),
-            service: Some(service),
-            protocols: Arc::clone(protocols),
-            activity: Arc::clone(&activity),
+            with: Some(With {
+                service,
+                stack,
+                protocols: Arc::clone(protocols),
+                activity: Arc::clone(&activity),
+                drain: drain.clone(),
+            }),
         },
         activity,
         peers,
         drain,
     )
+}
+
+/// What a connection is served with, whichever protocol it turns out to speak.
+struct With<S, A> {
+    /// The service hyper calls.
+    service: S,
+    /// The app, for the requests [`lean`] answers.
+    stack: A,
+    protocols: Arc<Protocols>,
+    activity: Arc<Activity>,
+    drain: CancellationToken,
 }
 
 /// The service hyper calls for each request of one connection: the app, with the
@@ -104,88 +120,6 @@ impl<S> Handles for S where
 #[error("connection dropped by an injected fault")]
 struct DroppedByFault;
 
-/// What a connection is doing, as its timeouts need to know. Its reads, its requests
-/// and their answers write it; its [`Guarded`] future reads it after each poll, so
-/// nothing on a request's way arms or resets a timer.
-///
-/// Times are nanoseconds since the server started, plus one; 0 is "never".
-struct Activity {
-    epoch: Instant,
-    /// Requests whose answer has not been sent (or dropped) yet.
-    in_flight: AtomicU32,
-    /// When the last answer was sent.
-    idle_since: AtomicU64,
-    /// When the first byte after the last answer arrived (HTTP/1 only).
-    head_since: AtomicU64,
-    /// The connection's task, when its answers are sent by tasks of their own (HTTP/2):
-    /// woken when the last one is sent, to start the idle timeout.
-    idle: AtomicWaker,
-}
-
-impl Activity {
-    fn new(epoch: Instant) -> Activity {
-        Activity {
-            epoch,
-            in_flight: AtomicU32::new(0),
-            idle_since: AtomicU64::new(0),
-            head_since: AtomicU64::new(0),
-            idle: AtomicWaker::new(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
-    }
-
-    fn at(&self, time: &AtomicU64) -> Option<Instant> {
-        match time.load(Ordering::Acquire) {
-            0 => None,
-            nanos => Some(self.epoch + Duration::from_nanos(nanos - 1)),
-        }
-    }
-
-    fn bytes_arrived(&self) {
-        if self.head_since.load(Ordering::Relaxed) == 0 {
-            self.head_since.store(self.now(), Ordering::Release);
-        }
-    }
-
-    fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) > 0
-    }
-
-    /// Whether closing the connection now loses nothing: no request in flight, and no
-    /// answer sent that could still be on its way out (none sent yet, or a later request
-    /// has begun since).
-    fn has_nothing_to_answer(&self) -> bool {
-        !self.busy()
-            && (self.idle_since.load(Ordering::Acquire) == 0
-                || self.head_since.load(Ordering::Acquire) != 0)
-    }
-}
-
-/// A request in flight, from the call of the service until its answer's body is sent or
-/// dropped.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn start(activity: &Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(activity))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let activity = &self.0;
-        activity.head_since.store(0, Ordering::Release);
-        activity.idle_since.store(activity.now(), Ordering::Release);
-        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            activity.idle.wake();
-        }
-    }
-}
-
 pin_project_lite::pin_project! {
     /// An answer's body, which counts its request in flight until it is dropped: hyper
     /// drops it once it has sent it, or given up on it.
@@ -213,60 +147,6 @@ impl hyper::body::Body for Answer {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// A connection's socket, telling its [`Activity`] when bytes arrive.
-struct Tracked {
-    stream: TcpStream,
-    activity: Arc<Activity>,
-    /// Whether bytes arriving mean a request head has begun: HTTP/1. (HTTP/2 sends
-    /// frames of its own, pings and window updates, between requests.)
-    heads: bool,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if self.heads && buf.filled().len() > before {
-            self.activity.bytes_arrived();
-        }
-        read
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -309,24 +189,32 @@ impl Protocols {
 /// The first bytes of every HTTP/2 connection without TLS ("prior knowledge").
 const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// A boxed [`lean::serve`]: boxed, so that a connection that never has a wait served
+/// that way does not carry room for one.
+type LeanFuture = Pin<Box<dyn Future<Output = io::Result<lean::Next>> + Send>>;
+
 pin_project_lite::pin_project! {
     /// One connection, served by hyper once its first bytes tell which protocol it
-    /// speaks.
+    /// speaks, or by [`lean`] while its requests over HTTP/1 are waits.
     ///
     /// The protocol is told from bytes peeked at, not read, so that hyper's HTTP/1
     /// connection reads the whole first head at once into a buffer of its usual size.
     /// (`auto::Builder` reads a few bytes first; hyper then reads the rest into a buffer
     /// it has to grow, which doubled the memory a waiting connection holds.)
     #[project = ConnProj]
-    enum Conn<S>
+    enum Conn<S, A>
     where
         S: HttpService<Incoming>,
     {
+        // Waiting for a request's first bytes: a new connection's, or the next after an
+        // answer from `lean`.
         Sniffing {
             stream: Option<TcpStream>,
-            service: Option<S>,
-            protocols: Arc<Protocols>,
-            activity: Arc<Activity>,
+            with: Option<With<S, A>>,
+        },
+        Lean {
+            serving: LeanFuture,
+            with: Option<With<S, A>>,
         },
         Http1 {
             #[pin]
@@ -342,9 +230,10 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<S> Conn<S>
+impl<S, A> Conn<S, A>
 where
     S: Handles,
+    A: api::Answers,
 {
     /// Whether its answers are sent by tasks other than the connection's: HTTP/2 runs
     /// each stream on a task of its own.
@@ -353,32 +242,64 @@ where
     }
 
     /// Asks hyper to close the connection once its in-flight requests are answered.
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        match self.project() {
-            ConnProj::Sniffing { .. } | ConnProj::Closed => {}
+    /// Waiting for a request's first bytes, it closes at once; a wait `lean` serves
+    /// closes the connection after its answer by itself.
+    fn graceful_shutdown(mut self: Pin<&mut Self>) {
+        match self.as_mut().project() {
+            ConnProj::Sniffing { .. } => self.set(Conn::Closed),
+            ConnProj::Lean { .. } | ConnProj::Closed => {}
             ConnProj::Http1 { conn } => conn.graceful_shutdown(),
             ConnProj::Http2 { conn } => conn.as_mut().graceful_shutdown(),
             ConnProj::Either { conn } => conn.as_mut().graceful_shutdown(),
         }
     }
+
+    /// hyper's connection of the protocol `io`'s first bytes tell.
+    fn served_by_hyper(io: Io, with: With<S, A>, first: &[u8]) -> Self {
+        let http2 = !first.is_empty() && first == &HTTP2_PREFACE[..first.len()];
+        let protocols = &with.protocols;
+        if !http2 {
+            Self::http1(io, with)
+        } else if first.len() == HTTP2_PREFACE.len() {
+            Conn::Http2 {
+                conn: Box::pin(protocols.http2.serve_connection(io, with.service)),
+            }
+        } else {
+            Conn::Either {
+                conn: Box::pin(
+                    protocols
+                        .either
+                        .serve_connection(io, with.service)
+                        .into_owned(),
+                ),
+            }
+        }
+    }
 }
 
-impl<S> Future for Conn<S>
+impl<S, A> Conn<S, A>
 where
     S: Handles,
+{
+    fn http1(io: Io, with: With<S, A>) -> Self {
+        Conn::Http1 {
+            conn: with.protocols.http1.serve_connection(io, with.service),
+        }
+    }
+}
+
+impl<S, A> Future for Conn<S, A>
+where
+    S: Handles,
+    A: api::Answers,
 {
     type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project() {
-                ConnProj::Sniffing {
-                    stream,
-                    service,
-                    protocols,
-                    activity,
-                } => {
-                    let (Some(socket), Some(_)) = (stream.as_ref(), service.as_ref()) else {
+                ConnProj::Sniffing { stream, with } => {
+                    let Some(socket) = stream.as_ref() else {
                         return Poll::Ready(Ok(()));
                     };
                     let mut first = [0; HTTP2_PREFACE.len()];
@@ -389,29 +310,38 @@ where
                         // Closed before it sent anything.
                         return Poll::Ready(Ok(()));
                     }
-                    let http2 = peeked == &HTTP2_PREFACE[..peeked.len()];
-                    let (Some(stream), Some(service)) = (stream.take(), service.take()) else {
+                    let (Some(stream), Some(with)) = (stream.take(), with.take()) else {
                         return Poll::Ready(Ok(()));
                     };
-                    let io = TokioIo::new(Tracked {
-                        stream,
-                        activity: Arc::clone(activity),
-                        heads: !http2 || peeked.len() < HTTP2_PREFACE.len(),
-                    });
-                    if !http2 {
-                        Conn::Http1 {
-                            conn: protocols.http1.serve_connection(io, service),
-                        }
-                    } else if peeked.len() == HTTP2_PREFACE.len() {
-                        Conn::Http2 {
-                            conn: Box::pin(protocols.http2.serve_connection(io, service)),
+                    let http2 = peeked == &HTTP2_PREFACE[..peeked.len()];
+                    let heads = !http2 || peeked.len() < HTTP2_PREFACE.len();
+                    let io = Tracked::new(stream, &with.activity, heads);
+                    if lean::may_be_a_wait(peeked) {
+                        Conn::Lean {
+                            serving: Box::pin(lean::serve(
+                                io,
+                                with.stack.clone(),
+                                Arc::clone(&with.activity),
+                                with.drain.clone(),
+                            )),
+                            with: Some(with),
                         }
                     } else {
-                        Conn::Either {
-                            conn: Box::pin(
-                                protocols.either.serve_connection(io, service).into_owned(),
-                            ),
-                        }
+                        Self::served_by_hyper(TokioIo::new(io), with, peeked)
+                    }
+                }
+                ConnProj::Lean { serving, with } => {
+                    let next = ready!(serving.as_mut().poll(cx))?;
+                    let Some(with) = with.take() else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    match next {
+                        lean::Next::Close => Conn::Closed,
+                        lean::Next::Again(stream) => Conn::Sniffing {
+                            stream: Some(stream),
+                            with: Some(with),
+                        },
+                        lean::Next::Hyper(io) => Self::http1(TokioIo::new(io), with),
                     }
                 }
                 ConnProj::Http1 { conn } => return conn.poll(cx).map_err(Into::into),
@@ -427,12 +357,12 @@ where
 pin_project_lite::pin_project! {
     /// A connection with its timeouts and its part in the shutdown: the future each
     /// connection's task runs.
-    struct Guarded<S>
+    struct Guarded<S, A>
     where
         S: HttpService<Incoming>,
     {
         #[pin]
-        conn: Conn<S>,
+        conn: Conn<S, A>,
         activity: Arc<Activity>,
         // The timer is set for the earliest time the connection could be due to close,
         // and looks again when it fires; it is moved earlier only when a request head
@@ -453,12 +383,12 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<S> Guarded<S>
+impl<S, A> Guarded<S, A>
 where
     S: HttpService<Incoming>,
 {
     fn new(
-        conn: Conn<S>,
+        conn: Conn<S, A>,
         activity: Arc<Activity>,
         peers: &Peers,
         drain: &CancellationToken,
@@ -481,9 +411,10 @@ where
     }
 }
 
-impl<S> Future for Guarded<S>
+impl<S, A> Future for Guarded<S, A>
 where
     S: Handles,
+    A: api::Answers,
 {
     type Output = ();
 
@@ -555,29 +486,5 @@ where
                 return Poll::Ready(());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_has_nothing_to_answer_before_a_request_and_once_the_next_head_begins() {
-        let activity = Arc::new(Activity::new(Instant::now()));
-        assert!(activity.has_nothing_to_answer(), "nothing sent yet");
-        activity.bytes_arrived();
-        assert!(activity.has_nothing_to_answer(), "half a first head");
-        let in_flight = InFlight::start(&activity);
-        assert!(!activity.has_nothing_to_answer(), "a request in flight");
-        drop(in_flight);
-        assert!(
-            !activity.has_nothing_to_answer(),
-            "answered: the answer may still be on its way out"
-        );
-        assert!(activity.at(&activity.idle_since).is_some());
-        activity.bytes_arrived();
-        assert!(activity.has_nothing_to_answer(), "the next head has begun");
-        assert!(activity.at(&activity.head_since).is_some());
     }
 }

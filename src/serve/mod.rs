@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api;
 use crate::app::AppState;
 
+mod activity;
 mod connection;
+mod lean;
 
 /// The first wait after a failed accept; it doubles with each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -126,8 +128,9 @@ pub async fn serve(
         ));
     }
     drop(listener);
-    stopping.stop();
+    // The drain first: a wait that `stopping` ends then answers with `connection: close`.
     drain.cancel();
+    stopping.stop();
     let deadline = tokio::time::sleep(peers.shutdown_timeout);
     tokio::pin!(deadline);
     loop {

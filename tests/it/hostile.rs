@@ -53,6 +53,20 @@ fn sigterm_with_a_half_sent_head_exits_zero_at_once() {
         .read_line(&mut line)
         .expect("an answer");
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    // The same for a wait, which is read and answered beside hyper.
+    let mut waited = connect(addr);
+    waited
+        .write_all(b"GET /_mock/runs/none/wait?timeout=1ms HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("writes");
+    let mut line = String::new();
+    BufReader::new(&waited)
+        .read_line(&mut line)
+        .expect("an answer");
+    assert!(line.starts_with("HTTP/1.1 408"), "{line}");
+    let mut half_wait = connect(addr);
+    half_wait
+        .write_all(b"GET /_mock/runs/none/wait?timeout=1m HTTP/1.1\r\nHo")
+        .expect("writes");
     let mut silent = connect(addr);
 
     child.signal(Signal::SIGTERM);
@@ -61,8 +75,10 @@ fn sigterm_with_a_half_sent_head_exits_zero_at_once() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(until_closed(&mut half), "", "closed without an answer");
     assert_eq!(until_closed(&mut silent), "");
-    // The rest of its answer, if any was left unread, then the end.
+    assert_eq!(until_closed(&mut half_wait), "", "closed without an answer");
+    // The rest of their answers, if any was left unread, then the end.
     let _ = until_closed(&mut idle);
+    let _ = until_closed(&mut waited);
 }
 
 #[test]
@@ -208,6 +224,7 @@ fn sigterm_with_a_thousand_waits_and_a_hundred_event_streams_answers_them_and_ex
     for mut wait in waits {
         let answer = until_closed(&mut wait);
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
         assert!(answer.contains("shutting down"), "{answer}");
     }
     for mut stream in streams {

@@ -16,6 +16,7 @@ mod harness;
 mod hostile;
 mod in_process;
 mod layout;
+mod lean_waits;
 mod load;
 mod mock_routes;
 mod model;
