@@ -185,7 +185,7 @@ echo "ready_ms=$ready" >>"$RESULTS"
 echo "first200_ms=$first" >>"$RESULTS"
 
 echo "--- 6: resident memory per open connection, $CONNS of them" >&2
-for kind in fresh idle wait; do
+for kind in fresh idle wait wait-after; do
   read -r per _ < <(timeout 300 $TOOLS conns "$SERVICE" "$CONNS" "$kind") || true
   [ -n "${per:-}" ] || { echo "the $kind connections measurement failed" >&2; exit 1; }
   echo "conn_$kind=$per" >>"$RESULTS"

@@ -11,8 +11,9 @@
   tools.py rss PID                  VmRSS of PID, in bytes
   tools.py conns BIN N KIND         RSS growth of a fresh BIN per open connection, N of them:
                                      KIND fresh (nothing sent), idle (one request answered,
-                                     then kept open) or wait (an open GET /_mock/runs/{jobId}/wait); prints
-                                     "BYTES_PER_CONNECTION RSS_BEFORE RSS_AFTER"
+                                     then kept open), wait (an open GET /_mock/runs/{jobId}/wait)
+                                     or wait-after (the same wait after one other request);
+                                     prints "BYTES_PER_CONNECTION RSS_BEFORE RSS_AFTER"
   tools.py sigterm BIN KIND         seconds from SIGTERM to exit of a fresh BIN with one
                                      connection in state KIND (head: half a request
                                      head sent; body: a head and half its body); prints
@@ -235,12 +236,15 @@ def conns(binary, n, kind):
             elif kind == "idle":
                 s.sendall(b"GET /actuator/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 read_answer(s)
-            elif kind == "wait":
+            elif kind in ("wait", "wait-after"):
+                if kind == "wait-after":
+                    s.sendall(b"GET /actuator/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    read_answer(s)
                 s.sendall(f"GET /_mock/runs/bench-{i}/wait?timeout=10m HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             else:
                 sys.exit(f"unknown kind {kind}")
             sockets.append(s)
-        if kind == "wait":
+        if kind.startswith("wait"):
             deadline = time.monotonic() + 60
             while gauge(port, "jlm_waiters") != n:
                 if time.monotonic() > deadline:
@@ -389,6 +393,7 @@ def table(path):
         n = int(r["conns"])
         rows += [
             (f"RSS per open wait, bytes ({n:,})", f"{int(r['conn_wait']):,}", "GET /_mock/runs/{jobId}/wait, one per connection"),
+            (f"  the same after another request ({n:,})", f"{int(r['conn_wait-after']):,}", "served by hyper: the connection has its buffers"),
             (f"RSS per idle kept-alive connection ({n:,})", f"{int(r['conn_idle']):,}", "one request answered, then open"),
             (f"RSS per connection that sent nothing ({n:,})", f"{int(r['conn_fresh']):,}", ""),
         ]

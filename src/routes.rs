@@ -35,6 +35,27 @@ pub const UI: &str = "/_mock/ui";
 pub const EVENTS: &str = "/_mock/events";
 /// The journal, whose `DELETE` empties what `--data-dir` never keeps.
 pub const JOURNAL: &str = "/_mock/requests";
+/// A long poll until a run reaches a state, which the server answers beside hyper to
+/// hold less memory while it waits (`serve/lean.rs`).
+pub const WAIT: &str = "/_mock/runs/{jobId}/wait";
+
+/// Whether `path` (without a query) is [`WAIT`]'s for some `jobId`, at the root or under
+/// a session.
+pub fn is_wait(path: &str) -> bool {
+    let path = match path.strip_prefix(SESSION_PREFIX) {
+        Some(after) => match after.find('/') {
+            Some(0) | None => return false,
+            Some(end) => &after[end..],
+        },
+        None => path,
+    };
+    let Some((before, after)) = WAIT.split_once("{jobId}") else {
+        return false;
+    };
+    path.strip_prefix(before)
+        .and_then(|rest| rest.strip_suffix(after))
+        .is_some_and(|job_id| !job_id.is_empty() && !job_id.contains('/'))
+}
 
 /// The service's own routes besides `/_mock`: health, metrics, the OpenAPI document.
 const SERVICE: [&str; 3] = ["/metrics", "/openapi.json", "/actuator"];

@@ -252,7 +252,7 @@ struct WaitQuery {
 /// it is then when it exists.
 #[utoipa::path(
     get,
-    path = "/_mock/runs/{jobId}/wait",
+    path = routes::WAIT,
     tag = "mock",
     params(("jobId" = String, Path, description = "The run's jobId", min_length = 1, max_length = 128, pattern = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.[A-Za-z0-9._-]+)$"), WaitQuery),
     responses(

@@ -36,12 +36,14 @@ use tower::ServiceExt;
 
 use super::activity::{Activity, InFlight, Tracked};
 use crate::api::{self, DropConnection};
+use crate::routes;
 
 /// The largest head read here; a larger one goes to hyper, whose limits answer it.
 const MAX_HEAD: usize = 4096;
 /// The most header fields a head read here may have; past it, hyper's.
 const MAX_HEADERS: usize = 32;
-/// What a wait's request line begins with, at the root and in a session.
+/// What a wait's request line begins with, at the root and in a session
+/// ([`routes::WAIT`], [`routes::SESSION_PREFIX`]).
 const BEGINNINGS: [&[u8]; 2] = [b"GET /_mock/runs/", b"GET /sessions/"];
 
 /// Whether the first bytes of a request, peeked at, could begin a wait's.
@@ -214,20 +216,9 @@ fn wait_request(head: &httparse::Request<'_, '_>) -> Option<(Request<Body>, bool
     Some((request, close))
 }
 
-/// Whether a request target is `/_mock/runs/{jobId}/wait`, at the root or under
-/// `/sessions/{id}`, with any query.
+/// Whether a request target is a wait's, with any query.
 fn is_wait_path(target: &str) -> bool {
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let path = match path.strip_prefix("/sessions/") {
-        Some(rest) => match rest.find('/') {
-            Some(0) | None => return false,
-            Some(end) => &rest[end..],
-        },
-        None => path,
-    };
-    path.strip_prefix("/_mock/runs/")
-        .and_then(|rest| rest.strip_suffix("/wait"))
-        .is_some_and(|job_id| !job_id.is_empty() && !job_id.contains('/'))
+    routes::is_wait(target.split_once('?').map_or(target, |(path, _)| path))
 }
 
 /// Resolves when the peer closes or half-closes the connection, or it fails; never when
@@ -316,6 +307,16 @@ mod tests {
         ] {
             assert!(!is_wait_path(other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_wait_begins_as_the_routes_say() {
+        let (root, _) = routes::WAIT.split_once("{jobId}").expect("a jobId");
+        assert_eq!(BEGINNINGS[0], format!("GET {root}").as_bytes());
+        assert_eq!(
+            BEGINNINGS[1],
+            format!("GET {}", routes::SESSION_PREFIX).as_bytes()
+        );
     }
 
     #[test]
