@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// What a connection is doing, as its timeouts need to know. Its reads, its requests
-/// and their answers write it; its [`Guarded`] future reads it after each poll, so
+/// and their answers write it; its `Guarded` future (`connection.rs`) reads it after each poll, so
 /// nothing on a request's way arms or resets a timer.
 ///
 /// Times are nanoseconds since the server started, plus one; 0 is "never".
@@ -117,10 +117,15 @@ impl Tracked {
     }
 
     /// Puts `read` back, to be read before anything more from the socket: for hyper,
-    /// when [`super::lean`] has read the beginning of a request it leaves to hyper.
+    /// when [`super::lean`] has read the beginning of a request it leaves to hyper, or a
+    /// request pipelined behind a wait it answered. Over HTTP/1 that is a head begun, for
+    /// the header timeout.
     pub(super) fn rewind(&mut self, read: Bytes) {
         debug_assert!(self.rewound.is_none(), "rewound twice");
         if !read.is_empty() {
+            if self.heads {
+                self.activity.bytes_arrived();
+            }
             self.rewound = Some(read);
         }
     }

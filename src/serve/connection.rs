@@ -44,6 +44,7 @@ pub(super) fn serve(
     let service = answers(stack.clone(), Arc::clone(&activity));
     Guarded::new(
         Conn::Sniffing {
+            http1: false,
             stream: Some(stream),
             with: Some(With {
                 service,
@@ -211,6 +212,9 @@ pin_project_lite::pin_project! {
         Sniffing {
             stream: Option<TcpStream>,
             with: Option<With<S, A>>,
+            // Whether the connection has spoken HTTP/1 already: it cannot turn to
+            // HTTP/2 now, whatever its bytes look like.
+            http1: bool,
         },
         Lean {
             serving: LeanFuture,
@@ -242,8 +246,10 @@ where
     }
 
     /// Asks hyper to close the connection once its in-flight requests are answered.
-    /// Waiting for a request's first bytes, it closes at once; a wait `lean` serves
-    /// closes the connection after its answer by itself.
+    /// Waiting for a request's first bytes, it closes at once. `lean` needs nothing: a
+    /// head it is reading has set `head_since` with its first read, so [`Guarded`] closes
+    /// the connection as one with nothing to answer, and a wait it serves closes the
+    /// connection after its answer by itself.
     fn graceful_shutdown(mut self: Pin<&mut Self>) {
         match self.as_mut().project() {
             ConnProj::Sniffing { .. } => self.set(Conn::Closed),
@@ -298,7 +304,11 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project() {
-                ConnProj::Sniffing { stream, with } => {
+                ConnProj::Sniffing {
+                    stream,
+                    with,
+                    http1,
+                } => {
                     let Some(socket) = stream.as_ref() else {
                         return Poll::Ready(Ok(()));
                     };
@@ -313,7 +323,7 @@ where
                     let (Some(stream), Some(with)) = (stream.take(), with.take()) else {
                         return Poll::Ready(Ok(()));
                     };
-                    let http2 = peeked == &HTTP2_PREFACE[..peeked.len()];
+                    let http2 = !*http1 && peeked == &HTTP2_PREFACE[..peeked.len()];
                     let heads = !http2 || peeked.len() < HTTP2_PREFACE.len();
                     let io = Tracked::new(stream, &with.activity, heads);
                     if lean::may_be_a_wait(peeked) {
@@ -326,6 +336,8 @@ where
                             )),
                             with: Some(with),
                         }
+                    } else if *http1 {
+                        Self::http1(TokioIo::new(io), with)
                     } else {
                         Self::served_by_hyper(TokioIo::new(io), with, peeked)
                     }
@@ -340,6 +352,7 @@ where
                         lean::Next::Again(stream) => Conn::Sniffing {
                             stream: Some(stream),
                             with: Some(with),
+                            http1: true,
                         },
                         lean::Next::Hyper(io) => Self::http1(TokioIo::new(io), with),
                     }

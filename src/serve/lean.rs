@@ -7,20 +7,22 @@
 //! that request read, answered and written here instead:
 //! - its head is read into a buffer of its own size and parsed by `httparse`, the parser
 //!   hyper uses;
-//! - the same service stack as every other request's answers it, so its journal entry,
-//!   metrics, faults and errors are the same;
+//! - the same service stack as every other request's answers it, so its access checks,
+//!   metrics, logs and errors are the same;
 //! - the answer is written in one piece with `content-length` and `date`, as hyper writes
 //!   a whole body;
 //! - a peer that closes the connection, or half-closes it, while it waits ends the wait,
-//!   as hyper does.
+//!   as hyper does (unless it has sent its next request already: then both are answered).
 //!
 //! Then the connection waits for its next request as a new one does, holding no buffer.
+//! A request pipelined behind the wait hands the connection to hyper for good.
 //!
 //! Anything else is hyper's: another route, a body, HTTP/1.0, `Expect`, an upgrade, or a
 //! head that does not parse or is larger than [`MAX_HEAD`]. hyper reads the bytes read
 //! here first (see [`Tracked::rewind`]) and answers it as if nothing had come between.
-//! Which requests come here is decided first on a few bytes peeked at
-//! ([`may_be_a_wait`]), so that no other request is copied on its way to hyper.
+//! Which requests come here is decided on a few bytes peeked at ([`may_be_a_wait`]): only
+//! a `GET` under `/_mock/runs/` or `/sessions/` has its head read here, and handed to
+//! hyper once its path shows it is not a wait's. A status update never comes here.
 
 use std::io;
 use std::sync::Arc;
@@ -57,11 +59,13 @@ pub(super) fn may_be_a_wait(first: &[u8]) -> bool {
 
 /// Where a connection goes once this module is done with a request.
 pub(super) enum Next {
-    /// Closed: by the peer, at its asking, or because the service is shutting down.
+    /// Closed: by the peer (before its answer, or with half a head), at its asking, or
+    /// because the service is shutting down.
     Close,
     /// Answered; the connection waits for its next request.
     Again(TcpStream),
-    /// Not a wait: hyper serves the connection from here, the bytes read so far first.
+    /// Not a wait, or a wait answered with the next request already begun (pipelined):
+    /// hyper serves the connection from here, the bytes read so far first.
     Hyper(Tracked),
 }
 
@@ -72,17 +76,17 @@ pub(super) async fn serve(
     activity: Arc<Activity>,
     drain: CancellationToken,
 ) -> io::Result<Next> {
-    let (request, close, rest) = match read_head(&mut io).await? {
-        Head::Wait {
-            request,
-            close,
-            rest,
-        } => (request, close, rest),
-        Head::Other(read) => {
+    let Wait {
+        request,
+        close,
+        rest,
+    } = match read_head(&mut io).await? {
+        Some(Head::Wait(wait)) => *wait,
+        Some(Head::Other(read)) => {
             io.rewind(read);
             return Ok(Next::Hyper(io));
         }
-        Head::Closed => return Ok(Next::Close),
+        None => return Ok(Next::Close),
     };
     let in_flight = InFlight::start(&activity);
     let answer = async {
@@ -94,27 +98,36 @@ pub(super) async fn serve(
         let body = axum::body::to_bytes(body, usize::MAX).await;
         (parts, body)
     };
-    let (parts, body) = tokio::select! {
-        biased;
-        answer = answer => answer,
-        () = peer_gone(io.stream()) => return Ok(Next::Close),
+    let (parts, body) = if rest.is_none() {
+        tokio::select! {
+            biased;
+            answer = answer => answer,
+            () = peer_gone(io.stream()) => return Ok(Next::Close),
+        }
+    } else {
+        // The next request is already read: a peer that half-closes now still expects
+        // both answers, as hyper gives them.
+        answer.await
     };
     let Ok(body) = body else {
         return Ok(Next::Close);
     };
+    // Waits are on the mock's own surface, which no fault touches; were one dropped, it
+    // would close the connection unanswered here as on hyper's path.
     if parts.extensions.get::<DropConnection>().is_some() {
         return Ok(Next::Close);
     }
-    let close = close || drain.is_cancelled();
+    let close = close || drain.is_cancelled() || asks_to_close(&parts.headers);
     let answer = encode(parts.status, &parts.headers, &body, close);
-    io.stream_mut().write_all(&answer).await?;
+    // Answered, as hyper counts it once the answer is in its write buffer: from here the
+    // idle timeout runs, so a peer that stops reading does not hold the connection.
     drop(in_flight);
+    io.stream_mut().write_all(&answer).await?;
     if close || drain.is_cancelled() {
         let _ = io.stream_mut().shutdown().await;
         return Ok(Next::Close);
     }
     Ok(match rest {
-        // Pipelined: the next request has begun arriving, and hyper takes it from there.
         Some(rest) => {
             io.rewind(rest);
             Next::Hyper(io)
@@ -123,60 +136,84 @@ pub(super) async fn serve(
     })
 }
 
-// Made once a request and taken apart at once: boxing the request would cost an
-// allocation to save stack space for a moment.
-#[allow(clippy::large_enum_variant)]
-enum Head {
-    Wait {
-        request: Request<Body>,
-        /// Whether the client asked for the connection to close after the answer.
-        close: bool,
-        /// Bytes read after the head: a pipelined request's.
-        rest: Option<Bytes>,
-    },
-    /// Not a wait's, or not one this module answers: what was read of it.
-    Other(Bytes),
-    /// The peer closed the connection before it sent a whole head.
-    Closed,
+/// A wait's request, read.
+struct Wait {
+    request: Request<Body>,
+    /// Whether the client asked for the connection to close after the answer.
+    close: bool,
+    /// Bytes read after the head: a pipelined request's.
+    rest: Option<Bytes>,
 }
 
-async fn read_head(io: &mut Tracked) -> io::Result<Head> {
+/// What the bytes read so far of a request are.
+enum Head {
+    Wait(Box<Wait>),
+    /// Not a wait's, or not one this module answers: the bytes, for hyper.
+    Other(Bytes),
+}
+
+/// Reads a request head: `None` when the peer closes the connection before it is whole.
+async fn read_head(io: &mut Tracked) -> io::Result<Option<Head>> {
     let mut read = Vec::with_capacity(256);
     loop {
         if read.len() == read.capacity() {
             if read.len() >= MAX_HEAD {
-                return Ok(Head::Other(read.into()));
+                return Ok(Some(Head::Other(read.into())));
             }
             read.reserve(read.len());
         }
         if io.read_buf(&mut read).await? == 0 {
-            return Ok(Head::Closed);
+            return Ok(None);
         }
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Request::new(&mut fields);
-        match head.parse(&read) {
-            Ok(httparse::Status::Complete(length)) => {
-                let Some((request, close)) = wait_request(&head) else {
-                    return Ok(Head::Other(read.into()));
-                };
-                let rest = (length < read.len()).then(|| Bytes::copy_from_slice(&read[length..]));
-                return Ok(Head::Wait {
-                    request,
-                    close,
-                    rest,
-                });
-            }
-            Ok(httparse::Status::Partial) => {
-                let other_method = head.method.is_some_and(|method| method != "GET");
-                let other_path = head.path.is_some_and(|path| !is_wait_path(path));
-                if other_method || other_path {
-                    return Ok(Head::Other(read.into()));
-                }
-            }
-            // hyper answers what does not parse (400, 431).
-            Err(_) => return Ok(Head::Other(read.into())),
+        if let Some(head) = classify(&read) {
+            return Ok(Some(match head {
+                Classified::Wait(wait) => Head::Wait(wait),
+                Classified::Other => Head::Other(read.into()),
+            }));
         }
     }
+}
+
+enum Classified {
+    Wait(Box<Wait>),
+    Other,
+}
+
+/// What the beginning of a request is: `None` while it could still be a wait's head but
+/// is not whole. Parsed as hyper parses, by `httparse` with its default settings (hyper's
+/// `http1::Builder` here sets none of its parser's options); a head that does not parse
+/// is hyper's to answer (400, 431).
+fn classify(read: &[u8]) -> Option<Classified> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut fields);
+    match head.parse(read) {
+        Ok(httparse::Status::Complete(length)) => Some(match wait_request(&head) {
+            Some((request, close)) => Classified::Wait(Box::new(Wait {
+                request,
+                close,
+                // Bytes read after the head: a pipelined request's.
+                rest: (length < read.len()).then(|| Bytes::copy_from_slice(&read[length..])),
+            })),
+            None => Classified::Other,
+        }),
+        Ok(httparse::Status::Partial) => {
+            let other_method = head.method.is_some_and(|method| method != "GET");
+            let other_path = head.path.is_some_and(|path| !is_wait_path(path));
+            (other_method || other_path).then_some(Classified::Other)
+        }
+        Err(_) => Some(Classified::Other),
+    }
+}
+
+/// Whether a `Connection` header asks to close the connection.
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value.to_str().is_ok_and(|tokens| {
+            tokens
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        })
+    })
 }
 
 /// The request a parsed head asks for, and whether it asks to close the connection after
@@ -362,7 +399,8 @@ mod tests {
             "Content-Length: 2\r\n",
             "Transfer-Encoding: chunked\r\n",
             "Expect: 100-continue\r\n",
-            "Connection: Upgrade\r\nUpgrade: h2c\r\n",
+            "Connection: Upgrade\r\n",
+            "Upgrade: h2c\r\n",
         ] {
             assert_eq!(parse(&format!("{wait}{refused}\r\n")), None, "{refused}");
         }
@@ -424,5 +462,165 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("content-length"), "{text}");
+    }
+
+    #[test]
+    fn a_head_is_told_from_its_first_bytes_once_they_tell() {
+        let wait = "GET /_mock/runs/a/wait HTTP/1.1\r\nHost: x\r\n\r\n";
+        let told = |read: &str| match classify(read.as_bytes()) {
+            None => "more",
+            Some(Classified::Other) => "hyper",
+            Some(Classified::Wait(_)) => "wait",
+        };
+        // Every beginning of a wait's head needs more; the whole of it is a wait.
+        for end in 1..wait.len() {
+            assert_eq!(told(&wait[..end]), "more", "{:?}", &wait[..end]);
+        }
+        assert_eq!(told(wait), "wait");
+        // Another path, or another method, is hyper's as soon as it is read.
+        assert_eq!(told("GET /_mock/runs HTTP/1.1\r\n"), "hyper");
+        assert_eq!(told("GET /_mock/runs/a/history "), "hyper");
+        assert_eq!(told("HEAD /_mock/runs/a/wait "), "hyper");
+        assert_eq!(
+            told("GET /_mock/runs/a/wait HTTP/1.1\r\nHost x\r\n\r\n"),
+            "hyper"
+        );
+        // What follows the head is kept for hyper.
+        let pipelined = format!("{wait}GET /metrics");
+        let Some(Classified::Wait(read)) = classify(pipelined.as_bytes()) else {
+            panic!("not a wait");
+        };
+        assert_eq!(read.rest.as_deref(), Some(&b"GET /metrics"[..]));
+        assert_eq!(read.request.uri(), "/_mock/runs/a/wait");
+    }
+
+    #[test]
+    fn a_close_is_asked_for_by_a_token_of_any_connection_header() {
+        let mut headers = HeaderMap::new();
+        assert!(!asks_to_close(&headers));
+        headers.append(CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(!asks_to_close(&headers));
+        headers.append(CONNECTION, HeaderValue::from_static("te, Close"));
+        assert!(asks_to_close(&headers));
+    }
+
+    mod over_a_socket {
+        //! `serve` itself, over a loopback connection, with a stack that answers every
+        //! request with its path: what it answers, and where it leaves the connection.
+
+        use std::convert::Infallible;
+        use std::time::Instant;
+
+        use axum::response::Response;
+        use tokio::net::TcpListener;
+
+        use super::super::*;
+
+        /// A connected pair: the client's end, and the server's as `serve` gets it.
+        async fn connected() -> (TcpStream, Tracked, Arc<Activity>) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+            let client = TcpStream::connect(listener.local_addr().expect("an address"));
+            let (client, accepted) = tokio::join!(client, listener.accept());
+            let activity = Arc::new(Activity::new(Instant::now()));
+            let (server, _) = accepted.expect("accepts");
+            let tracked = Tracked::new(server, &activity, true);
+            (client.expect("connects"), tracked, activity)
+        }
+
+        /// Answers each request with its path and query; never, for a path with `never`.
+        fn echo() -> impl api::Answers {
+            tower::service_fn(|request: Request<Body>| async move {
+                let echoed = request.uri().to_string();
+                if echoed.contains("never") {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Infallible>(Response::new(Body::from(echoed)))
+            })
+        }
+
+        async fn served(server: Tracked, activity: Arc<Activity>) -> Next {
+            serve(server, echo(), activity, CancellationToken::new())
+                .await
+                .expect("no socket error")
+        }
+
+        async fn read_to_end(client: &mut TcpStream) -> String {
+            let mut text = String::new();
+            client.read_to_string(&mut text).await.expect("reads");
+            text
+        }
+
+        #[tokio::test]
+        async fn a_wait_is_answered_here_and_the_connection_is_given_back_for_the_next() {
+            let (mut client, server, activity) = connected().await;
+            client
+                .write_all(b"GET /_mock/runs/a/wait?timeout=1s HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .expect("writes");
+            let Next::Again(server) = served(server, Arc::clone(&activity)).await else {
+                panic!("not given back");
+            };
+            assert!(!activity.busy(), "answered");
+            drop(server);
+            let answer = read_to_end(&mut client).await;
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            assert!(answer.contains("\r\ncontent-length: 29\r\n"), "{answer}");
+            assert!(
+                answer.ends_with("\r\n\r\n/_mock/runs/a/wait?timeout=1s"),
+                "{answer}"
+            );
+        }
+
+        #[tokio::test]
+        async fn another_request_goes_to_hyper_with_every_byte_read_put_back() {
+            let (mut client, server, activity) = connected().await;
+            let request = "GET /_mock/runs/a/history HTTP/1.1\r\nHost: x\r\n\r\n";
+            client.write_all(request.as_bytes()).await.expect("writes");
+            let Next::Hyper(mut server) = served(server, activity).await else {
+                panic!("not handed to hyper");
+            };
+            let mut again = vec![0; request.len()];
+            server.read_exact(&mut again).await.expect("reads back");
+            assert_eq!(again, request.as_bytes());
+            drop(client);
+        }
+
+        #[tokio::test]
+        async fn a_peer_that_hangs_up_ends_the_wait_unanswered() {
+            let (mut client, server, activity) = connected().await;
+            client
+                .write_all(b"GET /_mock/runs/never/wait HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .expect("writes");
+            client.shutdown().await.expect("half-closes");
+            assert!(matches!(
+                served(server, Arc::clone(&activity)).await,
+                Next::Close
+            ));
+            assert!(!activity.busy(), "nothing left in flight");
+            assert_eq!(read_to_end(&mut client).await, "");
+        }
+
+        #[tokio::test]
+        async fn a_pipelined_request_is_answered_after_the_wait_even_past_a_half_close() {
+            let (mut client, server, activity) = connected().await;
+            let next = "GET /metrics HTTP/1.1\r\n\r\n";
+            client
+                .write_all(
+                    format!("GET /_mock/runs/a/wait HTTP/1.1\r\nHost: x\r\n\r\n{next}").as_bytes(),
+                )
+                .await
+                .expect("writes");
+            client.shutdown().await.expect("half-closes");
+            let Next::Hyper(mut server) = served(server, activity).await else {
+                panic!("not handed to hyper");
+            };
+            let mut again = vec![0; next.len()];
+            server.read_exact(&mut again).await.expect("reads back");
+            assert_eq!(again, next.as_bytes());
+            drop(server);
+            let answer = read_to_end(&mut client).await;
+            assert!(answer.ends_with("\r\n\r\n/_mock/runs/a/wait"), "{answer}");
+        }
     }
 }
