@@ -1049,30 +1049,17 @@ mod tests {
 /// Property tests of [`json_eq`]: reformatting, key order and number spelling never
 /// change it, and it agrees with `serde_json`'s own equality.
 #[cfg(test)]
+#[path = "../../tests/it/support/json_values.rs"]
+mod json_values;
+
+#[cfg(test)]
 mod properties {
     use proptest::prelude::*;
     use serde_json::Value;
 
     use super::json_eq;
 
-    fn scalar() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            "[a-z\u{e9}\"\\\\]{0,4}".prop_map(Value::from),
-        ]
-    }
-
-    fn value() -> impl Strategy<Value = Value> {
-        scalar().prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map("[a-c]", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
+    use super::json_values::value;
 
     /// `value` as JSON text with every object's keys in an order drawn from `seed`.
     fn shuffled_keys(value: &Value, seed: u64) -> String {

@@ -4,26 +4,8 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
+use crate::support::json_values::value;
 use crate::support::{TestApp, posted};
-
-fn scalar() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        "[a-z\u{e9}\"\\\\]{0,4}".prop_map(Value::from),
-    ]
-}
-
-fn value() -> impl Strategy<Value = Value> {
-    scalar().prop_recursive(3, 16, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::btree_map("[a-c]", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 /// A partial update of run `r`: always running, with some of a few fields.
 fn partial_update() -> impl Strategy<Value = Value> {

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod events;
 pub mod http;
+pub mod json_values;
 pub mod process;
 
 use std::num::NonZeroUsize;
