@@ -11,8 +11,9 @@
   tools.py rss PID                  VmRSS of PID, in bytes
   tools.py conns BIN N KIND         RSS growth of a fresh BIN per open connection, N of them:
                                      KIND fresh (nothing sent), idle (one request answered,
-                                     then kept open), wait (an open GET /_mock/runs/{jobId}/wait)
-                                     or wait-after (the same wait after one other request);
+                                     then kept open), wait (an open GET /_mock/runs/{jobId}/wait),
+                                     wait-after (the same wait after one other request) or
+                                     wait-again (after a wait that timed out);
                                      prints "BYTES_PER_CONNECTION RSS_BEFORE RSS_AFTER"
   tools.py sigterm BIN KIND         seconds from SIGTERM to exit of a fresh BIN with one
                                      connection in state KIND (head: half a request
@@ -236,9 +237,12 @@ def conns(binary, n, kind):
             elif kind == "idle":
                 s.sendall(b"GET /actuator/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 read_answer(s)
-            elif kind in ("wait", "wait-after"):
+            elif kind in ("wait", "wait-after", "wait-again"):
                 if kind == "wait-after":
                     s.sendall(b"GET /actuator/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    read_answer(s)
+                elif kind == "wait-again":
+                    s.sendall(f"GET /_mock/runs/bench-{i}/wait?timeout=1ms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
                     read_answer(s)
                 s.sendall(f"GET /_mock/runs/bench-{i}/wait?timeout=10m HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             else:

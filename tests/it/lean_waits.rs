@@ -286,7 +286,9 @@ async fn a_wait_this_path_does_not_answer_is_answered_by_hyper_all_the_same() {
             assert_eq!(wire.answer().await.json()["status"], "UP", "{request}");
         }
     }
-    // A head that turns out not to be a wait's, sent in pieces.
+    // A head that turns out not to be a wait's, sent in pieces. (How the server's reads
+    // split them is the kernel's to say; `lean.rs`'s unit test of `classify` tries every
+    // prefix of a head.)
     let mut wire = Wire::connect(&server).await;
     for piece in ["GET /_mock/r", "uns HTTP/1.1\r\n", "Host: test\r\n\r\n"] {
         wire.send(piece).await;
